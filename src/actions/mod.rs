@@ -1,0 +1,184 @@
+//! The closed set of actions nightshift can take. Both planners (runbooks and,
+//! later, the model) emit these values; every one passes the policy gate.
+
+pub mod clean_logs;
+pub mod command;
+pub mod notify;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::workspace::heartbeat::Severity;
+
+/// Every action name a rule may mention. Names of actions that later parts of
+/// nightshift execute (Kubernetes, hosts, pull requests) are known here so
+/// rules for them validate; a rule naming anything else is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    CleanLogs,
+    RestartProcess,
+    RunCommand,
+    Notify,
+    RestartService,
+    RenewCert,
+    RestartPod,
+    RolloutRestart,
+    RolloutUndo,
+    Scale,
+    CordonNode,
+    DrainNode,
+    RaiseMemoryLimit,
+    OpenPr,
+    SendWebhook,
+    ReplaceNode,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 16] = [
+        Self::CleanLogs,
+        Self::RestartProcess,
+        Self::RunCommand,
+        Self::Notify,
+        Self::RestartService,
+        Self::RenewCert,
+        Self::RestartPod,
+        Self::RolloutRestart,
+        Self::RolloutUndo,
+        Self::Scale,
+        Self::CordonNode,
+        Self::DrainNode,
+        Self::RaiseMemoryLimit,
+        Self::OpenPr,
+        Self::SendWebhook,
+        Self::ReplaceNode,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CleanLogs => "clean_logs",
+            Self::RestartProcess => "restart_process",
+            Self::RunCommand => "run_command",
+            Self::Notify => "notify",
+            Self::RestartService => "restart_service",
+            Self::RenewCert => "renew_cert",
+            Self::RestartPod => "restart_pod",
+            Self::RolloutRestart => "rollout_restart",
+            Self::RolloutUndo => "rollout_undo",
+            Self::Scale => "scale",
+            Self::CordonNode => "cordon_node",
+            Self::DrainNode => "drain_node",
+            Self::RaiseMemoryLimit => "raise_memory_limit",
+            Self::OpenPr => "open_pr",
+            Self::SendWebhook => "send_webhook",
+            Self::ReplaceNode => "replace_node",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the action changes anything. Only notifying is read-only.
+    pub fn is_mutating(self) -> bool {
+        !matches!(self, Self::Notify)
+    }
+
+    /// The inherent risk of the kind of action, recorded in the audit.
+    pub fn risk(self) -> Risk {
+        match self {
+            Self::Notify => Risk::Low,
+            Self::CleanLogs | Self::RestartPod | Self::RenewCert | Self::OpenPr | Self::RaiseMemoryLimit => Risk::Low,
+            Self::RestartProcess | Self::RunCommand | Self::RestartService | Self::RolloutRestart | Self::Scale | Self::SendWebhook | Self::CordonNode => Risk::Medium,
+            Self::RolloutUndo | Self::DrainNode | Self::ReplaceNode => Risk::High,
+        }
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// What an action touches, as the policy matches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// A stable identifier: a path, `namespace/name`, a command name.
+    pub id: String,
+    pub namespace: Option<String>,
+    pub host: Option<String>,
+}
+
+/// One concrete action, with everything needed to run it. Commands are names
+/// declared in AGENTS.md, never command text from a log or a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Delete old `*.log` files, gzip big ones and remove core dumps under one
+    /// of the workspace's `clean_roots`.
+    CleanLogs { root: PathBuf },
+    /// Run a declared command that restarts a process.
+    RestartProcess { process: String, command: String },
+    /// Run a declared command.
+    RunCommand { command: String },
+    /// Tell the humans, through the configured webhooks.
+    Notify { severity: Severity, message: String },
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::CleanLogs { .. } => ActionKind::CleanLogs,
+            Action::RestartProcess { .. } => ActionKind::RestartProcess,
+            Action::RunCommand { .. } => ActionKind::RunCommand,
+            Action::Notify { .. } => ActionKind::Notify,
+        }
+    }
+
+    pub fn target(&self) -> Target {
+        let id = match self {
+            Action::CleanLogs { root } => root.display().to_string(),
+            Action::RestartProcess { process, .. } => process.clone(),
+            Action::RunCommand { command } => command.clone(),
+            Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
+        };
+        Target { id, namespace: None, host: None }
+    }
+
+    /// How many instances the action touches.
+    pub fn blast_radius(&self) -> u32 {
+        match self {
+            Action::CleanLogs { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } => 1,
+        }
+    }
+
+    /// A one-line description for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::CleanLogs { root } => format!("clean old logs and core dumps under {}", root.display()),
+            Action::RestartProcess { process, command } => format!("restart {process} with declared command `{command}`"),
+            Action::RunCommand { command } => format!("run declared command `{command}`"),
+            Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),
+        }
+    }
+}

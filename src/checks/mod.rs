@@ -1,0 +1,259 @@
+//! Checks: each kind is a module behind the one `Check` trait; `ProbeSpec` is
+//! the closed set of kinds with the single `match` that dispatches them.
+
+pub mod disk;
+pub mod exec;
+pub mod http;
+pub mod process;
+pub mod tcp;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::workspace::heartbeat::CheckSpec;
+
+/// A check's verdict on its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Reported and notified, no incident (e.g. a certificate inside warn_days).
+    Warning,
+    Failing,
+    /// The check could not be evaluated; an incident about the check itself.
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Failing => "failing",
+            Status::Error => "error",
+        }
+    }
+
+    pub fn is_bad(self) -> bool {
+        matches!(self, Status::Failing | Status::Error)
+    }
+}
+
+/// What one run of a check found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub summary: String,
+    /// Structured facts (numbers, names); untrusted text goes under `output`.
+    pub evidence: Map<String, Value>,
+}
+
+impl Outcome {
+    pub fn new(status: Status, summary: impl Into<String>) -> Self {
+        Self { status, summary: summary.into(), evidence: Map::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.evidence.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+/// A check result as reported and recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub target: String,
+    pub status: Status,
+    pub summary: String,
+    pub evidence: Map<String, Value>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Address { address: String, server_name: Option<String> },
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessRef {
+    Name(String),
+    Pidfile(PathBuf),
+}
+
+/// The kinds this build runs, with their settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSpec {
+    Disk { path: PathBuf, max_used_percent: Option<f64>, max_inodes_percent: Option<f64> },
+    Http { url: String, expect_status: Option<u16>, body_contains: Option<String>, timeout: Duration, max_latency: Option<Duration> },
+    Tcp { address: String, timeout: Duration },
+    Exec { command: String, timeout: Duration },
+    Tls { source: TlsSource, warn_days: u32, min_days: u32, timeout: Duration },
+    Process { by: ProcessRef },
+}
+
+/// Shared, lazily built resources for one run of checks.
+#[derive(Default)]
+pub struct Context {
+    /// Directory commands run in (the workspace).
+    pub workdir: PathBuf,
+    http: OnceLock<reqwest::Client>,
+}
+
+impl Context {
+    pub fn new(workdir: PathBuf) -> Self {
+        Self { workdir, http: OnceLock::new() }
+    }
+
+    /// One HTTP client for every http check of the run, built on first use.
+    pub fn http(&self) -> Result<&reqwest::Client, String> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("nightshift/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(self.http.get_or_init(|| client))
+    }
+}
+
+/// One kind of check.
+#[allow(async_fn_in_trait)]
+pub trait Check {
+    /// The kind's name as written in HEARTBEAT.md.
+    const KIND: &'static str;
+    /// What the check looks at, stable across runs (it is part of incident fingerprints).
+    fn target(&self) -> String;
+    /// Runs the check once. Never panics; failures to evaluate are `Status::Error`.
+    async fn run(&self, ctx: &Context) -> Outcome;
+}
+
+impl ProbeSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSpec::Disk { .. } => disk::Disk::KIND,
+            ProbeSpec::Http { .. } => http::Http::KIND,
+            ProbeSpec::Tcp { .. } => tcp::Tcp::KIND,
+            ProbeSpec::Exec { .. } => exec::Exec::KIND,
+            ProbeSpec::Tls { .. } => tls::Tls::KIND,
+            ProbeSpec::Process { .. } => process::Process::KIND,
+        }
+    }
+
+    pub fn target(&self) -> String {
+        match self {
+            ProbeSpec::Disk { path, .. } => disk::Disk { path, max_used: None, max_inodes: None }.target(),
+            ProbeSpec::Http { url, .. } => url.clone(),
+            ProbeSpec::Tcp { address, .. } => address.clone(),
+            ProbeSpec::Exec { command, .. } => command.clone(),
+            ProbeSpec::Tls { source: TlsSource::Address { address, .. }, .. } => address.clone(),
+            ProbeSpec::Tls { source: TlsSource::File(p), .. } => p.display().to_string(),
+            ProbeSpec::Process { by: ProcessRef::Name(n) } => n.clone(),
+            ProbeSpec::Process { by: ProcessRef::Pidfile(p) } => p.display().to_string(),
+        }
+    }
+
+    pub async fn run(&self, ctx: &Context) -> Outcome {
+        match self {
+            ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => {
+                disk::Disk { path, max_used: *max_used_percent, max_inodes: *max_inodes_percent }.run(ctx).await
+            }
+            ProbeSpec::Http { url, expect_status, body_contains, timeout, max_latency } => {
+                http::Http { url, expect_status: *expect_status, body_contains: body_contains.as_deref(), timeout: *timeout, max_latency: *max_latency }.run(ctx).await
+            }
+            ProbeSpec::Tcp { address, timeout } => tcp::Tcp { address, timeout: *timeout }.run(ctx).await,
+            ProbeSpec::Exec { command, timeout } => exec::Exec { command, timeout: *timeout }.run(ctx).await,
+            ProbeSpec::Tls { source, warn_days, min_days, timeout } => {
+                tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await
+            }
+            ProbeSpec::Process { by } => process::Process { by }.run(ctx).await,
+        }
+    }
+}
+
+/// Runs one check and wraps its outcome.
+pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
+    let started = Instant::now();
+    let outcome = spec.probe.run(ctx).await;
+    CheckResult {
+        name: spec.name.clone(),
+        kind: spec.probe.kind(),
+        target: spec.probe.target(),
+        status: outcome.status,
+        summary: crate::redact::redact(&outcome.summary),
+        evidence: redact_evidence(outcome.evidence),
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn redact_evidence(evidence: Map<String, Value>) -> Map<String, Value> {
+    evidence
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, Value::String(crate::redact::redact(&s))),
+            other => (k, other),
+        })
+        .collect()
+}
+
+/// Runs checks concurrently, at most `limit` at once; results keep the input order.
+pub async fn run_all(specs: &[&CheckSpec], ctx: Arc<Context>, limit: usize) -> Vec<CheckResult> {
+    let sem = Arc::new(Semaphore::new(limit.max(1)));
+    let mut handles = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let spec = (*spec).clone();
+        let ctx = ctx.clone();
+        let sem = sem.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            run_one(&spec, &ctx).await
+        }));
+    }
+    let mut out = Vec::with_capacity(handles.len());
+    for (h, spec) in handles.into_iter().zip(specs) {
+        out.push(h.await.unwrap_or_else(|e| CheckResult {
+            name: spec.name.clone(),
+            kind: spec.probe.kind(),
+            target: spec.probe.target(),
+            status: Status::Error,
+            summary: format!("the check crashed: {e}"),
+            evidence: Map::new(),
+            duration_ms: 0,
+        }));
+    }
+    out
+}
+
+/// Human sizes: 1536 → "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Keeps at most `max` bytes of the end of `text` (errors come last), on a char boundary.
+pub fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[… {} bytes cut]\n{}", start, &text[start..])
+}

@@ -1,0 +1,427 @@
+//! The command line: parsing, the commands, their output and exit codes
+//! (0 nothing failing, 1 something failing or refused, 2 bad usage or a
+//! workspace that does not validate).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+
+use crate::checks::{CheckResult, Status};
+use crate::memory::approvals::{ApprovalStatus, new_id};
+use crate::memory::audit::{ActionResult, AuditEntry};
+use crate::memory::notes::{IncidentStatus, timestamp};
+use crate::memory::Memory;
+use crate::pipeline::{RunReport, Runner};
+use crate::workspace::{self, Workspace};
+
+#[derive(Debug, Parser)]
+#[command(name = "nightshift", version, about = "An autonomous on-call engineer: checks, runbooks, a policy gate, a git-backed incident memory")]
+pub struct Cli {
+    /// The workspace folder (AGENTS.md, HEARTBEAT.md, memory/).
+    #[arg(long, global = true, default_value = ".")]
+    pub workspace: PathBuf,
+    /// Act for real. Without it (or `mode: execute` in AGENTS.md) every mutating action is a dry-run.
+    #[arg(long, global = true)]
+    pub execute: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One pass: run the due checks (--all: every check), handle what fails.
+    Heartbeat {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run checks now and report; repairs nothing and records nothing.
+    Check {
+        names: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check AGENTS.md, HEARTBEAT.md, prompts/ and tools/.
+    Validate,
+    /// List actions waiting for a human or for their abort window.
+    Approvals {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending action; the next `heartbeat --execute` carries it out.
+    Approve { id: String },
+    /// Refuse a pending action, or cancel one inside its abort window.
+    Abort { id: String },
+    /// The incident notes.
+    Incidents {
+        #[command(subcommand)]
+        command: Option<IncidentsCommand>,
+    },
+    /// What the agent did.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    List,
+    Show { id: String },
+    Search { text: Vec<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Summary by action type, risk, approval route and success rate.
+    Report {
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("NIGHTSHIFT_LOG")).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nightshift: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli)))
+}
+
+fn load(root: &Path) -> Result<Workspace, u8> {
+    workspace::load(root).map_err(|problems| {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("nightshift: the workspace does not validate ({} problem(s)); nothing was run", problems.len());
+        2
+    })
+}
+
+fn memory_or_exit(root: &Path) -> Result<Memory, u8> {
+    Memory::existing(root).ok_or_else(|| {
+        eprintln!("nightshift: no memory in {} yet (run `nightshift heartbeat` first)", root.join("memory").display());
+        1
+    })
+}
+
+async fn run(cli: Cli) -> u8 {
+    let root = cli.workspace.clone();
+    let result = match cli.command {
+        Command::Validate => load(&root).map(|ws| {
+            println!("workspace {} is valid: {} check(s), {} rule(s), mode {}", root.display(), ws.heartbeat.checks.len(), ws.policy.rules.len(), ws.policy.mode.as_str());
+            0
+        }),
+        Command::Heartbeat { all, json } => heartbeat(&root, cli.execute, all, json).await,
+        Command::Check { names, json } => check(&root, &names, json).await,
+        Command::Approvals { json } => approvals(&root, json),
+        Command::Approve { id } => decide(&root, &id, true),
+        Command::Abort { id } => decide(&root, &id, false),
+        Command::Incidents { command } => incidents(&root, command.unwrap_or(IncidentsCommand::List)),
+        Command::Audit { command: AuditCommand::Report { since, json } } => audit_report(&root, &since, json),
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn print_checks(results: &[CheckResult]) {
+    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in results {
+        println!("  {:<8} {:<width$}  {}", r.status.as_str(), r.name, r.summary);
+    }
+}
+
+async fn heartbeat(root: &Path, execute: bool, all: bool, json: bool) -> Result<u8, u8> {
+    let ws = load(root)?;
+    let (mut runner, _lock) = Runner::new(&ws, execute).map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    runner.announce = !json;
+    let report = runner.heartbeat(all).await.map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json_report(&report)).unwrap_or_default());
+    } else {
+        print_report(&report);
+    }
+    Ok(u8::from(report.failing))
+}
+
+/// The `--json` shape of DESIGN.md.
+fn json_report(r: &RunReport) -> serde_json::Value {
+    serde_json::json!({
+        "status": r.status,
+        "checks": r.checks.iter().map(|c| serde_json::json!({
+            "name": c.name, "kind": c.kind, "target": c.target, "status": c.status,
+            "summary": c.summary, "evidence": c.evidence,
+        })).collect::<Vec<_>>(),
+        "incidents": r.incidents.iter().map(|i| serde_json::json!({
+            "id": i.id, "fingerprint": i.fingerprint, "severity": i.severity, "status": i.status,
+            "title": i.title, "new": i.new, "diagnosis": i.diagnosis,
+            "actions": i.actions.iter().map(|a| serde_json::json!({
+                "action": a.action, "target": a.target, "decision": a.decision,
+                "reason": a.reason, "outcome": a.outcome, "result": a.result,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "notes": r.notes,
+    })
+}
+
+fn print_report(r: &RunReport) {
+    if !r.checks.is_empty() {
+        println!("checks:");
+        print_checks(&r.checks);
+    }
+    for i in &r.incidents {
+        println!("incident {} ({}, {}{}): {}", i.id, i.severity, i.status, if i.new { ", new" } else { "" }, i.title);
+        for step in &i.diagnosis {
+            println!("  - {step}");
+        }
+        for a in &i.actions {
+            println!("  {} on {}: {} → {}: {}", a.action, a.target, a.decision, a.result.as_str(), a.outcome);
+        }
+    }
+    for n in &r.notes {
+        println!("{n}");
+    }
+    let warnings = r.checks.iter().filter(|c| c.status == Status::Warning).count();
+    if !r.failing {
+        if warnings > 0 {
+            println!("HEARTBEAT_OK ({warnings} warning(s))");
+        } else {
+            println!("HEARTBEAT_OK");
+        }
+    }
+}
+
+async fn check(root: &Path, names: &[String], json: bool) -> Result<u8, u8> {
+    let ws = load(root)?;
+    for n in names {
+        if !ws.heartbeat.checks.iter().any(|c| &c.name == n) {
+            eprintln!("nightshift: no check named `{n}` in HEARTBEAT.md");
+            return Err(2);
+        }
+    }
+    let results = crate::pipeline::check_only(&ws, names).await;
+    let failing = results.iter().any(|r| r.status.is_bad());
+    if json {
+        let v = serde_json::json!({"status": if failing { "failing" } else { "ok" }, "checks": results, "incidents": []});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_checks(&results);
+    }
+    Ok(u8::from(failing))
+}
+
+fn approvals(root: &Path, json: bool) -> Result<u8, u8> {
+    let Some(mem) = Memory::existing(root) else {
+        if json { println!("[]") } else { println!("no pending approvals") }
+        return Ok(0);
+    };
+    let list = mem.load_approvals().map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    let open: Vec<_> = list.into_iter().filter(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&open).unwrap_or_default());
+        return Ok(0);
+    }
+    if open.is_empty() {
+        println!("no pending approvals");
+    }
+    for a in open {
+        let when = match a.kind {
+            crate::memory::approvals::ApprovalKind::Confirm => format!("expires {}", timestamp(a.deadline)),
+            crate::memory::approvals::ApprovalKind::AbortWindow => format!("acts at {} unless aborted", timestamp(a.deadline)),
+        };
+        println!("{}  {:?}  {}  {}  incident {}  {when}\n    why: {}", a.id, a.status, a.action.kind(), a.action.describe(), a.incident.as_deref().unwrap_or("-"), a.reason);
+    }
+    Ok(0)
+}
+
+/// `approve` / `abort`: a human's decision, audited at once.
+fn decide(root: &Path, id: &str, approve: bool) -> Result<u8, u8> {
+    let ws = load(root)?;
+    let mem = memory_or_exit(&ws.root)?;
+    let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let t = Utc::now();
+    let outcome = mem
+        .update_approvals(|list| {
+            let a = list.iter_mut().find(|a| a.id == id)?;
+            let allowed = if approve { a.status == ApprovalStatus::Pending } else { matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) };
+            if !allowed {
+                return Some(Err(format!("approval {id} is {:?}, not pending", a.status)));
+            }
+            a.status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Aborted };
+            a.decided_by = Some(who.clone());
+            a.decided_at = Some(t);
+            Some(Ok(a.clone()))
+        })
+        .map_err(|e| {
+            eprintln!("nightshift: {e}");
+            1
+        })?;
+    let a = match outcome {
+        None => {
+            eprintln!("nightshift: no approval with id {id} (see `nightshift approvals`)");
+            return Err(1);
+        }
+        Some(Err(e)) => {
+            eprintln!("nightshift: {e}");
+            return Err(1);
+        }
+        Some(Ok(a)) => a,
+    };
+    let entry = AuditEntry {
+        time: timestamp(t),
+        action: a.action.kind().to_string(),
+        target: a.action.target().id,
+        incident: a.incident.clone(),
+        check: a.check.clone(),
+        decision: if approve { "approved".into() } else { "aborted".into() },
+        approved_by: format!("human:{who}"),
+        risk: a.action.kind().risk().as_str().into(),
+        mode: "-".into(),
+        reason: format!("approval {id}: {}", a.reason),
+        result: if approve { ActionResult::Pending } else { ActionResult::Aborted },
+        outcome: if approve { "approved; the next `heartbeat --execute` carries it out".into() } else { "aborted by a human; never carried out".into() },
+        duration_ms: 0,
+    };
+    let saved = mem.append_audit(t, &[entry]).and_then(|_| {
+        if let Some(id) = &a.incident {
+            if let Ok(mut inc) = mem.read_incident(id) {
+                inc.actions.push(format!("{} {} {} {} (approval {})", timestamp(t), who, if approve { "approved" } else { "aborted" }, a.action.describe(), a.id));
+                if !approve && inc.status == IncidentStatus::Open {
+                    inc.status = IncidentStatus::NeedsHuman;
+                }
+                mem.write_incident(&inc)?;
+            }
+        }
+        mem.commit(&format!("{} {} approval {id} ({})", who, if approve { "approved" } else { "aborted" }, a.action.describe()))
+    });
+    if let Err(e) = saved {
+        eprintln!("nightshift: {e}");
+        return Err(1);
+    }
+    if approve {
+        println!("approved {id}: {}; the next `nightshift heartbeat --execute` carries it out", a.action.describe());
+    } else {
+        println!("aborted {id}: {} will not run", a.action.describe());
+    }
+    let _ = new_id;
+    Ok(0)
+}
+
+fn incidents(root: &Path, command: IncidentsCommand) -> Result<u8, u8> {
+    let mem = memory_or_exit(root)?;
+    let fail = |e: crate::memory::MemoryError| {
+        eprintln!("nightshift: {e}");
+        1
+    };
+    match command {
+        IncidentsCommand::List => {
+            let all = mem.all_incidents().map_err(fail)?;
+            if all.is_empty() {
+                println!("no incidents");
+            }
+            for (i, _) in all {
+                println!("{}  {:<11} {:<8} {}", i.id, i.status.as_str(), i.severity.as_str(), i.title);
+            }
+            Ok(0)
+        }
+        IncidentsCommand::Show { id } => match mem.read_incident(&id) {
+            Ok(_) => {
+                let text = std::fs::read_to_string(mem.incident_path(&id)).unwrap_or_default();
+                print!("{text}");
+                Ok(0)
+            }
+            Err(_) => {
+                eprintln!("nightshift: no incident {id} (see `nightshift incidents list`)");
+                Err(1)
+            }
+        },
+        IncidentsCommand::Search { text } => {
+            let query = text.join(" ").to_lowercase();
+            let terms: Vec<&str> = query.split_whitespace().collect();
+            if terms.is_empty() {
+                eprintln!("nightshift: search needs some text, e.g. `nightshift incidents search disk`");
+                return Err(2);
+            }
+            let mut hits: Vec<(usize, crate::memory::notes::Incident)> = mem
+                .all_incidents()
+                .map_err(fail)?
+                .into_iter()
+                .filter_map(|(inc, raw)| {
+                    let hay = raw.to_lowercase();
+                    let title = inc.title.to_lowercase();
+                    terms.iter().all(|t| hay.contains(t)).then(|| (terms.iter().map(|t| hay.matches(t).count() + 5 * title.matches(t).count()).sum(), inc))
+                })
+                .collect();
+            hits.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.detected.cmp(&a.1.detected)));
+            if hits.is_empty() {
+                println!("no incident mentions {query:?}");
+            }
+            for (_, i) in hits {
+                println!("{}  {:<11} {}", i.id, i.status.as_str(), i.title);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
+    let period = crate::duration::parse(since).map_err(|e| {
+        eprintln!("nightshift: --since: {e}");
+        2
+    })?;
+    let mem = memory_or_exit(root)?;
+    let from = Utc::now() - chrono::Duration::from_std(period).unwrap_or_default();
+    let entries = mem.audit_since(from).map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    let report = crate::memory::audit::report(&entries, &timestamp(from), period.as_secs_f64() / 86_400.0);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("audit since {} ({} entries)", report.since, report.entries);
+    for (action, s) in &report.actions {
+        let rate = s.success_rate.map_or("-".to_string(), |r| format!("{:.0}%", r * 100.0));
+        println!("  {action}: {} decision(s), {} executed, success {rate}", s.total, s.executed);
+        println!("    results: {}", fmt_map(&s.by_result));
+        println!("    risk: {}", fmt_map(&s.by_risk));
+        println!("    routes: {}", fmt_map(&s.by_route));
+    }
+    if !report.permanent_fix_candidates.is_empty() {
+        println!("needs a permanent fix:");
+        for c in &report.permanent_fix_candidates {
+            println!("  - {c}");
+        }
+    }
+    Ok(0)
+}
+
+fn fmt_map(m: &std::collections::BTreeMap<String, u32>) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,25 @@
+//! nightshift: an autonomous on-call engineer. Checks find what is wrong,
+//! runbooks diagnose and plan, a policy gate enforced in code decides, and
+//! everything is written as markdown into a git-backed memory.
+//!
+//! The modules follow the pipeline of DESIGN.md: `checks` (signals) →
+//! `pipeline` (incidents) → `runbooks` (diagnosis, plan) → `policy` (the gate)
+//! → `actions` (execute, behind the journal) → `memory` (record).
+
+pub mod actions;
+pub mod checks;
+pub mod cli;
+pub mod duration;
+pub mod memory;
+pub mod pipeline;
+pub mod policy;
+pub mod redact;
+pub mod runbooks;
+pub mod workspace;
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs). Several
+/// dependencies enable different providers; without an explicit choice
+/// rustls panics on first use.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,633 @@
+//! One heartbeat pass, shaped like a reconciler: reconcile the journal, carry
+//! out approved and due actions, run the checks that are due, and for each
+//! failure past its threshold open or update its incident, diagnose it, and
+//! pass every planned action through the policy gate before anything runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::actions::{self, Action};
+use crate::checks::{self, CheckResult, Context, Status};
+use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
+use crate::memory::audit::{ActionResult, AuditEntry};
+use crate::memory::journal::JournalEntry;
+use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::memory::state::{CheckState, State};
+use crate::memory::{Memory, MemoryError, code};
+use crate::policy::{self, Decision, Mode, Subject, Verdict};
+use crate::runbooks;
+use crate::workspace::heartbeat::{CheckSpec, Level};
+use crate::workspace::Workspace;
+
+/// The longest abort window a one-shot run waits out in-process; longer ones
+/// are carried out by the first run after their deadline.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How many checks run at once.
+pub const CONCURRENCY: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error("another nightshift run holds {0}; try again when it has finished")]
+    Busy(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionReport {
+    pub action: String,
+    pub target: String,
+    pub decision: String,
+    pub reason: String,
+    pub outcome: String,
+    pub result: ActionResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentReport {
+    pub id: String,
+    pub fingerprint: String,
+    pub severity: String,
+    pub status: String,
+    pub title: String,
+    pub new: bool,
+    pub diagnosis: Vec<String>,
+    pub actions: Vec<ActionReport>,
+}
+
+/// Everything a run did, for printing and `--json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub status: &'static str,
+    pub checks: Vec<CheckResult>,
+    pub incidents: Vec<IncidentReport>,
+    /// Lines for people: below-threshold failures, approvals carried out, resolutions.
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub failing: bool,
+}
+
+pub struct Runner<'a> {
+    ws: &'a Workspace,
+    mem: Memory,
+    mode: Mode,
+    state: State,
+    ctx: Arc<Context>,
+    audit: Vec<AuditEntry>,
+    report: RunReport,
+    changed: bool,
+    /// Abort-window approvals announced by this run.
+    waiting: Vec<Approval>,
+    /// Print announcements as they happen (off for --json).
+    pub announce: bool,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(60).collect()
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(ws: &'a Workspace, execute: bool) -> Result<(Self, crate::memory::StateLock), RunError> {
+        let mem = Memory::open(&ws.root)?;
+        let lock = mem.try_lock("run")?.ok_or_else(|| RunError::Busy(mem.state_dir().join("run.lock").display().to_string()))?;
+        let state = mem.load_state()?;
+        let mode = if execute { Mode::Execute } else { ws.policy.mode };
+        let runner = Self {
+            ws,
+            mem,
+            mode,
+            state,
+            ctx: Arc::new(Context::new(ws.root.clone())),
+            audit: Vec::new(),
+            report: RunReport::default(),
+            changed: false,
+            waiting: Vec::new(),
+            announce: true,
+        };
+        Ok((runner, lock))
+    }
+
+    fn spec(&self, name: &str) -> Option<&'a CheckSpec> {
+        self.ws.heartbeat.checks.iter().find(|c| c.name == name)
+    }
+
+    /// The whole pass. `all` runs every check, not only the due ones.
+    pub async fn heartbeat(mut self, all: bool) -> Result<RunReport, RunError> {
+        self.reconcile_journal().await?;
+        self.carry_out_approvals().await?;
+        let t = now();
+        let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, c.every, t)).collect();
+        let results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
+        for (spec, result) in due.iter().zip(&results) {
+            self.after_check(spec, result).await?;
+        }
+        self.report.checks = results;
+        self.wait_windows().await?;
+        self.finish()
+    }
+
+    async fn after_check(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+        let prev = self.state.checks.get(&spec.name).map_or(0, |s| s.consecutive_failures);
+        let failures = if result.status.is_bad() { prev + 1 } else { 0 };
+        self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone() });
+        if !result.status.is_bad() {
+            self.resolve_open(spec, result)?;
+            return Ok(());
+        }
+        if failures < spec.threshold {
+            self.report.notes.push(format!("{} failing {failures}/{} before an incident opens", spec.name, spec.threshold));
+            return Ok(());
+        }
+        self.report.failing = true;
+        self.handle_incident(spec, result).await
+    }
+
+    /// A check that passes again resolves its open incidents.
+    fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+        let prefix = format!("{}:", spec.name);
+        let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix)).map(|(a, b)| (a.clone(), b.clone())).collect();
+        for (fp, id) in open {
+            self.state.open.remove(&fp);
+            let Ok(mut inc) = self.mem.read_incident(&id) else { continue };
+            inc.status = IncidentStatus::Resolved;
+            inc.resolved = Some(timestamp(now()));
+            inc.actions.push(format!("{} check passed again: {}", timestamp(now()), code(&result.summary)));
+            self.mem.write_incident(&inc)?;
+            self.changed = true;
+            self.report.notes.push(format!("incident {id} resolved: {} passes again", spec.name));
+        }
+        Ok(())
+    }
+
+    fn open_or_update(&mut self, spec: &CheckSpec, result: &CheckResult, diag: &runbooks::Diagnosis) -> (Incident, bool) {
+        let fp = diag.fingerprint(&spec.name, &result.target);
+        let t = timestamp(now());
+        let evidence = format!("{}\n{}", result.summary, serde_json::to_string_pretty(&result.evidence).unwrap_or_default());
+        if let Some(mut inc) = self.state.open.get(&fp).and_then(|id| self.mem.read_incident(id).ok()) {
+            inc.last_seen = t;
+            inc.occurrences += 1;
+            inc.evidence = evidence;
+            inc.diagnosis = diag.steps.clone();
+            return (inc, false);
+        }
+        let id = self.mem.new_incident_id(now(), &slug(&format!("{}-{}", spec.name, diag.class)));
+        let related = self
+            .mem
+            .all_incidents()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(i, _)| i.fingerprint == fp)
+            .map(|(i, _)| i.id)
+            .take(10)
+            .collect();
+        let inc = Incident {
+            id,
+            title: diag.title.clone(),
+            fingerprint: fp,
+            check: format!("{} ({})", spec.name, spec.probe.kind()),
+            severity: spec.severity,
+            status: IncidentStatus::Open,
+            detected: t.clone(),
+            last_seen: t,
+            resolved: None,
+            occurrences: 1,
+            evidence,
+            diagnosis: diag.steps.clone(),
+            actions: Vec::new(),
+            prevention: diag.prevention.clone(),
+            related,
+        };
+        (inc, true)
+    }
+
+    async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+        let diag = runbooks::diagnose(spec, result, &self.ws.policy);
+        let (mut inc, new) = self.open_or_update(spec, result, &diag);
+        self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
+        let before = inc.status;
+        let mut reports = Vec::new();
+        let waiting: Vec<String> = self
+            .mem
+            .load_approvals()?
+            .into_iter()
+            .filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved))
+            .map(|a| a.id)
+            .collect();
+        let mut healed = false;
+        let mut blocked = diag.plan.is_empty();
+        if !waiting.is_empty() {
+            self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));
+        } else {
+            for action in &diag.plan {
+                let step = self.step(spec, &mut inc, action).await?;
+                let result = step.result;
+                reports.push(step);
+                match result {
+                    ActionResult::Ok => {
+                        healed = true;
+                        break;
+                    }
+                    ActionResult::Failed | ActionResult::Interrupted | ActionResult::Denied => blocked = true,
+                    ActionResult::Pending | ActionResult::DryRun | ActionResult::Aborted | ActionResult::Expired => {
+                        blocked = false;
+                        break;
+                    }
+                }
+            }
+        }
+        inc.status = if healed {
+            self.state.open.remove(&inc.fingerprint);
+            inc.resolved = Some(timestamp(now()));
+            IncidentStatus::Resolved
+        } else if blocked && waiting.is_empty() {
+            IncidentStatus::NeedsHuman
+        } else {
+            IncidentStatus::Open
+        };
+        if new || inc.status != before {
+            self.notify(spec, &mut inc, &mut reports).await?;
+        }
+        self.mem.write_incident(&inc)?;
+        self.changed = true;
+        self.report.incidents.push(IncidentReport {
+            id: inc.id.clone(),
+            fingerprint: inc.fingerprint.clone(),
+            severity: inc.severity.as_str().into(),
+            status: inc.status.as_str().into(),
+            title: inc.title.clone(),
+            new,
+            diagnosis: inc.diagnosis.clone(),
+            actions: reports,
+        });
+        Ok(())
+    }
+
+    /// Tells the humans through the webhooks, as an action through the gate.
+    async fn notify(&mut self, spec: &CheckSpec, inc: &mut Incident, reports: &mut Vec<ActionReport>) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() || (spec.level == Level::L4 && inc.status == IncidentStatus::Resolved) {
+            return Ok(());
+        }
+        let message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
+        let action = Action::Notify { severity: inc.severity, message };
+        let step = self.step(spec, inc, &action).await?;
+        reports.push(step);
+        Ok(())
+    }
+
+    /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
+    async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action) -> Result<ActionReport, RunError> {
+        let t = now();
+        let target = action.target().id;
+        if action.kind().is_mutating() {
+            if let Some(last) = self.state.last_attempt(action.kind(), &target) {
+                let cooldown = chrono::Duration::from_std(spec.cooldown).unwrap_or_default();
+                if t - last < cooldown {
+                    let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
+                    inc.actions.push(format!("{} {} on {}: {outcome}", timestamp(t), action.kind(), code(&target)));
+                    return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending });
+                }
+            }
+        }
+        let subject = Subject::for_action(action, Some(&spec.name), spec.level);
+        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(action.kind(), &target, t));
+        let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
+        Ok(self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms))
+    }
+
+    async fn act(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict) -> Result<(ActionResult, String, String, u64), RunError> {
+        let dry = self.mode == Mode::DryRun && action.kind().is_mutating();
+        match verdict.decision {
+            Decision::Forbid => Ok((ActionResult::Denied, format!("refused: {}", verdict.reason), "-".into(), 0)),
+            Decision::Alert => Ok((ActionResult::Denied, "alert only: humans notified, nothing done".into(), "-".into(), 0)),
+            _ if dry => {
+                let would = match verdict.decision {
+                    Decision::AbortWindow => format!("would announce and act after {} unless aborted", crate::duration::format(verdict.abort_window.unwrap_or_default())),
+                    Decision::Confirm => "would ask a human to approve".into(),
+                    _ => "would act now".into(),
+                };
+                Ok((ActionResult::DryRun, format!("dry-run: {would}: {}", self.preview(action)), "policy".into(), 0))
+            }
+            Decision::Confirm => {
+                let a = self.pending(spec, inc, action, verdict, ApprovalKind::Confirm, self.ws.policy.approval_ttl)?;
+                Ok((ActionResult::Pending, format!("needs approval: nightshift approve {} (or abort {}); expires {}", a.id, a.id, timestamp(a.deadline)), "-".into(), 0))
+            }
+            Decision::AbortWindow => {
+                let window = verdict.abort_window.unwrap_or(Duration::from_secs(30));
+                let a = self.pending(spec, inc, action, verdict, ApprovalKind::AbortWindow, window)?;
+                let msg = format!("{} in {}, abort with: nightshift abort {}", action.describe(), crate::duration::format(window), a.id);
+                if self.announce {
+                    println!("{msg}");
+                }
+                self.waiting.push(a);
+                Ok((ActionResult::Pending, msg, "-".into(), 0))
+            }
+            Decision::Auto => {
+                let started = Instant::now();
+                let (result, outcome) = self.execute(action, Some(inc.id.clone()), Some(spec)).await?;
+                Ok((result, outcome, "policy".into(), started.elapsed().as_millis() as u64))
+            }
+        }
+    }
+
+    /// What the action would do now, without doing it.
+    fn preview(&self, action: &Action) -> String {
+        match action {
+            Action::CleanLogs { root } => match actions::clean_logs::plan(root, &self.ws.policy.clean_logs, std::time::SystemTime::now()) {
+                Ok(p) => p.describe(root),
+                Err(e) => format!("cannot plan under {}: {e}", root.display()),
+            },
+            Action::RestartProcess { command, .. } | Action::RunCommand { command } => {
+                format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
+            }
+            Action::Notify { .. } => action.describe(),
+        }
+    }
+
+    fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {
+        let t = now();
+        let a = Approval {
+            id: new_id(""),
+            kind,
+            status: ApprovalStatus::Pending,
+            action: action.clone(),
+            incident: Some(inc.id.clone()),
+            check: Some(spec.name.clone()),
+            level: spec.level,
+            reason: verdict.reason.clone(),
+            created: t,
+            deadline: t + chrono::Duration::from_std(wait).unwrap_or_default(),
+            decided_by: None,
+            decided_at: None,
+        };
+        let copy = a.clone();
+        self.mem.update_approvals(|list| list.push(copy))?;
+        Ok(a)
+    }
+
+    /// Runs a mutating action behind the journal, then verifies by re-running the check.
+    async fn execute(&mut self, action: &Action, incident: Option<String>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
+        let kind = action.kind();
+        let target = action.target().id;
+        if !kind.is_mutating() {
+            let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
+            let service = spec.map_or("nightshift", |s| s.name.as_str());
+            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, service, message, incident.as_deref()).await {
+                Ok(o) => (ActionResult::Ok, o),
+                Err(e) => (ActionResult::Failed, e),
+            });
+        }
+        let id = new_id("j-");
+        self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
+        let ran = self.run_action(action).await;
+        let (mut result, mut outcome) = match ran {
+            Ok(o) => (ActionResult::Ok, o),
+            Err(e) => (ActionResult::Failed, e),
+        };
+        if result == ActionResult::Ok {
+            if let Some(spec) = spec {
+                let (healthy, summary) = self.verify(spec).await;
+                if healthy {
+                    outcome = format!("{outcome}; verified: {summary}");
+                } else {
+                    result = ActionResult::Failed;
+                    outcome = format!("{outcome}; verify: still failing: {summary}");
+                }
+            }
+        }
+        self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
+        self.state.record(kind, &target, now(), result);
+        Ok((result, outcome))
+    }
+
+    async fn run_action(&self, action: &Action) -> Result<String, String> {
+        match action {
+            Action::CleanLogs { root } => {
+                if !self.ws.policy.clean_roots.iter().any(|r| r == root) {
+                    return Err(format!("{} is not one of AGENTS.md's clean_roots", root.display()));
+                }
+                let (root, settings) = (root.clone(), self.ws.policy.clean_logs.clone());
+                let done = tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                let (_, done) = done;
+                if done.errors.is_empty() { Ok(done.describe()) } else { Err(done.describe()) }
+            }
+            Action::RestartProcess { command, .. } | Action::RunCommand { command } => actions::command::run_declared(&self.ws.policy.commands, command, &self.ws.root).await,
+            Action::Notify { .. } => Err("notify is not run here".into()),
+        }
+    }
+
+    /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.
+    async fn verify(&self, spec: &CheckSpec) -> (bool, String) {
+        let mut last = String::new();
+        for wait in [0u64, 300, 700, 1000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let r = checks::run_one(spec, &self.ctx).await;
+            if r.status == Status::Ok || r.status == Status::Warning {
+                return (true, r.summary);
+            }
+            last = r.summary;
+        }
+        (false, last)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(&mut self, inc: Option<&mut Incident>, check: Option<&str>, action: &Action, verdict: &Verdict, approved_by: String, result: ActionResult, outcome: String, ms: u64) -> ActionReport {
+        let t = now();
+        let target = action.target().id;
+        let entry = AuditEntry {
+            time: timestamp(t),
+            action: action.kind().to_string(),
+            target: target.clone(),
+            incident: inc.as_ref().map(|i| i.id.clone()),
+            check: check.map(str::to_string),
+            decision: verdict.decision.to_string(),
+            approved_by,
+            risk: action.kind().risk().as_str().into(),
+            mode: if action.kind().is_mutating() { self.mode.as_str().into() } else { "execute".into() },
+            reason: verdict.reason.clone(),
+            result,
+            outcome: outcome.clone(),
+            duration_ms: ms,
+        };
+        if let Some(inc) = inc {
+            inc.actions.push(format!("{} {} on {}: {} ({}) → {}: {}", entry.time, entry.action, code(&target), entry.decision, verdict.reason, result.as_str(), outcome));
+        }
+        self.audit.push(entry);
+        self.changed = true;
+        ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result }
+    }
+
+    /// After a restart: actions that began and never ended are recorded as
+    /// interrupted (so cooldowns and the circuit breaker count them), and never re-run.
+    async fn reconcile_journal(&mut self) -> Result<(), RunError> {
+        for u in self.mem.unfinished()? {
+            let spec = u.check.as_deref().and_then(|c| self.spec(c));
+            let now_state = match spec {
+                Some(s) => {
+                    let r = checks::run_one(s, &self.ctx).await;
+                    format!("check {} is now {}: {}", s.name, r.status.as_str(), r.summary)
+                }
+                None => "its check no longer exists".into(),
+            };
+            let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
+            self.mem.journal(&JournalEntry::End { id: u.id.clone(), at: now(), result: ActionResult::Interrupted, detail: outcome.clone() })?;
+            self.state.record(u.action.kind(), &u.action.target().id, u.at, ActionResult::Interrupted);
+            let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
+            let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0);
+            if let Some(inc) = inc {
+                self.mem.write_incident(&inc)?;
+            }
+            self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
+        }
+        self.mem.rotate_journal()?;
+        Ok(())
+    }
+
+    /// Expires old confirmations and carries out approved actions and abort
+    /// windows that passed while no run was waiting.
+    async fn carry_out_approvals(&mut self) -> Result<(), RunError> {
+        let t = now();
+        let execute = self.mode == Mode::Execute;
+        let (taken, expired) = self.mem.update_approvals(|list| {
+            let mut taken = Vec::new();
+            let mut expired = Vec::new();
+            for a in list.iter_mut() {
+                match (a.kind, a.status) {
+                    (ApprovalKind::Confirm, ApprovalStatus::Pending) if a.deadline <= t => {
+                        a.status = ApprovalStatus::Expired;
+                        a.decided_at = Some(t);
+                        expired.push(a.clone());
+                    }
+                    (ApprovalKind::Confirm, ApprovalStatus::Approved) | (ApprovalKind::AbortWindow, ApprovalStatus::Approved) if execute => {
+                        a.status = ApprovalStatus::Done;
+                        taken.push(a.clone());
+                    }
+                    (ApprovalKind::AbortWindow, ApprovalStatus::Pending) if execute && a.deadline <= t => {
+                        a.status = ApprovalStatus::Done;
+                        taken.push(a.clone());
+                    }
+                    _ => {}
+                }
+            }
+            (taken, expired)
+        })?;
+        for a in expired {
+            let verdict = Verdict { decision: Decision::Confirm, reason: a.reason.clone(), abort_window: None };
+            let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, "-".into(), ActionResult::Expired, format!("approval {} expired unanswered", a.id), 0);
+            if let Some(inc) = inc {
+                self.mem.write_incident(&inc)?;
+            }
+        }
+        for a in taken {
+            self.carry_out(a).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one approval that a human approved or whose window passed.
+    async fn carry_out(&mut self, a: Approval) -> Result<(), RunError> {
+        let spec = a.check.as_deref().and_then(|c| self.spec(c));
+        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), a.level);
+        subject.check = a.check.clone();
+        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.target().id, now()));
+        let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
+            (_, _, true) => Decision::Confirm,
+            _ => Decision::AbortWindow,
+        };
+        let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+        let route = a.decided_by.clone().map_or_else(|| "abort-window passed".to_string(), |who| format!("human:{who}"));
+        let (result, outcome, ms) = if verdict.decision > satisfied {
+            (ActionResult::Denied, format!("not carried out: the policy now decides {} ({})", verdict.decision, verdict.reason), 0)
+        } else {
+            let started = Instant::now();
+            let (r, o) = self.execute(&a.action, a.incident.clone(), spec).await?;
+            (r, o, started.elapsed().as_millis() as u64)
+        };
+        let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
+        if let Some(mut inc) = inc {
+            if result == ActionResult::Ok {
+                inc.status = IncidentStatus::Resolved;
+                inc.resolved = Some(timestamp(now()));
+                self.state.open.remove(&inc.fingerprint);
+            } else if result != ActionResult::Ok && inc.status != IncidentStatus::Resolved {
+                inc.status = IncidentStatus::NeedsHuman;
+            }
+            self.mem.write_incident(&inc)?;
+        }
+        self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, report.action, report.target, report.result.as_str(), report.outcome));
+        Ok(())
+    }
+
+    /// Waits out the abort windows this run announced (bounded by MAX_WAIT),
+    /// then acts on those no human aborted.
+    async fn wait_windows(&mut self) -> Result<(), RunError> {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.sort_by_key(|a| a.deadline);
+        for a in waiting {
+            let wait = (a.deadline - now()).to_std().unwrap_or_default();
+            if wait > MAX_WAIT {
+                self.report.notes.push(format!("approval {}: acts at {} unless aborted; a later run will carry it out", a.id, timestamp(a.deadline)));
+                continue;
+            }
+            while now() < a.deadline {
+                let aborted = self.mem.load_approvals()?.iter().any(|x| x.id == a.id && x.status == ApprovalStatus::Aborted);
+                if aborted {
+                    break;
+                }
+                let left = (a.deadline - now()).to_std().unwrap_or_default();
+                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            }
+            let taken = self.mem.update_approvals(|list| match list.iter_mut().find(|x| x.id == a.id) {
+                Some(x) if x.status == ApprovalStatus::Pending => {
+                    x.status = ApprovalStatus::Done;
+                    Some(x.clone())
+                }
+                _ => None,
+            })?;
+            match taken {
+                Some(a) => self.carry_out(a).await?,
+                None => self.report.notes.push(format!("approval {}: aborted by a human; not carried out", a.id)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<RunReport, RunError> {
+        self.mem.save_state(&self.state)?;
+        let t = now();
+        self.mem.append_audit(t, &self.audit)?;
+        if self.changed {
+            let mut subject: Vec<String> = self.report.incidents.iter().map(|i| format!("{} ({})", i.id, i.status)).collect();
+            subject.extend(self.audit.iter().filter(|e| e.incident.is_none()).map(|e| format!("{} {}", e.action, e.result.as_str())));
+            let msg = format!("heartbeat {}: {}\n\n{}", timestamp(t), if subject.is_empty() { "records".to_string() } else { subject.join(", ") }, self.audit.iter().map(|e| format!("- {} {} on {}: {} → {}", e.time, e.action, e.target, e.decision, e.result.as_str())).collect::<Vec<_>>().join("\n"));
+            self.mem.commit(&msg)?;
+        }
+        self.report.status = if self.report.failing { "failing" } else { "ok" };
+        Ok(self.report)
+    }
+}
+
+/// `nightshift check`: runs checks now and reports; touches no state and repairs nothing.
+pub async fn check_only(ws: &Workspace, names: &[String]) -> Vec<CheckResult> {
+    let specs: Vec<&CheckSpec> = ws.heartbeat.checks.iter().filter(|c| names.is_empty() || names.contains(&c.name)).collect();
+    checks::run_all(&specs, Arc::new(Context::new(ws.root.clone())), CONCURRENCY).await
+}

@@ -1,0 +1,314 @@
+//! The policy gate: a pure function from (policy, mode, subject, history) to a
+//! decision with its reason. Execution lives elsewhere; nothing here touches
+//! the world, and nothing an action carries (log text, model claims) is read.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actions::{ActionKind, Target};
+use crate::workspace::heartbeat::{Level, Severity};
+
+/// What happens to an action. Ordered from the most to the least permissive,
+/// so the strictest of several verdicts is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    Auto,
+    AbortWindow,
+    Confirm,
+    Alert,
+    Forbid,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Auto => "auto",
+            Decision::AbortWindow => "abort-window",
+            Decision::Confirm => "confirm",
+            Decision::Alert => "alert",
+            Decision::Forbid => "forbid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Auto, Self::AbortWindow, Self::Confirm, Self::Alert, Self::Forbid].into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    DryRun,
+    Execute,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Execute => "execute",
+        }
+    }
+}
+
+/// Optional conditions of a rule; each present one must match. Values may
+/// use `*` as a wildcard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Match {
+    pub target: Option<String>,
+    pub namespace: Option<String>,
+    pub host: Option<String>,
+    pub check: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub line: usize,
+    pub subject: Subject,
+    pub expect: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Line of the rule in AGENTS.md, named in reasons.
+    pub line: usize,
+    pub action: ActionKind,
+    pub decide: Decision,
+    pub max_per_hour: Option<u32>,
+    pub abort_window: Option<Duration>,
+    pub matches: Match,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protected {
+    pub namespaces: Vec<String>,
+    pub hosts: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+/// Where `clean_logs` looks and what it removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanSettings {
+    /// `*.log` files older than this are deleted.
+    pub max_age: Duration,
+    /// `*.log` files larger than this (and not written to for an hour) are gzipped.
+    pub gzip_over_bytes: u64,
+    pub core_dumps: bool,
+}
+
+impl Default for CleanSettings {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(7 * 86_400), gzip_over_bytes: 50 * 1024 * 1024, core_dumps: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    pub auth_header_env: Option<String>,
+    pub severities: Vec<Severity>,
+}
+
+/// The validated `policy` block of AGENTS.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: Mode,
+    pub unknown_action: Decision,
+    pub max_blast_radius: u32,
+    pub max_actions_per_hour: u32,
+    /// Failures of one action on one target, in a row, that open its circuit.
+    pub circuit_breaker: u32,
+    pub approval_ttl: Duration,
+    pub rules: Vec<Rule>,
+    pub protected: Protected,
+    pub commands: BTreeMap<String, String>,
+    pub clean_roots: Vec<PathBuf>,
+    pub clean_logs: CleanSettings,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            mode: Mode::DryRun,
+            unknown_action: Decision::Confirm,
+            max_blast_radius: 10,
+            max_actions_per_hour: 30,
+            circuit_breaker: 3,
+            approval_ttl: Duration::from_secs(3600),
+            rules: Vec::new(),
+            protected: Protected::default(),
+            commands: BTreeMap::new(),
+            clean_roots: Vec::new(),
+            clean_logs: CleanSettings::default(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// What the gate judges: the action's kind and target, where it came from,
+/// and how far it reaches. Built from an `Action` or, in tests and examples,
+/// directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub kind: ActionKind,
+    pub target: Target,
+    pub check: Option<String>,
+    pub level: Level,
+    pub blast_radius: u32,
+}
+
+impl Subject {
+    pub fn new(kind: ActionKind, target: &str) -> Self {
+        Self { kind, target: Target { id: target.into(), ..Target::default() }, check: None, level: Level::L3, blast_radius: 1 }
+    }
+
+    pub fn for_action(action: &crate::actions::Action, check: Option<&str>, level: Level) -> Self {
+        Self { kind: action.kind(), target: action.target(), check: check.map(str::to_string), level, blast_radius: action.blast_radius() }
+    }
+}
+
+/// What the gate needs to know of the past.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Executions of this action kind on this target in the last hour.
+    pub target_last_hour: u32,
+    /// Mutating executions of any action in the last hour.
+    pub global_last_hour: u32,
+    /// Failures of this action kind on this target in a row.
+    pub consecutive_failures: u32,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reason: String,
+    /// The window to wait before acting, for `abort-window`.
+    pub abort_window: Option<Duration>,
+}
+
+/// Matches `value` against a pattern with `*` wildcards.
+pub fn glob_match(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    let mut rest = value;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+fn field_matches(pattern: &Option<String>, value: Option<&str>) -> bool {
+    match pattern {
+        None => true,
+        Some(p) => value.is_some_and(|v| glob_match(p, v)),
+    }
+}
+
+impl Rule {
+    pub fn matches(&self, s: &Subject) -> bool {
+        self.action == s.kind
+            && field_matches(&self.matches.target, Some(&s.target.id))
+            && field_matches(&self.matches.namespace, s.target.namespace.as_deref())
+            && field_matches(&self.matches.host, s.target.host.as_deref())
+            && field_matches(&self.matches.check, s.check.as_deref())
+    }
+}
+
+impl Protected {
+    fn covers(&self, t: &Target) -> Option<String> {
+        if let Some(ns) = t.namespace.as_deref().filter(|ns| self.namespaces.iter().any(|p| glob_match(p, ns))) {
+            return Some(format!("namespace {ns} is protected"));
+        }
+        if let Some(h) = t.host.as_deref().filter(|h| self.hosts.iter().any(|p| glob_match(p, h))) {
+            return Some(format!("host {h} is protected"));
+        }
+        if self.targets.iter().any(|p| glob_match(p, &t.id)) {
+            return Some(format!("target {} is protected", t.id));
+        }
+        None
+    }
+}
+
+/// Decides what happens to one proposed action. The strictest applicable
+/// verdict wins; its reasons are all listed.
+pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict {
+    let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(subject)).collect();
+    let mut verdicts: Vec<(Decision, String)> = Vec::new();
+    match matching.iter().max_by_key(|r| r.decide) {
+        Some(rule) => verdicts.push((rule.decide, format!("rule for {} at AGENTS.md line {} decides {}", rule.action, rule.line, rule.decide))),
+        None if subject.kind.is_mutating() => verdicts.push((policy.unknown_action, format!("no rule covers {}: unknown_action is {}", subject.kind, policy.unknown_action))),
+        None => verdicts.push((Decision::Auto, format!("{} changes nothing", subject.kind))),
+    }
+    if subject.kind.is_mutating() {
+        if let Some(why) = policy.protected.covers(&subject.target) {
+            verdicts.push((Decision::Forbid, why));
+        }
+        match subject.level {
+            Level::L1 => verdicts.push((Decision::Alert, "the check is level L1: monitor only".into())),
+            Level::L2 => verdicts.push((Decision::Confirm, "the check is level L2: suggest and wait for a human".into())),
+            Level::L3 | Level::L4 => {}
+        }
+        if subject.blast_radius > policy.max_blast_radius {
+            verdicts.push((Decision::Confirm, format!("touches {} instances, more than max_blast_radius {}", subject.blast_radius, policy.max_blast_radius)));
+        }
+        if policy.circuit_breaker > 0 && history.consecutive_failures >= policy.circuit_breaker {
+            verdicts.push((Decision::Alert, format!("circuit open: {} failed {} times in a row on {}", subject.kind, history.consecutive_failures, subject.target.id)));
+        }
+        if let Some(limit) = matching.iter().filter_map(|r| r.max_per_hour).min() {
+            if history.target_last_hour >= limit {
+                verdicts.push((Decision::Confirm, format!("{} ran {} times on {} in the last hour (max_per_hour {limit})", subject.kind, history.target_last_hour, subject.target.id)));
+            }
+        }
+        if history.global_last_hour >= policy.max_actions_per_hour {
+            verdicts.push((Decision::Confirm, format!("{} actions in the last hour reach max_actions_per_hour {}", history.global_last_hour, policy.max_actions_per_hour)));
+        }
+    }
+    let decision = verdicts.iter().map(|(d, _)| *d).max().unwrap_or(Decision::Forbid);
+    let reason = verdicts.iter().filter(|(d, _)| *d == decision).map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ");
+    let abort_window = (decision == Decision::AbortWindow).then(|| {
+        matching.iter().filter(|r| r.decide == Decision::AbortWindow).filter_map(|r| r.abort_window).max().unwrap_or(Duration::from_secs(30))
+    });
+    Verdict { decision, reason, abort_window }
+}
+
+/// Checks every rule's examples; returns (line, message) for each that fails.
+pub fn check_examples(policy: &Policy) -> Vec<(usize, String)> {
+    let mut failures = Vec::new();
+    for rule in &policy.rules {
+        for ex in &rule.examples {
+            let v = decide(policy, &ex.subject, &History::default());
+            if v.decision != ex.expect {
+                failures.push((ex.line, format!("example {} on {} expects {} but the rules decide {} ({})", ex.subject.kind, ex.subject.target.id, ex.expect, v.decision, v.reason)));
+            }
+        }
+    }
+    failures
+}

@@ -1,0 +1,220 @@
+//! Deterministic runbooks: for a failing check, the problem class, the stable
+//! target of its fingerprint, the diagnosis steps with evidence, prevention
+//! advice, and the ordered repair plan. No model, no network.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::actions::clean_logs::{is_core, is_log};
+use crate::actions::Action;
+use crate::checks::{CheckResult, ProbeSpec, ProcessRef, Status, human_bytes};
+use crate::memory::code;
+use crate::policy::Policy;
+use crate::workspace::heartbeat::CheckSpec;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    /// Problem class: disk-full, http-down, cert-expiring, …
+    pub class: &'static str,
+    pub title: String,
+    pub steps: Vec<String>,
+    pub prevention: Vec<String>,
+    /// Repairs to try in order; the next is tried when one does not heal.
+    pub plan: Vec<Action>,
+}
+
+impl Diagnosis {
+    pub fn fingerprint(&self, check: &str, target: &str) -> String {
+        format!("{check}:{}:{target}", self.class)
+    }
+}
+
+pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diagnosis {
+    if result.status == Status::Error {
+        return Diagnosis {
+            class: "check-error",
+            title: format!("Check {} could not run", spec.name),
+            steps: vec![format!("the check itself failed, so nothing is known about {}: {}", code(&result.target), code(&result.summary))],
+            prevention: vec!["fix the check or what it needs (paths, permissions, tools) so it can watch its target again".into()],
+            plan: Vec::new(),
+        };
+    }
+    let repair = spec.repair.clone();
+    let run_repair = |plan: &mut Vec<Action>| {
+        if let Some(cmd) = &repair {
+            plan.push(Action::RunCommand { command: cmd.clone() });
+        }
+    };
+    let mut d = match &spec.probe {
+        ProbeSpec::Disk { path, .. } => disk(path, result, policy),
+        ProbeSpec::Http { url, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            Diagnosis {
+                class: "http-down",
+                title: format!("{} is unhealthy ({})", url, spec.name),
+                steps: vec![format!("GET {}: {}", code(url), code(&result.summary))],
+                prevention: vec!["add a readiness endpoint that checks dependencies without failing on them (see the cascade seed)".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Tcp { address, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            Diagnosis {
+                class: "tcp-down",
+                title: format!("{address} refuses connections ({})", spec.name),
+                steps: vec![format!("connect to {}: {}", code(address), code(&result.summary))],
+                prevention: vec!["supervise the listener (systemd Restart=on-failure) so it comes back by itself".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Exec { command, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            Diagnosis {
+                class: "exec-failed",
+                title: format!("Check command failed ({})", spec.name),
+                steps: vec![format!("{} → {}", code(command), code(&result.summary))],
+                prevention: vec!["make the command's failure message name its cause; it is the evidence the next on-call reads".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Tls { .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            let days = result.evidence.get("days_left").and_then(|v| v.as_i64());
+            Diagnosis {
+                class: if days.is_some_and(|d| d < 0) || result.summary.contains("expired") { "cert-expired" } else { "cert-expiring" },
+                title: format!("Certificate of {} expires soon ({})", result.target, spec.name),
+                steps: vec![
+                    format!("{}", code(&result.summary)),
+                    format!("issuer: {}", code(result.evidence.get("issuer").and_then(|v| v.as_str()).unwrap_or("unknown"))),
+                ],
+                prevention: vec!["automate renewal (ACME) and alert at 30 days, act at 7".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Process { by } => {
+            let process = match by {
+                ProcessRef::Name(n) => n.clone(),
+                ProcessRef::Pidfile(p) => p.display().to_string(),
+            };
+            let plan = repair.iter().map(|c| Action::RestartProcess { process: process.clone(), command: c.clone() }).collect();
+            Diagnosis {
+                class: "process-down",
+                title: format!("{process} is not running ({})", spec.name),
+                steps: vec![code(&result.summary)],
+                prevention: vec!["run the process under a supervisor that restarts it and keeps its last exit status".into()],
+                plan,
+            }
+        }
+    };
+    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" {
+        d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
+    }
+    d
+}
+
+/// What a bounded walk of a filesystem found.
+#[derive(Debug, Default)]
+struct Scan {
+    by_child: BTreeMap<PathBuf, u64>,
+    old_logs: (u32, u64),
+    big_logs: (u32, u64),
+    cores: Vec<(PathBuf, u64)>,
+    entries: usize,
+    partial: bool,
+}
+
+const SCAN_ENTRIES: usize = 300_000;
+const SCAN_TIME: Duration = Duration::from_secs(3);
+
+fn scan(root: &Path, old: Duration, big: u64) -> Scan {
+    let mut s = Scan::default();
+    let Ok(meta) = fs::metadata(root) else { return s };
+    let dev = meta.dev();
+    let started = Instant::now();
+    let now = SystemTime::now();
+    let mut stack: Vec<(PathBuf, Option<PathBuf>)> = vec![(root.to_path_buf(), None)];
+    while let Some((dir, child)) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            s.entries += 1;
+            if s.entries > SCAN_ENTRIES || started.elapsed() > SCAN_TIME {
+                s.partial = true;
+                return s;
+            }
+            let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
+            let top = child.clone().unwrap_or_else(|| e.path());
+            if m.is_dir() {
+                if m.dev() == dev {
+                    stack.push((e.path(), Some(top)));
+                }
+                continue;
+            }
+            if !m.is_file() {
+                continue;
+            }
+            let size = m.blocks() * 512;
+            *s.by_child.entry(top).or_default() += size;
+            let name = e.file_name().to_string_lossy().to_string();
+            let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+            if is_core(&name) {
+                s.cores.push((e.path(), m.len()));
+            } else if is_log(&name) && age > old {
+                s.old_logs.0 += 1;
+                s.old_logs.1 += m.len();
+            } else if is_log(&name) && m.len() > big {
+                s.big_logs.0 += 1;
+                s.big_logs.1 += m.len();
+            }
+        }
+    }
+    s
+}
+
+fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
+    let inodes = result.summary.contains("inodes");
+    let settings = &policy.clean_logs;
+    let s = scan(path, settings.max_age, settings.gzip_over_bytes);
+    let mut steps = vec![format!("usage: {}", code(&result.summary))];
+    let mut largest: Vec<_> = s.by_child.iter().collect();
+    largest.sort_by(|a, b| b.1.cmp(a.1));
+    let top: Vec<String> = largest.iter().take(5).map(|(p, n)| format!("{} {}", code(&p.display().to_string()), human_bytes(**n))).collect();
+    if !top.is_empty() {
+        steps.push(format!("largest under {}: {}", code(&path.display().to_string()), top.join(", ")));
+    }
+    let days = settings.max_age.as_secs() / 86_400;
+    steps.push(format!("{} log file(s) older than {days} days: {}", s.old_logs.0, human_bytes(s.old_logs.1)));
+    steps.push(format!("{} uncompressed log(s) over {}: {}", s.big_logs.0, human_bytes(settings.gzip_over_bytes), human_bytes(s.big_logs.1)));
+    let core_total: u64 = s.cores.iter().map(|(_, n)| n).sum();
+    steps.push(format!("{} core dump(s): {}", s.cores.len(), human_bytes(core_total)));
+    if s.partial {
+        steps.push(format!("scan stopped after {} entries / {}s: figures are a lower bound", s.entries, SCAN_TIME.as_secs()));
+    }
+    let dev = fs::metadata(path).map(|m| m.dev()).ok();
+    let plan: Vec<Action> = policy
+        .clean_roots
+        .iter()
+        .filter(|r| fs::metadata(r).is_ok_and(|m| Some(m.dev()) == dev))
+        .map(|r| Action::CleanLogs { root: r.clone() })
+        .collect();
+    if plan.is_empty() {
+        steps.push(format!("no clean root of AGENTS.md lies on this filesystem: nightshift may not clean anything under {}", code(&path.display().to_string())));
+    }
+    Diagnosis {
+        class: if inodes { "inodes-full" } else { "disk-full" },
+        title: format!("Disk almost full: {}", path.display()),
+        steps,
+        prevention: vec![
+            "rotate and compress logs daily (logrotate with compress and maxage)".into(),
+            "alert at 70% so there is time before the limit".into(),
+            "disable or size-limit core dumps (systemd-coredump MaxUse=)".into(),
+        ],
+        plan,
+    }
+}

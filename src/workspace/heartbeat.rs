@@ -1,0 +1,371 @@
+//! The `heartbeat` block of HEARTBEAT.md: what to watch, where, and how often.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::problems::Problems;
+use super::yaml::{MapReader, Node};
+use crate::checks::{ProbeSpec, ProcessRef, TlsSource};
+use crate::duration::HumanDuration;
+
+/// Automation level of a check (the seed's table): how far nightshift may go alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub enum Level {
+    /// Monitor only: alert, never act.
+    L1,
+    /// Suggest and wait for a human.
+    L2,
+    /// Act, then notify.
+    L3,
+    /// Act silently; notify only when something goes wrong.
+    L4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "info" => Some(Self::Info),
+            "warning" => Some(Self::Warning),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// One declared check.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub line: usize,
+    pub every: Duration,
+    pub threshold: u32,
+    pub cooldown: Duration,
+    pub host: Option<String>,
+    pub level: Level,
+    pub severity: Severity,
+    /// A command declared in AGENTS.md `commands:` that repairs what this check watches.
+    pub repair: Option<String>,
+    pub probe: ProbeSpec,
+}
+
+/// An SSH inventory host.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub name: String,
+    pub line: usize,
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub jump: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatSpec {
+    pub timezone: String,
+    pub hosts: Vec<HostSpec>,
+    pub checks: Vec<CheckSpec>,
+}
+
+const TOP_KEYS: &[&str] = &["timezone", "hosts", "checks"];
+const COMMON_KEYS: &[&str] = &["name", "kind", "every", "at", "threshold", "cooldown", "host", "level", "severity", "repair"];
+const HOST_KEYS: &[&str] = &["name", "address", "port", "user", "key_file", "known_hosts", "jump", "tags"];
+
+/// Kinds this build runs, with the fields each accepts.
+const KINDS: &[(&str, &[&str])] = &[
+    ("disk", &["path", "max_used_percent", "max_inodes_percent"]),
+    ("http", &["url", "expect_status", "body_contains", "timeout", "max_latency"]),
+    ("tcp", &["address", "timeout"]),
+    ("exec", &["command", "timeout"]),
+    ("tls", &["address", "file", "server_name", "warn_days", "min_days", "timeout"]),
+    ("process", &["process", "pidfile"]),
+];
+
+/// Kinds DESIGN.md names that this build cannot run yet.
+const LATER_KINDS: &[&str] = &[
+    "service", "memory", "load", "cpu", "backup", "prometheus", "dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services",
+];
+
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-')
+}
+
+/// Validates the parsed block into a `HeartbeatSpec`, reporting every problem.
+pub fn from_node(root: &Node, problems: &mut Problems) -> HeartbeatSpec {
+    let mut spec = HeartbeatSpec { timezone: "UTC".into(), ..Default::default() };
+    let Some(top) = MapReader::new(root, "the heartbeat block", problems) else {
+        return spec;
+    };
+    if let Some(tz) = top.str("timezone", problems) {
+        if tz != "UTC" {
+            problems.push(top.key_line("timezone"), format!("timezone `{tz}` is not supported by this build"), "use `timezone: UTC` (time zones matter only for `at:` schedules)");
+        }
+        spec.timezone = tz;
+    }
+    if let Some(hosts) = top.seq("hosts", problems) {
+        for node in hosts {
+            if let Some(h) = host(node, problems) {
+                if spec.hosts.iter().any(|x| x.name == h.name) {
+                    problems.push(Some(h.line), format!("host `{}` is declared twice", h.name), "give every host a unique name");
+                }
+                spec.hosts.push(h);
+            }
+        }
+    }
+    match top.seq("checks", problems) {
+        Some(nodes) => {
+            let mut seen = BTreeSet::new();
+            for node in nodes {
+                if let Some(c) = check(node, &spec.hosts, problems) {
+                    if !seen.insert(c.name.clone()) {
+                        problems.push(Some(c.line), format!("check name `{}` is used twice", c.name), "give every check a unique name");
+                    }
+                    spec.checks.push(c);
+                }
+            }
+        }
+        None if !top.has("checks") => {
+            problems.push(Some(root.line), "the heartbeat block has no `checks:` list", "add `checks:` with at least one check, or `checks: []`");
+        }
+        None => {}
+    }
+    top.finish(TOP_KEYS, problems);
+    spec
+}
+
+fn host(node: &Node, problems: &mut Problems) -> Option<HostSpec> {
+    let m = MapReader::new(node, "host", problems)?;
+    let name = m.required_str("name", problems);
+    let what = format!("host `{}`", name.as_deref().unwrap_or("?"));
+    let m = m.named(what);
+    let address = m.required_str("address", problems);
+    let port = m.int("port", 1, 65535, problems).unwrap_or(22) as u16;
+    let spec = HostSpec {
+        name: name.clone().unwrap_or_default(),
+        line: node.line,
+        address: address.clone().unwrap_or_default(),
+        port,
+        user: m.str("user", problems),
+        key_file: m.str("key_file", problems).map(PathBuf::from),
+        known_hosts: m.str("known_hosts", problems).map(PathBuf::from),
+        jump: m.str("jump", problems),
+        tags: m.str_list("tags", problems).unwrap_or_default(),
+    };
+    if let Some(n) = &name {
+        if !is_valid_name(n) {
+            problems.push(m.key_line("name"), format!("host name `{n}` may only contain a-z, 0-9 and -"), "rename it, e.g. web-01");
+        }
+    }
+    m.finish(HOST_KEYS, problems);
+    Some(spec).filter(|_| name.is_some() && address.is_some())
+}
+
+fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<CheckSpec> {
+    let m = MapReader::new(node, "check", problems)?;
+    let name = m.required_str("name", problems);
+    let m = m.named(format!("check `{}`", name.as_deref().unwrap_or("?")));
+    if let Some(n) = &name {
+        if !is_valid_name(n) {
+            problems.push(m.key_line("name"), format!("check name `{n}` may only contain a-z, 0-9 and - (at most 63)"), "rename it, e.g. root-disk");
+        }
+    }
+    let kind = m.required_str("kind", problems);
+    let every = m.duration("every", problems).map(HumanDuration::as_duration);
+    if let Some(e) = every {
+        if e < Duration::from_secs(1) {
+            problems.push(m.key_line("every"), format!("{}: `every` must be at least 1s", m.what), "write e.g. `every: 30s`");
+        }
+    }
+    if m.has("at") {
+        m.get("at");
+        problems.push(m.key_line("at"), format!("{}: cron schedules (`at:`) are not supported by this build", m.what), "use `every:` (e.g. `every: 1d`)");
+    }
+    let threshold = m.int("threshold", 1, 100, problems).unwrap_or(1) as u32;
+    let cooldown = m.duration("cooldown", problems).map_or(Duration::from_secs(300), HumanDuration::as_duration);
+    let host = m.str("host", problems);
+    if let Some(h) = &host {
+        if !hosts.iter().any(|x| &x.name == h) {
+            problems.push(m.key_line("host"), format!("{}: host `{h}` is not in `hosts:`", m.what), "declare the host under `hosts:` or fix the name");
+        } else {
+            problems.push(m.key_line("host"), format!("{}: remote checks over SSH are not supported by this build", m.what), "remove `host:` to check this machine");
+        }
+    }
+    let level = match m.str("level", problems).as_deref() {
+        None => Level::L3,
+        Some("L1") => Level::L1,
+        Some("L2") => Level::L2,
+        Some("L3") => Level::L3,
+        Some("L4") => Level::L4,
+        Some(other) => {
+            problems.push(m.key_line("level"), format!("{}: unknown level `{other}`", m.what), "use L1 (monitor), L2 (suggest and wait), L3 (act then notify) or L4 (act silently)");
+            Level::L3
+        }
+    };
+    let severity = match m.str("severity", problems) {
+        None => Severity::Warning,
+        Some(s) => Severity::parse(&s).unwrap_or_else(|| {
+            problems.push(m.key_line("severity"), format!("{}: unknown severity `{s}`", m.what), "use info, warning or critical");
+            Severity::Warning
+        }),
+    };
+    let repair = m.str("repair", problems);
+    let probe = kind.as_deref().and_then(|k| probe(k, &m, problems));
+    let mut known: Vec<&str> = COMMON_KEYS.to_vec();
+    if let Some((_, fields)) = KINDS.iter().find(|(k, _)| Some(*k) == kind.as_deref()) {
+        // Fields of other kinds get a precise message instead of "unknown key".
+        for (key, line) in m.keys() {
+            if !fields.contains(&key) && !COMMON_KEYS.contains(&key) && KINDS.iter().any(|(_, f)| f.contains(&key)) {
+                m.get(key);
+                problems.push(Some(line), format!("{}: `{key}` does not apply to kind `{}`", m.what, kind.as_deref().unwrap_or("")), format!("kind `{}` takes: {}", kind.as_deref().unwrap_or(""), fields.join(", ")));
+            }
+        }
+        known.extend_from_slice(fields);
+    }
+    if probe.is_some() {
+        m.finish(&known, problems);
+    }
+    Some(CheckSpec {
+        name: name?,
+        line: node.line,
+        every: every.unwrap_or(Duration::from_secs(300)),
+        threshold,
+        cooldown,
+        host,
+        level,
+        severity,
+        repair,
+        probe: probe?,
+    })
+}
+
+fn timeout(m: &MapReader<'_>, default_secs: u64, problems: &mut Problems) -> Duration {
+    let t = m.duration("timeout", problems).map_or(Duration::from_secs(default_secs), HumanDuration::as_duration);
+    if t.is_zero() || t > Duration::from_secs(600) {
+        problems.push(m.key_line("timeout"), format!("{}: `timeout` must be between 1ms and 10m", m.what), "write e.g. `timeout: 10s`");
+    }
+    t
+}
+
+fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
+    let what = &m.what;
+    match kind {
+        "disk" => {
+            let path = m.required_str("path", problems).map(PathBuf::from);
+            let used = m.number("max_used_percent", 1.0, 100.0, problems);
+            let inodes = m.number("max_inodes_percent", 1.0, 100.0, problems);
+            if !m.has("max_used_percent") && !m.has("max_inodes_percent") {
+                problems.push(Some(m.line), format!("{what}: a disk check needs a limit"), "add `max_used_percent: 80` (and/or `max_inodes_percent`)");
+            }
+            if let Some(p) = &path {
+                if !p.is_absolute() {
+                    problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", p.display()), "write an absolute path such as /var");
+                }
+            }
+            Some(ProbeSpec::Disk { path: path?, max_used_percent: used, max_inodes_percent: inodes })
+        }
+        "http" => {
+            let url = m.required_str("url", problems)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                problems.push(m.key_line("url"), format!("{what}: `{url}` is not an http(s) URL"), "write e.g. http://127.0.0.1:8080/healthz");
+            }
+            let expect_status = m.int("expect_status", 100, 599, problems).map(|s| s as u16);
+            Some(ProbeSpec::Http {
+                url,
+                expect_status,
+                body_contains: m.str("body_contains", problems),
+                timeout: timeout(m, 10, problems),
+                max_latency: m.duration("max_latency", problems).map(HumanDuration::as_duration),
+            })
+        }
+        "tcp" => {
+            let address = m.required_str("address", problems)?;
+            check_address(&address, m, problems);
+            Some(ProbeSpec::Tcp { address, timeout: timeout(m, 5, problems) })
+        }
+        "exec" => {
+            let command = m.required_str("command", problems)?;
+            if command.trim().is_empty() {
+                problems.push(m.key_line("command"), format!("{what}: `command` is empty"), "write the command to run; exit status 0 means healthy");
+            }
+            Some(ProbeSpec::Exec { command, timeout: timeout(m, 30, problems) })
+        }
+        "tls" => {
+            let address = m.str("address", problems);
+            let file = m.str("file", problems);
+            let warn_days = m.int("warn_days", 0, 3650, problems).unwrap_or(30) as u32;
+            let min_days = m.int("min_days", 0, 3650, problems).unwrap_or(7) as u32;
+            if min_days > warn_days {
+                problems.push(m.key_line("min_days"), format!("{what}: min_days ({min_days}) is larger than warn_days ({warn_days})"), "warn_days is when to warn, min_days when to act: make min_days the smaller");
+            }
+            let server_name = m.str("server_name", problems);
+            let source = match (address, file) {
+                (Some(a), None) => {
+                    check_address(&a, m, problems);
+                    TlsSource::Address { address: a, server_name }
+                }
+                (None, Some(f)) => TlsSource::File(PathBuf::from(f)),
+                _ => {
+                    problems.push(Some(m.line), format!("{what}: a tls check needs exactly one of `address` or `file`"), "write `address: host:443` for a served certificate, or `file: /path/cert.pem`");
+                    return None;
+                }
+            };
+            Some(ProbeSpec::Tls { source, warn_days, min_days, timeout: timeout(m, 10, problems) })
+        }
+        "process" => {
+            let by = match (m.str("process", problems), m.str("pidfile", problems)) {
+                (Some(n), None) => ProcessRef::Name(n),
+                (None, Some(p)) => ProcessRef::Pidfile(PathBuf::from(p)),
+                _ => {
+                    problems.push(Some(m.line), format!("{what}: a process check needs exactly one of `process` (a process name) or `pidfile`"), "write e.g. `process: nginx`");
+                    return None;
+                }
+            };
+            Some(ProbeSpec::Process { by })
+        }
+        other if LATER_KINDS.contains(&other) => {
+            problems.push(m.key_line("kind"), format!("{what}: kind `{other}` is not supported by this build yet"), format!("use one of: {}", kind_names()));
+            None
+        }
+        other => {
+            let names: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+            let hint = match super::yaml::closest(other, &names) {
+                Some(n) => format!("did you mean `{n}`? kinds: {}", kind_names()),
+                None => format!("use one of: {}", kind_names()),
+            };
+            problems.push(m.key_line("kind"), format!("{what}: unknown kind `{other}`"), hint);
+            None
+        }
+    }
+}
+
+fn kind_names() -> String {
+    KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+fn check_address(address: &str, m: &MapReader<'_>, problems: &mut Problems) {
+    let ok = address.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        problems.push(m.key_line("address"), format!("{}: address `{address}` is not host:port", m.what), "write e.g. 127.0.0.1:443 or example.internal:443");
+    }
+}

@@ -1,0 +1,296 @@
+//! The `policy` block of AGENTS.md, validated into a `Policy`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::heartbeat::{Level, Severity};
+use super::problems::Problems;
+use super::yaml::{MapReader, Node, Value};
+use crate::actions::{ActionKind, Target};
+use crate::duration::HumanDuration;
+use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook};
+
+const TOP_KEYS: &[&str] = &[
+    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "model", "repository",
+];
+const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples"];
+const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
+const EXAMPLE_KEYS: &[&str] = &["action", "target", "namespace", "host", "check", "level", "blast_radius", "expect"];
+const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
+const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
+const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
+const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens"];
+const REPOSITORY_KEYS: &[&str] = &["remote", "token_env", "base", "cache", "manifests", "api_url", "author"];
+
+fn decision_hint() -> &'static str {
+    "use auto, confirm, abort-window, alert or forbid"
+}
+
+fn action_names() -> String {
+    ActionKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn decision(m: &MapReader<'_>, key: &str, problems: &mut Problems) -> Option<Decision> {
+    let s = m.str(key, problems)?;
+    let d = Decision::parse(&s);
+    if d.is_none() {
+        problems.push(m.key_line(key), format!("{}: `{key}: {s}` is not a decision", m.what), decision_hint());
+    }
+    d
+}
+
+fn action_kind(m: &MapReader<'_>, problems: &mut Problems) -> Option<ActionKind> {
+    let name = m.required_str("action", problems)?;
+    let kind = ActionKind::from_name(&name);
+    if kind.is_none() {
+        let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.name()).collect();
+        let hint = match super::yaml::closest(&name, &names) {
+            Some(n) => format!("did you mean `{n}`? actions: {}", action_names()),
+            None => format!("use one of: {}", action_names()),
+        };
+        problems.push(m.key_line("action"), format!("{}: nightshift has no action `{name}`", m.what), hint);
+    }
+    kind
+}
+
+/// Validates the parsed block, reporting every problem.
+pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
+    let mut p = Policy::default();
+    let Some(top) = MapReader::new(root, "the policy block", problems) else {
+        return p;
+    };
+    match top.str("mode", problems).as_deref() {
+        None | Some("dry-run") => {}
+        Some("execute") => p.mode = Mode::Execute,
+        Some(other) => problems.push(top.key_line("mode"), format!("unknown mode `{other}`"), "use `mode: dry-run` (the default) or `mode: execute`"),
+    }
+    if let Some(d) = decision(&top, "unknown_action", problems) {
+        if d == Decision::Auto {
+            problems.push(top.key_line("unknown_action"), "`unknown_action: auto` would let any action without a rule run unasked", "use confirm (the default), alert or forbid");
+        } else {
+            p.unknown_action = d;
+        }
+    }
+    if let Some(n) = top.int("max_blast_radius", 1, 100_000, problems) {
+        p.max_blast_radius = n as u32;
+    }
+    if let Some(n) = top.int("max_actions_per_hour", 0, 100_000, problems) {
+        p.max_actions_per_hour = n as u32;
+    }
+    if let Some(n) = top.int("circuit_breaker", 0, 1000, problems) {
+        p.circuit_breaker = n as u32;
+    }
+    if let Some(d) = top.duration("approval_ttl", problems) {
+        p.approval_ttl = d.as_duration();
+    }
+    if let Some(nodes) = top.seq("rules", problems) {
+        for node in nodes {
+            if let Some(rule) = rule(node, problems) {
+                p.rules.push(rule);
+            }
+        }
+    }
+    if let Some(node) = top.get("protected") {
+        if let Some(m) = MapReader::new(node, "protected", problems) {
+            p.protected = Protected {
+                namespaces: m.str_list("namespaces", problems).unwrap_or_default(),
+                hosts: m.str_list("hosts", problems).unwrap_or_default(),
+                targets: m.str_list("targets", problems).unwrap_or_default(),
+            };
+            m.finish(PROTECTED_KEYS, problems);
+        }
+    }
+    if let Some(node) = top.get("commands") {
+        p.commands = commands(node, problems);
+    }
+    if let Some(roots) = top.str_list("clean_roots", problems) {
+        for r in roots {
+            let path = PathBuf::from(&r);
+            if !path.is_absolute() || path.components().count() < 2 {
+                problems.push(top.key_line("clean_roots"), format!("clean root `{r}` must be an absolute directory below /"), "write a directory such as /var/log/app");
+            } else {
+                p.clean_roots.push(path);
+            }
+        }
+    }
+    if let Some(node) = top.get("clean_logs") {
+        if let Some(m) = MapReader::new(node, "clean_logs", problems) {
+            let mut s = CleanSettings::default();
+            if let Some(d) = m.duration("max_age", problems) {
+                s.max_age = d.as_duration();
+            }
+            if let Some(mb) = m.number("gzip_over_mb", 0.0, 1e9, problems) {
+                s.gzip_over_bytes = (mb * 1024.0 * 1024.0) as u64;
+            }
+            if let Some(b) = m.bool("core_dumps", problems) {
+                s.core_dumps = b;
+            }
+            m.finish(CLEAN_KEYS, problems);
+            p.clean_logs = s;
+        }
+    }
+    if let Some(nodes) = top.seq("webhooks", problems) {
+        for node in nodes {
+            if let Some(w) = webhook(node, problems) {
+                if p.webhooks.iter().any(|x| x.name == w.name) {
+                    problems.push(Some(node.line), format!("webhook `{}` is declared twice", w.name), "give every webhook a unique name");
+                }
+                p.webhooks.push(w);
+            }
+        }
+    }
+    for (key, known) in [("model", MODEL_KEYS), ("repository", REPOSITORY_KEYS)] {
+        if let Some(node) = top.get(key) {
+            if let Some(m) = MapReader::new(node, key, problems) {
+                for k in known {
+                    m.get(k);
+                }
+                for (k, line) in m.keys() {
+                    if k.ends_with("key") || k.ends_with("token") || k == "password" {
+                        problems.push(Some(line), format!("{key}: `{k}` would put a secret in AGENTS.md"), format!("name the environment variable instead: `{k}_env: VAR`"));
+                    }
+                }
+                m.finish(known, problems);
+            }
+        }
+    }
+    top.finish(TOP_KEYS, problems);
+    for (line, msg) in crate::policy::check_examples(&p) {
+        problems.push(Some(line), msg, "fix the rule or the example: examples are the rule's tests");
+    }
+    p
+}
+
+fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
+    let m = MapReader::new(node, format!("rule at line {}", node.line), problems)?;
+    let action = action_kind(&m, problems);
+    let decide = match m.has("decide") {
+        true => decision(&m, "decide", problems),
+        false => {
+            problems.push(Some(node.line), format!("{}: `decide` is missing", m.what), decision_hint());
+            None
+        }
+    };
+    let max_per_hour = m.int("max_per_hour", 0, 100_000, problems).map(|n| n as u32);
+    let abort_window = m.duration("abort_window", problems).map(HumanDuration::as_duration);
+    if abort_window.is_some() && decide.is_some_and(|d| d != Decision::AbortWindow) {
+        problems.push(m.key_line("abort_window"), format!("{}: `abort_window` only applies to `decide: abort-window`", m.what), "remove it or change decide");
+    }
+    if abort_window.is_some_and(|w| w.is_zero() || w > Duration::from_secs(86_400)) {
+        problems.push(m.key_line("abort_window"), format!("{}: `abort_window` must be between 1ms and 1d", m.what), "write e.g. `abort_window: 30s`");
+    }
+    let matches = match m.get("match") {
+        Some(node) => match MapReader::new(node, format!("{}: match", m.what), problems) {
+            Some(mm) => {
+                let out = Match {
+                    target: mm.str("target", problems),
+                    namespace: mm.str("namespace", problems),
+                    host: mm.str("host", problems),
+                    check: mm.str("check", problems),
+                };
+                mm.finish(MATCH_KEYS, problems);
+                out
+            }
+            None => Match::default(),
+        },
+        None => Match::default(),
+    };
+    let mut examples = Vec::new();
+    if let Some(nodes) = m.seq("examples", problems) {
+        for ex in nodes {
+            if let Some(e) = example(ex, action, problems) {
+                examples.push(e);
+            }
+        }
+    }
+    m.finish(RULE_KEYS, problems);
+    Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples })
+}
+
+fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems) -> Option<Example> {
+    let m = MapReader::new(node, format!("example at line {}", node.line), problems)?;
+    let kind = if m.has("action") { action_kind(&m, problems) } else { rule_action };
+    let target = m.required_str("target", problems);
+    let expect = match m.has("expect") {
+        true => decision(&m, "expect", problems),
+        false => {
+            problems.push(Some(node.line), format!("{}: `expect` is missing", m.what), decision_hint());
+            None
+        }
+    };
+    let level = match m.str("level", problems).as_deref() {
+        None | Some("L3") => Level::L3,
+        Some("L1") => Level::L1,
+        Some("L2") => Level::L2,
+        Some("L4") => Level::L4,
+        Some(other) => {
+            problems.push(m.key_line("level"), format!("{}: unknown level `{other}`", m.what), "use L1, L2, L3 or L4");
+            Level::L3
+        }
+    };
+    let blast_radius = m.int("blast_radius", 0, 1_000_000, problems).unwrap_or(1) as u32;
+    let mut target = Target { id: target.clone().unwrap_or_default(), namespace: m.str("namespace", problems), host: m.str("host", problems) };
+    // `namespace/name` targets carry their namespace, as Kubernetes targets do.
+    if target.namespace.is_none() {
+        if let Some((ns, _)) = target.id.split_once('/').filter(|(ns, _)| !ns.is_empty()) {
+            target.namespace = Some(ns.to_string());
+        }
+    }
+    let check = m.str("check", problems);
+    m.finish(EXAMPLE_KEYS, problems);
+    Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius }, expect: expect? })
+}
+
+fn commands(node: &Node, problems: &mut Problems) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Value::Map(entries) = &node.value else {
+        problems.push(Some(node.line), "`commands` must be a mapping of name: command", "write e.g. `restart-app: systemctl restart app`");
+        return out;
+    };
+    for (k, v) in entries {
+        let name = k.scalar_text().unwrap_or_default();
+        if !super::heartbeat::is_valid_name(&name) {
+            problems.push(Some(k.line), format!("command name `{name}` may only contain a-z, 0-9 and -"), "rename it, e.g. restart-app");
+        }
+        match v.scalar_text().filter(|c| !c.trim().is_empty()) {
+            Some(cmd) => {
+                out.insert(name, cmd);
+            }
+            None => problems.push(Some(v.line), format!("command `{name}` has no command line"), "write the command to run, e.g. `systemctl restart app`"),
+        }
+    }
+    out
+}
+
+fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
+    let m = MapReader::new(node, "webhook", problems)?;
+    let name = m.required_str("name", problems);
+    let url = m.required_str("url", problems);
+    if let Some(u) = &url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err() {
+            problems.push(m.key_line("url"), format!("webhook url `{u}` is not an http(s) URL"), "write e.g. http://127.0.0.1:5678/webhook/nightshift");
+        }
+    }
+    let mut severities = Vec::new();
+    for s in m.str_list("severities", problems).unwrap_or_else(|| vec!["info".into(), "warning".into(), "critical".into()]) {
+        match Severity::parse(&s) {
+            Some(sev) => severities.push(sev),
+            None => problems.push(m.key_line("severities"), format!("unknown severity `{s}`"), "use info, warning or critical"),
+        }
+    }
+    let auth_header_env = m.str("auth_header_env", problems);
+    for (k, line) in m.keys() {
+        if k == "auth_header" || k == "token" {
+            problems.push(Some(line), format!("webhook: `{k}` would put a secret in AGENTS.md"), "use `auth_header_env: VAR` and set VAR in the environment");
+            m.get(k);
+        }
+    }
+    m.finish(WEBHOOK_KEYS, problems);
+    Some(Webhook { name: name?, url: url?, auth_header_env, severities })
+}
+
+/// Used by tests and `validate`: the default settings.
+pub fn default_abort_window() -> Duration {
+    Duration::from_secs(30)
+}
