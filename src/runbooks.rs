@@ -72,13 +72,13 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
-        ProbeSpec::Exec { command, .. } => {
+        ProbeSpec::Exec { .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
             Diagnosis {
                 class: "exec-failed",
                 title: format!("Check command failed ({})", spec.name),
-                steps: vec![format!("{} → {}", code(command), code(&result.summary))],
+                steps: vec![format!("{} → {}", code(&result.target), code(&result.summary))],
                 prevention: vec!["make the command's failure message name its cause; it is the evidence the next on-call reads".into()],
                 plan,
             }

@@ -188,7 +188,7 @@ pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
     CheckResult {
         name: spec.name.clone(),
         kind: spec.probe.kind(),
-        target: spec.probe.target(),
+        target: crate::redact::redact(&spec.probe.target()),
         status: outcome.status,
         summary: crate::redact::redact(&outcome.summary),
         evidence: redact_evidence(outcome.evidence),

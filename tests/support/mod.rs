@@ -1,0 +1,236 @@
+//! Test support: temporary workspaces, the built binary, and real servers on
+//! loopback (an HTTP server whose status the test sets, a TLS server from
+//! openssl with a certificate the test makes).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nightshift")
+}
+
+/// A workspace in a temporary directory.
+pub struct Ws {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ws {
+    pub fn new(policy: &str, heartbeat: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("AGENTS.md"), format!("# Manual\n\nBe careful.\n\n```policy\n{policy}```\n")).unwrap();
+        std::fs::write(dir.path().join("HEARTBEAT.md"), format!("# Watch\n\n```heartbeat\n{heartbeat}```\n")).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--workspace").arg(self.path()).args(args);
+        c.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL").env("GIT_AUTHOR_NAME", "test").env("GIT_COMMITTER_NAME", "test");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.cmd(args).output().unwrap();
+        Run::from(out)
+    }
+
+    pub fn memory(&self) -> PathBuf {
+        self.path().join("memory")
+    }
+
+    pub fn incident_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(self.memory().join("incidents")).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn audit_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(r) = std::fs::read_dir(self.memory().join("audit")) {
+            let mut files: Vec<_> = r.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                s.push_str(&std::fs::read_to_string(f).unwrap());
+            }
+        }
+        s
+    }
+
+    /// Commit subjects of the memory repository, newest first.
+    pub fn commits(&self) -> Vec<String> {
+        let out = Command::new("git").arg("-C").arg(self.memory()).args(["log", "--format=%s"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    pub fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let r = self.run(args);
+        let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
+        (r.code, v)
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    }
+}
+
+/// A real HTTP/1.1 server on loopback answering every request with the
+/// status the test sets, counting requests.
+pub struct HttpServer {
+    pub addr: String,
+    pub status: Arc<AtomicU16>,
+    pub hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    pub fn start(status: u16, body: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let status = Arc::new(AtomicU16::new(status));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, h, st) = (status.clone(), hits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (s, h) = (s.clone(), h.clone());
+                        std::thread::spawn(move || serve(conn, &s, &h, body));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self { addr, status, hits, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, body: &str) {
+    conn.set_nonblocking(false).ok();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    hits.fetch_add(1, Ordering::Relaxed);
+    let code = status.load(Ordering::Relaxed);
+    let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = conn.write_all(resp.as_bytes());
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_listening(addr: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Makes a self-signed certificate for `localhost` valid for `days` days, with openssl.
+pub fn make_cert(dir: &Path, days: u32) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("cert-{days}.pem"));
+    let key = dir.join(format!("key-{days}.pem"));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .arg("-days")
+        .arg(days.to_string())
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for TLS tests (apt-get install openssl)");
+    assert!(st.success());
+    (cert, key)
+}
+
+/// A real TLS server (openssl s_server) on loopback serving `cert`.
+pub struct TlsServer {
+    pub addr: String,
+    child: Child,
+}
+
+impl TlsServer {
+    pub fn start(cert: &Path, key: &Path) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(&addr)
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_listening(&addr, Duration::from_secs(10)), "openssl s_server did not start");
+        Self { addr, child }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sets a file's modification time `days` days into the past.
+pub fn age(path: &Path, days: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+/// Current used percent of the filesystem holding `path`, as df computes it.
+pub fn used_percent(path: &Path) -> f64 {
+    let out = Command::new("df").arg("--output=pcent").arg(path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()
+}
