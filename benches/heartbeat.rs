@@ -1,1 +1,108 @@
-fn main() {}
+//! Benchmark: `nightshift heartbeat --all` on a workspace of 50 healthy local
+//! checks (20 http against a loopback server, 10 tcp, 10 disk, 10 exec
+//! `true`), each run a fresh process (cold start included). Prints wall time
+//! and peak RSS per run, and how many connections a loopback "model"
+//! endpoint received (must be 0). Run with `cargo bench --bench heartbeat`.
+
+#![allow(clippy::expect_used, clippy::zombie_processes)] // a benchmark harness: failing loudly is the point
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 30;
+
+fn serve_ok(listener: TcpListener) {
+    for conn in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut conn = conn;
+            let mut buf = [0u8; 2048];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        });
+    }
+}
+
+/// Runs the command, returning (wall time, peak RSS in KiB) of that child alone.
+fn measure(cmd: &mut Command) -> (Duration, i64, i32) {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn nightshift");
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child with valid out-pointers.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    (start.elapsed(), usage.ru_maxrss, nix::libc::WEXITSTATUS(status))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = http.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || serve_ok(http));
+    let model = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let model_url = format!("http://{}/v1", model.local_addr().expect("addr"));
+    let model_calls = Arc::new(AtomicUsize::new(0));
+    let mc = model_calls.clone();
+    std::thread::spawn(move || {
+        for _ in model.incoming() {
+            mc.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checks = String::from("checks:\n");
+    for i in 0..20 {
+        checks.push_str(&format!("  - name: http-{i}\n    kind: http\n    url: http://{addr}/health/{i}\n    body_contains: ok\n"));
+    }
+    for i in 0..10 {
+        checks.push_str(&format!("  - name: tcp-{i}\n    kind: tcp\n    address: {addr}\n"));
+    }
+    for i in 0..10 {
+        let path = if i % 2 == 0 { "/" } else { "/tmp" };
+        checks.push_str(&format!("  - name: disk-{i}\n    kind: disk\n    path: {path}\n    max_used_percent: 99\n"));
+    }
+    for i in 0..10 {
+        checks.push_str(&format!("  - name: exec-{i}\n    kind: exec\n    command: \"true\"\n"));
+    }
+    std::fs::write(dir.path().join("AGENTS.md"), "```policy\nmode: dry-run\n```\n").expect("write");
+    std::fs::write(dir.path().join("HEARTBEAT.md"), format!("```heartbeat\n{checks}```\n")).expect("write");
+
+    let bin = env!("CARGO_BIN_EXE_nightshift");
+    let mut walls = Vec::new();
+    let mut peak_kib = 0;
+    for run in 0..RUNS + 1 {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--workspace"]).arg(dir.path()).args(["heartbeat", "--all"]).env("OPENAI_BASE_URL", &model_url).env("OPENAI_API_KEY", "bench");
+        let (wall, rss, code) = measure(&mut cmd);
+        assert_eq!(code, 0, "the heartbeat was not healthy");
+        if run > 0 {
+            // Run 0 creates memory/ (git init); the rest are steady-state cron runs.
+            walls.push(wall);
+            peak_kib = peak_kib.max(rss);
+        }
+    }
+    walls.sort();
+    println!("heartbeat --all, 50 healthy local checks (20 http, 10 tcp, 10 disk, 10 exec), {RUNS} cold process runs:");
+    println!("  wall  median {:.1} ms, p90 {:.1} ms, max {:.1} ms", ms(percentile(&walls, 0.5)), ms(percentile(&walls, 0.9)), ms(*walls.last().expect("runs")));
+    println!("  peak RSS {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!("  model endpoint connections: {}", model_calls.load(Ordering::Relaxed));
+    assert_eq!(model_calls.load(Ordering::Relaxed), 0, "a healthy heartbeat called the model");
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

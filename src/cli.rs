@@ -308,15 +308,14 @@ fn decide(root: &Path, id: &str, approve: bool) -> Result<u8, u8> {
         duration_ms: 0,
     };
     let saved = mem.append_audit(t, &[entry]).and_then(|_| {
-        if let Some(id) = &a.incident {
-            if let Ok(mut inc) = mem.read_incident(id) {
+        if let Some(id) = &a.incident
+            && let Ok(mut inc) = mem.read_incident(id) {
                 inc.actions.push(format!("{} {} {} {} (approval {})", timestamp(t), who, if approve { "approved" } else { "aborted" }, a.action.describe(), a.id));
                 if !approve && inc.status == IncidentStatus::Open {
                     inc.status = IncidentStatus::NeedsHuman;
                 }
                 mem.write_incident(&inc)?;
             }
-        }
         mem.commit(&format!("{} {} approval {id} ({})", who, if approve { "approved" } else { "aborted" }, a.action.describe()))
     });
     if let Err(e) = saved {

@@ -293,8 +293,8 @@ impl<'a> Runner<'a> {
     async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
-        if action.kind().is_mutating() {
-            if let Some(last) = self.state.last_attempt(action.kind(), &target) {
+        if action.kind().is_mutating()
+            && let Some(last) = self.state.last_attempt(action.kind(), &target) {
                 let cooldown = chrono::Duration::from_std(spec.cooldown).unwrap_or_default();
                 if t - last < cooldown {
                     let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
@@ -302,7 +302,6 @@ impl<'a> Runner<'a> {
                     return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending });
                 }
             }
-        }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
         let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(action.kind(), &target, t));
         let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
@@ -398,8 +397,8 @@ impl<'a> Runner<'a> {
             Ok(o) => (ActionResult::Ok, o),
             Err(e) => (ActionResult::Failed, e),
         };
-        if result == ActionResult::Ok {
-            if let Some(spec) = spec {
+        if result == ActionResult::Ok
+            && let Some(spec) = spec {
                 let (healthy, summary) = self.verify(spec).await;
                 if healthy {
                     outcome = format!("{outcome}; verified: {summary}");
@@ -408,7 +407,6 @@ impl<'a> Runner<'a> {
                     outcome = format!("{outcome}; verify: still failing: {summary}");
                 }
             }
-        }
         self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
         self.state.record(kind, &target, now(), result);
         Ok((result, outcome))

@@ -54,7 +54,7 @@ fn every_validation_error_names_file_line_and_fix() {
     for (policy, heartbeat, place, message) in cases {
         let ws = Ws::new(policy, heartbeat);
         let r = ws.run(&["validate"]);
-        let found = r.stderr.lines().any(|l| l.contains(&format!("{place}")) && l.contains(message));
+        let found = r.stderr.lines().any(|l| l.contains(&place.to_string()) && l.contains(message));
         let has_fix = r.stderr.contains("fix: ");
         if r.code != 2 || !found || !has_fix {
             failures.push(format!("case {place} {message:?}: exit {} stderr:\n{}", r.code, r.stderr));

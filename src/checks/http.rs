@@ -56,11 +56,10 @@ impl Check for Http<'_> {
                 None => failures.push(format!("status {status}")),
             }
         }
-        if let Some(needle) = self.body_contains {
-            if !text.contains(needle) {
+        if let Some(needle) = self.body_contains
+            && !text.contains(needle) {
                 failures.push(format!("body does not contain {needle:?}"));
             }
-        }
         if let Some(max) = self.max_latency.filter(|m| latency > *m) {
             failures.push(format!("took {ms} ms, limit {} ms", max.as_millis()));
         }

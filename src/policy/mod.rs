@@ -282,11 +282,10 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
         if policy.circuit_breaker > 0 && history.consecutive_failures >= policy.circuit_breaker {
             verdicts.push((Decision::Alert, format!("circuit open: {} failed {} times in a row on {}", subject.kind, history.consecutive_failures, subject.target.id)));
         }
-        if let Some(limit) = matching.iter().filter_map(|r| r.max_per_hour).min() {
-            if history.target_last_hour >= limit {
+        if let Some(limit) = matching.iter().filter_map(|r| r.max_per_hour).min()
+            && history.target_last_hour >= limit {
                 verdicts.push((Decision::Confirm, format!("{} ran {} times on {} in the last hour (max_per_hour {limit})", subject.kind, history.target_last_hour, subject.target.id)));
             }
-        }
         if history.global_last_hour >= policy.max_actions_per_hour {
             verdicts.push((Decision::Confirm, format!("{} actions in the last hour reach max_actions_per_hour {}", history.global_last_hour, policy.max_actions_per_hour)));
         }

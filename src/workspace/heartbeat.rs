@@ -172,11 +172,10 @@ fn host(node: &Node, problems: &mut Problems) -> Option<HostSpec> {
         jump: m.str("jump", problems),
         tags: m.str_list("tags", problems).unwrap_or_default(),
     };
-    if let Some(n) = &name {
-        if !is_valid_name(n) {
+    if let Some(n) = &name
+        && !is_valid_name(n) {
             problems.push(m.key_line("name"), format!("host name `{n}` may only contain a-z, 0-9 and -"), "rename it, e.g. web-01");
         }
-    }
     m.finish(HOST_KEYS, problems);
     Some(spec).filter(|_| name.is_some() && address.is_some())
 }
@@ -185,18 +184,16 @@ fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<Che
     let m = MapReader::new(node, "check", problems)?;
     let name = m.required_str("name", problems);
     let m = m.named(format!("check `{}`", name.as_deref().unwrap_or("?")));
-    if let Some(n) = &name {
-        if !is_valid_name(n) {
+    if let Some(n) = &name
+        && !is_valid_name(n) {
             problems.push(m.key_line("name"), format!("check name `{n}` may only contain a-z, 0-9 and - (at most 63)"), "rename it, e.g. root-disk");
         }
-    }
     let kind = m.required_str("kind", problems);
     let every = m.duration("every", problems).map(HumanDuration::as_duration);
-    if let Some(e) = every {
-        if e < Duration::from_secs(1) {
+    if let Some(e) = every
+        && e < Duration::from_secs(1) {
             problems.push(m.key_line("every"), format!("{}: `every` must be at least 1s", m.what), "write e.g. `every: 30s`");
         }
-    }
     if m.has("at") {
         m.get("at");
         problems.push(m.key_line("at"), format!("{}: cron schedules (`at:`) are not supported by this build", m.what), "use `every:` (e.g. `every: 1d`)");
@@ -277,11 +274,10 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             if !m.has("max_used_percent") && !m.has("max_inodes_percent") {
                 problems.push(Some(m.line), format!("{what}: a disk check needs a limit"), "add `max_used_percent: 80` (and/or `max_inodes_percent`)");
             }
-            if let Some(p) = &path {
-                if !p.is_absolute() {
+            if let Some(p) = &path
+                && !p.is_absolute() {
                     problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", p.display()), "write an absolute path such as /var");
                 }
-            }
             Some(ProbeSpec::Disk { path: path?, max_used_percent: used, max_inodes_percent: inodes })
         }
         "http" => {

@@ -139,11 +139,10 @@ pub fn load(root: &Path) -> Result<Workspace, Vec<Problem>> {
         spec = heartbeat::from_node(&node, &mut hb_problems);
     }
     for check in &spec.checks {
-        if let Some(cmd) = &check.repair {
-            if !policy.commands.contains_key(cmd) {
+        if let Some(cmd) = &check.repair
+            && !policy.commands.contains_key(cmd) {
                 hb_problems.push(Some(check.line), format!("check `{}`: repair command `{cmd}` is not declared in AGENTS.md `commands:`", check.name), "declare it under `commands:` in AGENTS.md's policy block, or fix the name");
             }
-        }
     }
     all.extend(agents_problems.list);
     all.extend(hb_problems.list);

@@ -91,8 +91,8 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             }
         }
     }
-    if let Some(node) = top.get("protected") {
-        if let Some(m) = MapReader::new(node, "protected", problems) {
+    if let Some(node) = top.get("protected")
+        && let Some(m) = MapReader::new(node, "protected", problems) {
             p.protected = Protected {
                 namespaces: m.str_list("namespaces", problems).unwrap_or_default(),
                 hosts: m.str_list("hosts", problems).unwrap_or_default(),
@@ -100,7 +100,6 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             };
             m.finish(PROTECTED_KEYS, problems);
         }
-    }
     if let Some(node) = top.get("commands") {
         p.commands = commands(node, problems);
     }
@@ -114,8 +113,8 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             }
         }
     }
-    if let Some(node) = top.get("clean_logs") {
-        if let Some(m) = MapReader::new(node, "clean_logs", problems) {
+    if let Some(node) = top.get("clean_logs")
+        && let Some(m) = MapReader::new(node, "clean_logs", problems) {
             let mut s = CleanSettings::default();
             if let Some(d) = m.duration("max_age", problems) {
                 s.max_age = d.as_duration();
@@ -129,7 +128,6 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             m.finish(CLEAN_KEYS, problems);
             p.clean_logs = s;
         }
-    }
     if let Some(nodes) = top.seq("webhooks", problems) {
         for node in nodes {
             if let Some(w) = webhook(node, problems) {
@@ -141,8 +139,8 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         }
     }
     for (key, known) in [("model", MODEL_KEYS), ("repository", REPOSITORY_KEYS)] {
-        if let Some(node) = top.get(key) {
-            if let Some(m) = MapReader::new(node, key, problems) {
+        if let Some(node) = top.get(key)
+            && let Some(m) = MapReader::new(node, key, problems) {
                 for k in known {
                     m.get(k);
                 }
@@ -153,7 +151,6 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
                 }
                 m.finish(known, problems);
             }
-        }
     }
     top.finish(TOP_KEYS, problems);
     for (line, msg) in crate::policy::check_examples(&p) {
@@ -232,11 +229,10 @@ fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems
     let blast_radius = m.int("blast_radius", 0, 1_000_000, problems).unwrap_or(1) as u32;
     let mut target = Target { id: target.clone().unwrap_or_default(), namespace: m.str("namespace", problems), host: m.str("host", problems) };
     // `namespace/name` targets carry their namespace, as Kubernetes targets do.
-    if target.namespace.is_none() {
-        if let Some((ns, _)) = target.id.split_once('/').filter(|(ns, _)| !ns.is_empty()) {
+    if target.namespace.is_none()
+        && let Some((ns, _)) = target.id.split_once('/').filter(|(ns, _)| !ns.is_empty()) {
             target.namespace = Some(ns.to_string());
         }
-    }
     let check = m.str("check", problems);
     m.finish(EXAMPLE_KEYS, problems);
     Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius }, expect: expect? })
@@ -267,11 +263,10 @@ fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
     let m = MapReader::new(node, "webhook", problems)?;
     let name = m.required_str("name", problems);
     let url = m.required_str("url", problems);
-    if let Some(u) = &url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err() {
+    if let Some(u) = &url
+        && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err()) {
             problems.push(m.key_line("url"), format!("webhook url `{u}` is not an http(s) URL"), "write e.g. http://127.0.0.1:5678/webhook/nightshift");
         }
-    }
     let mut severities = Vec::new();
     for s in m.str_list("severities", problems).unwrap_or_else(|| vec!["info".into(), "warning".into(), "critical".into()]) {
         match Severity::parse(&s) {
