@@ -1,0 +1,90 @@
+//! Pending approvals (`memory/state/approvals.json`): actions waiting for a
+//! human (`confirm`) or for their abort window to pass. They survive restarts;
+//! other processes (`approve`, `abort`) change them under the state lock.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Memory, MemoryError, Result, atomic_write};
+use crate::actions::Action;
+use crate::workspace::heartbeat::Level;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalKind {
+    /// Runs only once a human approves.
+    Confirm,
+    /// Runs when its window passes, unless a human aborts.
+    AbortWindow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Aborted,
+    Expired,
+    /// Taken by a run and carried out (see the audit for its result).
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub kind: ApprovalKind,
+    pub status: ApprovalStatus,
+    pub action: Action,
+    pub incident: Option<String>,
+    pub check: Option<String>,
+    pub level: Level,
+    pub reason: String,
+    pub created: DateTime<Utc>,
+    /// For confirm: when it expires. For abort-window: when it acts.
+    pub deadline: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl Memory {
+    fn approvals_path(&self) -> std::path::PathBuf {
+        self.state_dir().join("approvals.json")
+    }
+
+    pub fn load_approvals(&self) -> Result<Vec<Approval>> {
+        let path = self.approvals_path();
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| MemoryError::Corrupt { path, message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(MemoryError::Io { path, source: e }),
+        }
+    }
+
+    pub fn save_approvals(&self, list: &[Approval]) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(list).map_err(|e| MemoryError::Corrupt { path: self.approvals_path(), message: e.to_string() })?;
+        atomic_write(&self.approvals_path(), &bytes)
+    }
+
+    /// Read-modify-write of the approvals under the state lock.
+    pub fn update_approvals<T>(&self, f: impl FnOnce(&mut Vec<Approval>) -> T) -> Result<T> {
+        let _lock = self.lock("approvals")?;
+        let mut list = self.load_approvals()?;
+        let out = f(&mut list);
+        // Closed approvals are kept a day for `nightshift approvals --all` and then dropped.
+        let day_ago = Utc::now() - chrono::Duration::days(1);
+        list.retain(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) || a.decided_at.unwrap_or(a.created) > day_ago);
+        self.save_approvals(&list)?;
+        Ok(out)
+    }
+}
+
+/// A short random id for approvals and journal entries.
+pub fn new_id(prefix: &str) -> String {
+    let mut buf = [0u8; 4];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf)).is_ok();
+    if !ok {
+        let n = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ u64::from(std::process::id());
+        buf = (n as u32).to_le_bytes();
+    }
+    format!("{prefix}{}", buf.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}

@@ -1,0 +1,250 @@
+//! The audit log: `audit/YYYY-MM-DD.md`, one section per decision (denials
+//! and dry-runs included), and the report that reads it back.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use serde::{Deserialize, Serialize};
+
+use super::{Memory, Result, atomic_write, code, io_err, one_line};
+
+/// What became of a decided action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionResult {
+    /// Executed and the check passed again (or, for notify, delivered).
+    Ok,
+    /// Executed but failed, or the check still failed afterwards.
+    Failed,
+    DryRun,
+    /// Waiting for a human (confirm) or for its abort window.
+    Pending,
+    /// Refused by the policy (forbid), or alert-only.
+    Denied,
+    Aborted,
+    Expired,
+    /// The process died mid-action; found by the journal and not repeated.
+    Interrupted,
+}
+
+
+impl ActionResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::DryRun => "dry-run",
+            Self::Pending => "pending",
+            Self::Denied => "denied",
+            Self::Aborted => "aborted",
+            Self::Expired => "expired",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ok, Self::Failed, Self::DryRun, Self::Pending, Self::Denied, Self::Aborted, Self::Expired, Self::Interrupted].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One audited decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub time: String,
+    pub action: String,
+    pub target: String,
+    pub incident: Option<String>,
+    pub check: Option<String>,
+    pub decision: String,
+    /// Who or what let it through: `policy`, `human:<who>`, `abort-window`, or `-`.
+    pub approved_by: String,
+    pub risk: String,
+    pub mode: String,
+    pub reason: String,
+    pub result: ActionResult,
+    pub outcome: String,
+    pub duration_ms: u64,
+}
+
+impl AuditEntry {
+    pub fn render(&self) -> String {
+        let mut s = format!("## {} {} on {}\n\n", self.time, self.action, code(&self.target));
+        let mut field = |k: &str, v: &str| s.push_str(&format!("- {k}: {}\n", one_line(v)));
+        field("incident", self.incident.as_deref().unwrap_or("-"));
+        field("check", self.check.as_deref().unwrap_or("-"));
+        field("decision", &self.decision);
+        field("approved by", &self.approved_by);
+        field("risk", &self.risk);
+        field("mode", &self.mode);
+        field("reason", &self.reason);
+        field("result", self.result.as_str());
+        field("outcome", &self.outcome);
+        field("duration", &format!("{} ms", self.duration_ms));
+        s.push('\n');
+        crate::redact::redact(&s)
+    }
+}
+
+/// Parses the entries of one audit file.
+pub fn parse(text: &str) -> Vec<AuditEntry> {
+    let mut out: Vec<AuditEntry> = Vec::new();
+    let mut in_h2 = false;
+    let mut heading = String::new();
+    let mut depth = 0;
+    for (event, range) in Parser::new(text).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading { level: HeadingLevel::H2, .. }) => {
+                in_h2 = true;
+                heading.clear();
+            }
+            Event::Text(t) | Event::Code(t) if in_h2 => heading.push_str(&t),
+            Event::End(TagEnd::Heading(HeadingLevel::H2)) => {
+                in_h2 = false;
+                let mut parts = heading.splitn(3, ' ');
+                let time = parts.next().unwrap_or("").to_string();
+                let action = parts.next().unwrap_or("").to_string();
+                let target = parts.next().unwrap_or("").trim_start_matches("on ").to_string();
+                out.push(AuditEntry {
+                    time,
+                    action,
+                    target,
+                    incident: None,
+                    check: None,
+                    decision: String::new(),
+                    approved_by: String::new(),
+                    risk: String::new(),
+                    mode: String::new(),
+                    reason: String::new(),
+                    result: ActionResult::Ok,
+                    outcome: String::new(),
+                    duration_ms: 0,
+                });
+            }
+            Event::Start(Tag::Item) => {
+                depth += 1;
+                let Some(entry) = out.last_mut().filter(|_| depth == 1) else { continue };
+                let raw = text[range].lines().next().unwrap_or("").trim().trim_start_matches("- ");
+                let Some((k, v)) = raw.split_once(": ") else { continue };
+                let v = v.to_string();
+                let opt = |v: String| (v != "-").then_some(v);
+                match k {
+                    "incident" => entry.incident = opt(v),
+                    "check" => entry.check = opt(v),
+                    "decision" => entry.decision = v,
+                    "approved by" => entry.approved_by = v,
+                    "risk" => entry.risk = v,
+                    "mode" => entry.mode = v,
+                    "reason" => entry.reason = v,
+                    "result" => entry.result = ActionResult::parse(&v).unwrap_or(ActionResult::Failed),
+                    "outcome" => entry.outcome = v,
+                    "duration" => entry.duration_ms = v.trim_end_matches(" ms").parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            Event::End(TagEnd::Item) => depth -= 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Memory {
+    /// Appends entries to the day's audit file (atomically: the whole file is rewritten).
+    pub fn append_audit(&self, now: DateTime<Utc>, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let path = self.root.join("audit").join(format!("{}.md", now.format("%Y-%m-%d")));
+        let mut text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("# Audit {}\n\n", now.format("%Y-%m-%d")),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        for e in entries {
+            text.push_str(&e.render());
+        }
+        atomic_write(&path, text.as_bytes())
+    }
+
+    /// Every audit entry of the days from `since` on.
+    pub fn audit_since(&self, since: DateTime<Utc>) -> Result<Vec<AuditEntry>> {
+        let dir = self.root.join("audit");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten().map(|e| e.path()).collect();
+        files.sort();
+        let first_day = since.format("%Y-%m-%d").to_string();
+        let mut out = Vec::new();
+        for f in files {
+            let day = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            if day.as_str() < first_day.as_str() || f.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).map_err(io_err(&f))?;
+            out.extend(parse(&text).into_iter().filter(|e| e.time.as_str() >= super::notes::timestamp(since).as_str()));
+        }
+        Ok(out)
+    }
+}
+
+/// Per action type: how often, how risky, which routes, how successful.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ActionStats {
+    pub total: u32,
+    pub executed: u32,
+    pub ok: u32,
+    pub failed: u32,
+    pub by_result: BTreeMap<String, u32>,
+    pub by_risk: BTreeMap<String, u32>,
+    pub by_route: BTreeMap<String, u32>,
+    pub success_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub since: String,
+    pub entries: u32,
+    pub actions: BTreeMap<String, ActionStats>,
+    /// Actions that recur often or fail often: candidates for a permanent fix.
+    pub permanent_fix_candidates: Vec<String>,
+}
+
+/// Summarises entries over a period of `days` days.
+pub fn report(entries: &[AuditEntry], since: &str, days: f64) -> Report {
+    let mut r = Report { since: since.to_string(), entries: entries.len() as u32, ..Default::default() };
+    let mut per_target: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for e in entries {
+        let s = r.actions.entry(e.action.clone()).or_default();
+        s.total += 1;
+        *s.by_result.entry(e.result.as_str().to_string()).or_default() += 1;
+        *s.by_risk.entry(e.risk.clone()).or_default() += 1;
+        let route = if e.approved_by.is_empty() || e.approved_by == "-" { e.decision.clone() } else { format!("{} ({})", e.decision, e.approved_by) };
+        *s.by_route.entry(route).or_default() += 1;
+        match e.result {
+            ActionResult::Ok => {
+                s.executed += 1;
+                s.ok += 1;
+            }
+            ActionResult::Failed | ActionResult::Interrupted => {
+                s.executed += 1;
+                s.failed += 1;
+            }
+            _ => {}
+        }
+        if matches!(e.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted | ActionResult::DryRun) {
+            *per_target.entry((e.action.clone(), e.target.clone())).or_default() += 1;
+        }
+    }
+    let weeks = (days / 7.0).max(1.0);
+    for (name, s) in r.actions.iter_mut() {
+        s.success_rate = (s.executed > 0).then(|| f64::from(s.ok) / f64::from(s.executed));
+        if s.executed >= 1 && f64::from(s.failed) / f64::from(s.executed) > 0.2 {
+            r.permanent_fix_candidates.push(format!("{name}: fails often ({} of {} runs failed)", s.failed, s.executed));
+        }
+    }
+    for ((action, target), n) in per_target {
+        if f64::from(n) / weeks > 10.0 {
+            r.permanent_fix_candidates.push(format!("{action} on {target}: recurs often ({n} times since {since})"));
+        }
+    }
+    r
+}

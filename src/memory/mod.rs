@@ -1,0 +1,161 @@
+//! The memory folder: its own git repository of markdown (incidents/, audit/)
+//! and operational state (state/, ignored by git). Every write is atomic.
+
+pub mod approvals;
+pub mod audit;
+pub mod journal;
+pub mod notes;
+pub mod state;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git repository {path}: {source}")]
+    Git {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, MemoryError>;
+
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MemoryError + '_ {
+    move |source| MemoryError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `data` to `path` through a synced temporary file and a rename, so a
+/// crash leaves either the old file or the new one, never half of either.
+pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        MemoryError::Io { path: path.to_path_buf(), source: e }
+    })
+}
+
+/// The memory folder of a workspace.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    pub root: PathBuf,
+}
+
+/// An exclusive lock on the memory's state, released on drop.
+pub struct StateLock(#[allow(dead_code)] Flock<File>);
+
+impl Memory {
+    /// Opens the memory folder, creating it and its git repository if absent.
+    pub fn open(workspace: &Path) -> Result<Self> {
+        let root = workspace.join("memory");
+        for dir in ["incidents", "audit", "state"] {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        let ignore = root.join(".gitignore");
+        if !ignore.exists() {
+            atomic_write(&ignore, b"# operational state: check state, journal, pending approvals\nstate/\n")?;
+        }
+        if git2::Repository::open(&root).is_err() {
+            git2::Repository::init(&root).map_err(|source| MemoryError::Git { path: root.clone(), source })?;
+        }
+        Ok(Self { root })
+    }
+
+    /// Opens existing memory without creating anything (for read-only commands).
+    pub fn existing(workspace: &Path) -> Option<Self> {
+        let root = workspace.join("memory");
+        root.join("incidents").is_dir().then_some(Self { root })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// Takes the state lock, waiting for another nightshift process to finish its update.
+    pub fn lock(&self, name: &str) -> Result<StateLock> {
+        let path = self.state_dir().join(format!("{name}.lock"));
+        std::fs::create_dir_all(self.state_dir()).map_err(io_err(&path))?;
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(StateLock)
+            .map_err(|(_, e)| MemoryError::Io { path, source: std::io::Error::from(e) })
+    }
+
+    /// Tries to take a lock without waiting; `None` if another process holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<StateLock>> {
+        let path = self.state_dir().join(format!("{name}.lock"));
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(StateLock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(MemoryError::Io { path, source: std::io::Error::from(e) }),
+        }
+    }
+
+    /// Commits everything git does not ignore; returns the commit, or `None`
+    /// when nothing changed.
+    pub fn commit(&self, message: &str) -> Result<Option<git2::Oid>> {
+        let git = |source| MemoryError::Git { path: self.root.clone(), source };
+        let repo = git2::Repository::open(&self.root).map_err(git)?;
+        let mut index = repo.index().map_err(git)?;
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).map_err(git)?;
+        index.update_all(["*"], None).map_err(git)?;
+        index.write().map_err(git)?;
+        let tree_id = index.write_tree().map_err(git)?;
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        if parent.as_ref().is_some_and(|p| p.tree_id() == tree_id) {
+            return Ok(None);
+        }
+        let sig = repo.signature().or_else(|_| git2::Signature::now("nightshift", "nightshift@localhost")).map_err(git)?;
+        let tree = repo.find_tree(tree_id).map_err(git)?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).map_err(git)?;
+        Ok(Some(oid))
+    }
+}
+
+/// Single-line text safe to place in a markdown list item: control characters
+/// and newlines become spaces, so untrusted text can never start a section.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+}
+
+/// Inline code span for untrusted text, with a fence longer than any backtick run inside.
+pub fn code(s: &str) -> String {
+    let s = one_line(s);
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    if s.starts_with('`') || s.ends_with('`') { format!("{fence} {s} {fence}") } else { format!("{fence}{s}{fence}") }
+}
+
+/// A fenced block for untrusted multi-line text; its fence is longer than any
+/// run of backticks or tildes inside, so the text cannot close it early.
+pub fn fenced(info: &str, text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat((longest + 1).max(3));
+    let body = text.trim_end_matches('\n');
+    format!("{fence}{info}\n{body}\n{fence}\n")
+}

@@ -1,0 +1,289 @@
+//! Incident notes: `incidents/<id>.md`, written for people (the seed's layout
+//! in English) and read back with pulldown-cmark.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use serde::{Deserialize, Serialize};
+
+use super::{Memory, MemoryError, Result, atomic_write, fenced, io_err, one_line};
+use crate::workspace::heartbeat::Severity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncidentStatus {
+    Open,
+    Resolved,
+    NeedsHuman,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Resolved => "resolved",
+            Self::NeedsHuman => "needs-human",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "resolved" => Some(Self::Resolved),
+            "needs-human" => Some(Self::NeedsHuman),
+            _ => None,
+        }
+    }
+}
+
+/// One incident, as its note holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    pub fingerprint: String,
+    pub check: String,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub detected: String,
+    pub last_seen: String,
+    pub resolved: Option<String>,
+    pub occurrences: u32,
+    /// Untrusted text (check output, summaries): rendered inside a fenced block.
+    pub evidence: String,
+    pub diagnosis: Vec<String>,
+    pub actions: Vec<String>,
+    pub prevention: Vec<String>,
+    pub related: Vec<String>,
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Incident {
+    /// The note as markdown; secrets are redacted from every part of it.
+    pub fn render(&self) -> String {
+        crate::redact::redact(&self.render_raw())
+    }
+
+    fn render_raw(&self) -> String {
+        let mut s = format!("# {}\n\n", one_line(&self.title));
+        s.push_str(&format!("- **Detected**: {}\n", self.detected));
+        s.push_str(&format!("- **Severity**: {}\n", self.severity.as_str()));
+        s.push_str(&format!("- **Status**: {}\n", self.status.as_str()));
+        s.push_str(&format!("- **Check**: {}\n", one_line(&self.check)));
+        s.push_str(&format!("- **Fingerprint**: {}\n", super::code(&self.fingerprint)));
+        s.push_str(&format!("- **Last seen**: {}\n", self.last_seen));
+        s.push_str(&format!("- **Occurrences**: {}\n", self.occurrences));
+        if let Some(r) = &self.resolved {
+            s.push_str(&format!("- **Resolved**: {r}\n"));
+        }
+        s.push_str("\n## Evidence\n\n");
+        s.push_str(&fenced("text", &self.evidence));
+        for (title, items, numbered) in [("Diagnosis", &self.diagnosis, true), ("Actions taken", &self.actions, false), ("Prevention", &self.prevention, false)] {
+            s.push_str(&format!("\n## {title}\n\n"));
+            if items.is_empty() {
+                s.push_str("- none yet\n");
+            }
+            for (i, item) in items.iter().enumerate() {
+                if numbered { s.push_str(&format!("{}. {}\n", i + 1, one_line(item))) } else { s.push_str(&format!("- {}\n", one_line(item))) }
+            }
+        }
+        s.push_str("\n## Knowledge\n\n");
+        if self.related.is_empty() {
+            s.push_str("- no related incidents yet\n");
+        }
+        for id in &self.related {
+            s.push_str(&format!("- related: [{id}]({id}.md)\n"));
+        }
+        s
+    }
+
+    /// Parses a note written by `render` (or edited by a person within its layout).
+    pub fn parse(id: &str, text: &str) -> Option<Incident> {
+        let mut inc = Incident {
+            id: id.to_string(),
+            title: String::new(),
+            fingerprint: String::new(),
+            check: String::new(),
+            severity: Severity::Warning,
+            status: IncidentStatus::Open,
+            detected: String::new(),
+            last_seen: String::new(),
+            resolved: None,
+            occurrences: 1,
+            evidence: String::new(),
+            diagnosis: Vec::new(),
+            actions: Vec::new(),
+            prevention: Vec::new(),
+            related: Vec::new(),
+        };
+        let mut section = String::new();
+        let mut in_heading: Option<HeadingLevel> = None;
+        let mut heading = String::new();
+        let mut in_code = false;
+        let mut depth = 0usize;
+        for (event, range) in Parser::new(text).into_offset_iter() {
+            match event {
+                Event::Start(Tag::Heading { level, .. }) => {
+                    in_heading = Some(level);
+                    heading.clear();
+                }
+                Event::End(TagEnd::Heading(level)) => {
+                    in_heading = None;
+                    if level == HeadingLevel::H1 && inc.title.is_empty() {
+                        inc.title = heading.clone();
+                    } else if level == HeadingLevel::H2 {
+                        section = heading.clone();
+                    }
+                }
+                Event::Text(t) | Event::Code(t) if in_heading.is_some() => heading.push_str(&t),
+                Event::Start(Tag::CodeBlock(_)) => in_code = true,
+                Event::End(TagEnd::CodeBlock) => in_code = false,
+                Event::Text(t) if in_code && section == "Evidence" => inc.evidence.push_str(&t),
+                Event::Start(Tag::Item) => {
+                    depth += 1;
+                    if depth == 1 {
+                        let raw = text[range.clone()].lines().next().unwrap_or("").trim();
+                        let item = strip_marker(raw).to_string();
+                        apply_item(&mut inc, &section, item);
+                    }
+                }
+                Event::End(TagEnd::Item) => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        inc.evidence = inc.evidence.trim_end_matches('\n').to_string();
+        (!inc.title.is_empty()).then_some(inc)
+    }
+}
+
+fn strip_marker(raw: &str) -> &str {
+    let s = raw.trim_start_matches(['-', '*', '+']).trim_start();
+    match s.split_once(". ") {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => rest,
+        _ => s,
+    }
+}
+
+fn apply_item(inc: &mut Incident, section: &str, item: String) {
+    match section {
+        "" => {
+            let Some((key, value)) = item.strip_prefix("**").and_then(|r| r.split_once("**:")) else { return };
+            let value = value.trim().to_string();
+            match key {
+                "Detected" => inc.detected = value,
+                "Severity" => inc.severity = Severity::parse(&value).unwrap_or(Severity::Warning),
+                "Status" => inc.status = IncidentStatus::parse(&value).unwrap_or(IncidentStatus::Open),
+                "Check" => inc.check = value,
+                "Fingerprint" => inc.fingerprint = value.trim_matches('`').trim().to_string(),
+                "Last seen" => inc.last_seen = value,
+                "Occurrences" => inc.occurrences = value.parse().unwrap_or(1),
+                "Resolved" => inc.resolved = Some(value),
+                _ => {}
+            }
+        }
+        "Diagnosis" if item != "none yet" => inc.diagnosis.push(item),
+        "Actions taken" if item != "none yet" => inc.actions.push(item),
+        "Prevention" if item != "none yet" => inc.prevention.push(item),
+        "Knowledge" => {
+            if let Some(id) = item.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(id, _)| id.to_string()) {
+                inc.related.push(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Memory {
+    pub fn incident_path(&self, id: &str) -> PathBuf {
+        self.root.join("incidents").join(format!("{id}.md"))
+    }
+
+    pub fn write_incident(&self, inc: &Incident) -> Result<()> {
+        atomic_write(&self.incident_path(&inc.id), inc.render().as_bytes())
+    }
+
+    pub fn read_incident(&self, id: &str) -> Result<Incident> {
+        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+            return Err(MemoryError::Corrupt { path: PathBuf::from(id), message: "not an incident id".into() });
+        }
+        let path = self.incident_path(id);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        Incident::parse(id, &text).ok_or_else(|| MemoryError::Corrupt { path, message: "not an incident note (no title)".into() })
+    }
+
+    /// Every incident note, newest first, with its raw text.
+    pub fn all_incidents(&self) -> Result<Vec<(Incident, String)>> {
+        let dir = self.root.join("incidents");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            let path = entry.path();
+            let Some(id) = stem(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            if let Some(inc) = Incident::parse(&id, &text) {
+                out.push((inc, text));
+            }
+        }
+        out.sort_by(|a, b| b.0.detected.cmp(&a.0.detected).then(b.0.id.cmp(&a.0.id)));
+        Ok(out)
+    }
+
+    /// A fresh id `YYYY-MM-DD-<slug>`, suffixed if the day already has one.
+    pub fn new_incident_id(&self, now: DateTime<Utc>, slug: &str) -> String {
+        let base = format!("{}-{}", now.format("%Y-%m-%d"), slug);
+        let mut id = base.clone();
+        let mut n = 2;
+        while self.incident_path(&id).exists() {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        id
+    }
+}
+
+fn stem(path: &Path) -> Option<String> {
+    (path.extension()? == "md").then(|| path.file_stem().map(|s| s.to_string_lossy().to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Incident {
+        Incident {
+            id: "2026-11-23-root-disk-disk-full".into(),
+            title: "Disk almost full: / (root-disk)".into(),
+            fingerprint: "root-disk:disk-full:localhost:/".into(),
+            check: "root-disk (disk)".into(),
+            severity: Severity::Critical,
+            status: IncidentStatus::Open,
+            detected: "2026-11-23T16:40:00Z".into(),
+            last_seen: "2026-11-23T16:45:00Z".into(),
+            resolved: None,
+            occurrences: 2,
+            evidence: "used 91%\n```\n## Status: resolved\n```".into(),
+            diagnosis: vec!["largest: `/var/log` 1.2 GiB".into()],
+            actions: vec!["clean_logs on `/var/log/app`: auto, dry-run".into()],
+            prevention: vec!["rotate logs daily".into()],
+            related: vec!["2026-11-20-root-disk-disk-full".into()],
+        }
+    }
+
+    #[test]
+    fn a_note_round_trips_and_evidence_cannot_forge_a_section() {
+        let inc = sample();
+        let text = inc.render();
+        assert_eq!(Incident::parse(&inc.id, &text), Some(inc));
+    }
+
+    #[test]
+    fn untrusted_list_text_stays_on_one_line() {
+        let mut inc = sample();
+        inc.actions = vec!["deleted x\n## Status\n- **Status**: resolved".into()];
+        let parsed = Incident::parse(&inc.id, &inc.render());
+        assert_eq!(parsed.map(|p| (p.status, p.actions.len())), Some((IncidentStatus::Open, 1)));
+    }
+}

@@ -1,0 +1,98 @@
+//! Operational state in `memory/state/state.json`: per-check run state (for
+//! `every`, thresholds and cooldowns), the history of actions (rate limits,
+//! circuit breaker) and the open incident of each fingerprint.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::audit::ActionResult;
+use super::{Memory, MemoryError, Result, atomic_write};
+use crate::actions::ActionKind;
+use crate::checks::Status;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    pub last_run: DateTime<Utc>,
+    pub status: Status,
+    pub consecutive_failures: u32,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub kind: ActionKind,
+    pub target: String,
+    pub at: DateTime<Utc>,
+    pub result: ActionResult,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub checks: BTreeMap<String, CheckState>,
+    #[serde(default)]
+    pub actions: Vec<ActionRecord>,
+    /// fingerprint → id of its open incident
+    #[serde(default)]
+    pub open: BTreeMap<String, String>,
+}
+
+impl Memory {
+    pub fn load_state(&self) -> Result<State> {
+        let path = self.state_dir().join("state.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MemoryError::Corrupt { path, message: format!("{e}; move the file away to start from a clean state") }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(MemoryError::Io { path, source: e }),
+        }
+    }
+
+    pub fn save_state(&self, state: &State) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| MemoryError::Corrupt { path: self.state_dir(), message: e.to_string() })?;
+        atomic_write(&self.state_dir().join("state.json"), &bytes)
+    }
+}
+
+impl State {
+    /// Whether a check is due: never run, or its `every` has passed.
+    pub fn is_due(&self, check: &str, every: std::time::Duration, now: DateTime<Utc>) -> bool {
+        match self.checks.get(check) {
+            None => true,
+            Some(s) => now - s.last_run >= Duration::from_std(every).unwrap_or(Duration::MAX),
+        }
+    }
+
+    /// The figures the policy gate needs for one action on one target.
+    pub fn history(&self, kind: ActionKind, target: &str, now: DateTime<Utc>) -> crate::policy::History {
+        let hour_ago = now - Duration::hours(1);
+        let executed = |r: &&ActionRecord| matches!(r.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted);
+        let target_last_hour = self.actions.iter().filter(|r| r.kind == kind && r.target == target && r.at > hour_ago).filter(executed).count() as u32;
+        let global_last_hour = self.actions.iter().filter(|r| r.kind.is_mutating() && r.at > hour_ago).filter(executed).count() as u32;
+        let consecutive_failures = self
+            .actions
+            .iter()
+            .rev()
+            .filter(|r| r.kind == kind && r.target == target)
+            .filter(executed)
+            .take_while(|r| matches!(r.result, ActionResult::Failed | ActionResult::Interrupted))
+            .count() as u32;
+        crate::policy::History { target_last_hour, global_last_hour, consecutive_failures }
+    }
+
+    /// The last execution attempt of this action on this target, for cooldowns.
+    pub fn last_attempt(&self, kind: ActionKind, target: &str) -> Option<DateTime<Utc>> {
+        self.actions
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind && r.target == target && matches!(r.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted))
+            .map(|r| r.at)
+    }
+
+    pub fn record(&mut self, kind: ActionKind, target: &str, at: DateTime<Utc>, result: ActionResult) {
+        self.actions.push(ActionRecord { kind, target: target.to_string(), at, result });
+        let week_ago = at - Duration::days(7);
+        self.actions.retain(|r| r.at > week_ago);
+    }
+}
