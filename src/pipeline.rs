@@ -163,6 +163,21 @@ impl<'a> Runner<'a> {
         let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix)).map(|(a, b)| (a.clone(), b.clone())).collect();
         for (fp, id) in open {
             self.state.open.remove(&fp);
+            // Nothing may act later on a target that healed: cancel what waits for this incident.
+            let t = now();
+            let cancelled = self.mem.update_approvals(|list| {
+                let mut ids = Vec::new();
+                for a in list.iter_mut().filter(|a| a.incident.as_deref() == Some(id.as_str()) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)) {
+                    a.status = ApprovalStatus::Aborted;
+                    a.decided_by = Some("nightshift: the check passes again".into());
+                    a.decided_at = Some(t);
+                    ids.push(a.id.clone());
+                }
+                ids
+            })?;
+            for a in cancelled {
+                self.report.notes.push(format!("approval {a} withdrawn: incident {id} resolved by itself"));
+            }
             let Ok(mut inc) = self.mem.read_incident(&id) else { continue };
             inc.status = IncidentStatus::Resolved;
             inc.resolved = Some(timestamp(now()));
@@ -553,8 +568,17 @@ impl<'a> Runner<'a> {
         };
         let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
         let route = a.decided_by.clone().map_or_else(|| "abort-window passed".to_string(), |who| format!("human:{who}"));
+        let passes_now = match spec {
+            Some(s) => {
+                let r = checks::run_one(s, &self.ctx).await;
+                (!r.status.is_bad()).then_some(r.summary)
+            }
+            None => None,
+        };
         let (result, outcome, ms) = if verdict.decision > satisfied {
             (ActionResult::Denied, format!("not carried out: the policy now decides {} ({})", verdict.decision, verdict.reason), 0)
+        } else if let Some(summary) = passes_now {
+            (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
         } else {
             let started = Instant::now();
             let (r, o) = self.execute(&a.action, a.incident.clone(), spec).await?;
@@ -587,15 +611,15 @@ impl<'a> Runner<'a> {
                 continue;
             }
             while now() < a.deadline {
-                let aborted = self.mem.load_approvals()?.iter().any(|x| x.id == a.id && x.status == ApprovalStatus::Aborted);
-                if aborted {
+                let decided = self.mem.load_approvals()?.iter().any(|x| x.id == a.id && matches!(x.status, ApprovalStatus::Aborted | ApprovalStatus::Approved));
+                if decided {
                     break;
                 }
                 let left = (a.deadline - now()).to_std().unwrap_or_default();
                 tokio::time::sleep(left.min(Duration::from_millis(100))).await;
             }
             let taken = self.mem.update_approvals(|list| match list.iter_mut().find(|x| x.id == a.id) {
-                Some(x) if x.status == ApprovalStatus::Pending => {
+                Some(x) if matches!(x.status, ApprovalStatus::Pending | ApprovalStatus::Approved) => {
                     x.status = ApprovalStatus::Done;
                     Some(x.clone())
                 }

@@ -267,3 +267,55 @@ fn cooldown_keeps_a_repair_from_repeating() {
     assert!(r.stdout.contains("within the check's cooldown 1h"), "{}", r.stdout);
     assert_eq!(std::fs::read_to_string(ws.path().join("tries.txt")).unwrap().lines().count(), 1);
 }
+
+#[test]
+fn a_pending_approval_is_withdrawn_when_the_target_heals_by_itself() {
+    let ws = repairable("confirm", "echo ran >> ran.txt", "", "");
+    ws.run(&["heartbeat", "--execute"]);
+    let id = pending_ids(&ws).remove(0);
+    std::fs::write(ws.path().join("healthy"), "").unwrap();
+    let r = ws.run(&["heartbeat", "--execute", "--all"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("approval {id} withdrawn")), "{}", r.stdout);
+    assert!(pending_ids(&ws).is_empty());
+    assert_eq!(ws.run(&["approve", &id]).code, 1, "a withdrawn approval cannot be approved");
+    ws.run(&["heartbeat", "--execute", "--all"]);
+    assert!(!ws.path().join("ran.txt").exists(), "acted on a healthy target");
+}
+
+#[test]
+fn an_approved_action_is_not_run_on_a_target_that_healed_meanwhile() {
+    let ws = repairable("confirm", "echo ran >> ran.txt", "", "");
+    ws.run(&["heartbeat", "--execute"]);
+    let id = pending_ids(&ws).remove(0);
+    assert_eq!(ws.run(&["approve", &id]).code, 0);
+    std::fs::write(ws.path().join("healthy"), "").unwrap();
+    let r = ws.run(&["heartbeat", "--execute"]);
+    assert!(r.stdout.contains("not carried out: the check passes now"), "{}", r.stdout);
+    assert!(!ws.path().join("ran.txt").exists());
+}
+
+#[test]
+fn approving_inside_the_window_acts_without_waiting_it_out() {
+    let ws = repairable("abort-window\n    abort_window: 20s", "touch healthy", "", "");
+    let mut child = ws.cmd(&["heartbeat", "--execute"]).stdout(Stdio::piped()).spawn().unwrap();
+    let id = announce_id(&mut child);
+    let start = Instant::now();
+    assert_eq!(ws.run(&["approve", &id]).code, 0);
+    child.wait().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(15), "the run waited out the window after an approval");
+    assert!(ws.path().join("healthy").exists());
+    assert!(ws.audit_text().contains("- approved by: human:"), "{}", ws.audit_text());
+}
+
+#[test]
+fn an_unanswered_confirmation_expires() {
+    let ws = repairable("confirm", "touch healthy", "approval_ttl: 1s\n", "");
+    ws.run(&["heartbeat", "--execute"]);
+    let id = pending_ids(&ws).remove(0);
+    std::thread::sleep(Duration::from_millis(1200));
+    ws.run(&["heartbeat", "--execute"]);
+    assert!(ws.audit_text().contains(&format!("approval {id} expired unanswered")), "{}", ws.audit_text());
+    assert_eq!(ws.run(&["approve", &id]).code, 1);
+    assert!(!ws.path().join("healthy").exists());
+}
