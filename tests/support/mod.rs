@@ -97,6 +97,8 @@ pub struct HttpServer {
     pub addr: String,
     pub status: Arc<AtomicU16>,
     pub hits: Arc<AtomicUsize>,
+    /// Every request received, head and body, as text.
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -108,19 +110,20 @@ impl HttpServer {
         let status = Arc::new(AtomicU16::new(status));
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, h, st) = (status.clone(), hits.clone(), stop.clone());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, h, st, rq) = (status.clone(), hits.clone(), stop.clone(), requests.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (s, h) = (s.clone(), h.clone());
-                        std::thread::spawn(move || serve(conn, &s, &h, body));
+                        let (s, h, rq) = (s.clone(), h.clone(), rq.clone());
+                        std::thread::spawn(move || serve(conn, &s, &h, &rq, body));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, status, hits, stop }
+        Self { addr, status, hits, requests, stop }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -134,7 +137,7 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, body: &str) {
+fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &str) {
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut buf = Vec::new();
@@ -145,6 +148,16 @@ fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, body: &str
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + length {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    requests.lock().unwrap().push(String::from_utf8_lossy(&buf).to_string());
     hits.fetch_add(1, Ordering::Relaxed);
     let code = status.load(Ordering::Relaxed);
     let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}", body.len());
