@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Memory, MemoryError, Result, atomic_write};
+use super::{Memory, Result, read_json, write_json};
 use crate::actions::Action;
 use crate::workspace::heartbeat::Level;
 
@@ -52,17 +52,11 @@ impl Memory {
     }
 
     pub fn load_approvals(&self) -> Result<Vec<Approval>> {
-        let path = self.approvals_path();
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| MemoryError::Corrupt { path, message: e.to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(MemoryError::Io { path, source: e }),
-        }
+        read_json(&self.approvals_path())
     }
 
     pub fn save_approvals(&self, list: &[Approval]) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(list).map_err(|e| MemoryError::Corrupt { path: self.approvals_path(), message: e.to_string() })?;
-        atomic_write(&self.approvals_path(), &bytes)
+        write_json(&self.approvals_path(), &list)
     }
 
     /// Read-modify-write of the approvals under the state lock.

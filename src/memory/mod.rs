@@ -57,6 +57,24 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
+/// Reads a JSON state file; a missing file is the default value.
+pub fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MemoryError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("{e}; move the file away to start from a clean state"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(MemoryError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+/// Writes a JSON state file atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| MemoryError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
+    atomic_write(path, &bytes)
+}
+
 /// The memory folder of a workspace.
 #[derive(Debug, Clone)]
 pub struct Memory {

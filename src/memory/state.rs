@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::audit::ActionResult;
-use super::{Memory, MemoryError, Result, atomic_write};
+use super::{Memory, Result, read_json, write_json};
 use crate::actions::ActionKind;
 use crate::checks::Status;
 
@@ -41,17 +41,11 @@ pub struct State {
 
 impl Memory {
     pub fn load_state(&self) -> Result<State> {
-        let path = self.state_dir().join("state.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MemoryError::Corrupt { path, message: format!("{e}; move the file away to start from a clean state") }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(MemoryError::Io { path, source: e }),
-        }
+        read_json(&self.state_dir().join("state.json"))
     }
 
     pub fn save_state(&self, state: &State) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| MemoryError::Corrupt { path: self.state_dir(), message: e.to_string() })?;
-        atomic_write(&self.state_dir().join("state.json"), &bytes)
+        write_json(&self.state_dir().join("state.json"), state)
     }
 }
 

@@ -24,6 +24,27 @@ pub enum Level {
     L4,
 }
 
+impl Level {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "L1" => Some(Self::L1),
+            "L2" => Some(Self::L2),
+            "L3" => Some(Self::L3),
+            "L4" => Some(Self::L4),
+            _ => None,
+        }
+    }
+}
+
+/// Reads an optional `level:` (default L3), reporting a bad one.
+pub fn level(m: &MapReader<'_>, problems: &mut Problems) -> Level {
+    let Some(s) = m.str("level", problems) else { return Level::L3 };
+    Level::parse(&s).unwrap_or_else(|| {
+        problems.push(m.key_line("level"), format!("{}: unknown level `{s}`", m.what), "use L1 (monitor), L2 (suggest and wait), L3 (act then notify) or L4 (act silently)");
+        Level::L3
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -208,17 +229,7 @@ fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<Che
             problems.push(m.key_line("host"), format!("{}: remote checks over SSH are not supported by this build", m.what), "remove `host:` to check this machine");
         }
     }
-    let level = match m.str("level", problems).as_deref() {
-        None => Level::L3,
-        Some("L1") => Level::L1,
-        Some("L2") => Level::L2,
-        Some("L3") => Level::L3,
-        Some("L4") => Level::L4,
-        Some(other) => {
-            problems.push(m.key_line("level"), format!("{}: unknown level `{other}`", m.what), "use L1 (monitor), L2 (suggest and wait), L3 (act then notify) or L4 (act silently)");
-            Level::L3
-        }
-    };
+    let level = level(&m, problems);
     let severity = match m.str("severity", problems) {
         None => Severity::Warning,
         Some(s) => Severity::parse(&s).unwrap_or_else(|| {

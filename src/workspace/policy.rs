@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::heartbeat::{Level, Severity};
+use super::heartbeat::Severity;
 use super::problems::Problems;
 use super::yaml::{MapReader, Node, Value};
 use crate::actions::{ActionKind, Target};
@@ -216,16 +216,7 @@ fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems
             None
         }
     };
-    let level = match m.str("level", problems).as_deref() {
-        None | Some("L3") => Level::L3,
-        Some("L1") => Level::L1,
-        Some("L2") => Level::L2,
-        Some("L4") => Level::L4,
-        Some(other) => {
-            problems.push(m.key_line("level"), format!("{}: unknown level `{other}`", m.what), "use L1, L2, L3 or L4");
-            Level::L3
-        }
-    };
+    let level = super::heartbeat::level(&m, problems);
     let blast_radius = m.int("blast_radius", 0, 1_000_000, problems).unwrap_or(1) as u32;
     let mut target = Target { id: target.clone().unwrap_or_default(), namespace: m.str("namespace", problems), host: m.str("host", problems) };
     // `namespace/name` targets carry their namespace, as Kubernetes targets do.
@@ -283,9 +274,4 @@ fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
     }
     m.finish(WEBHOOK_KEYS, problems);
     Some(Webhook { name: name?, url: url?, auth_header_env, severities })
-}
-
-/// Used by tests and `validate`: the default settings.
-pub fn default_abort_window() -> Duration {
-    Duration::from_secs(30)
 }
