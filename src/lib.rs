@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod runbooks;
+pub mod schedule;
 pub mod workspace;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Several

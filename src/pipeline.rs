@@ -131,7 +131,7 @@ impl<'a> Runner<'a> {
         self.reconcile_journal().await?;
         self.carry_out_approvals().await?;
         let t = now();
-        let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, c.every, t)).collect();
+        let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, &c.schedule, t)).collect();
         let results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
         for (spec, result) in due.iter().zip(&results) {
             self.after_check(spec, result).await?;
@@ -145,22 +145,39 @@ impl<'a> Runner<'a> {
         let prev = self.state.checks.get(&spec.name).map_or(0, |s| s.consecutive_failures);
         let failures = if result.status.is_bad() { prev + 1 } else { 0 };
         self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone() });
-        if !result.status.is_bad() {
-            self.resolve_open(spec, result)?;
-            return Ok(());
-        }
-        if failures < spec.threshold {
+        if result.status.is_bad() && failures < spec.threshold {
             self.report.notes.push(format!("{} failing {failures}/{} before an incident opens", spec.name, spec.threshold));
             return Ok(());
         }
-        self.report.failing = true;
-        self.handle_incident(spec, result).await
+        let mut current = Vec::new();
+        if result.status.is_bad() {
+            self.report.failing = true;
+            // A check that watches many targets (Prometheus series) opens one incident per failing target.
+            let failing_series: Vec<CheckResult> = result
+                .series
+                .iter()
+                .filter(|s| s.status.is_bad())
+                .map(|s| CheckResult { target: s.target.clone(), status: s.status, summary: s.summary.clone(), evidence: s.evidence.clone(), series: Vec::new(), ..result.clone() })
+                .collect();
+            if failing_series.is_empty() {
+                current.push(self.handle_incident(spec, result).await?);
+            }
+            for r in &failing_series {
+                current.push(self.handle_incident(spec, r).await?);
+            }
+        }
+        if result.status == Status::Error {
+            // Nothing is known about the targets while the check cannot run: keep their incidents.
+            return Ok(());
+        }
+        self.resolve_open(spec, result, &current)
     }
 
-    /// A check that passes again resolves its open incidents.
-    fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+    /// Resolves the open incidents of a check other than `keep`: the check
+    /// passes again, or that target (or the check itself) recovered.
+    fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult, keep: &[String]) -> Result<(), RunError> {
         let prefix = format!("{}:", spec.name);
-        let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix)).map(|(a, b)| (a.clone(), b.clone())).collect();
+        let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix) && !keep.contains(fp)).map(|(a, b)| (a.clone(), b.clone())).collect();
         for (fp, id) in open {
             self.state.open.remove(&fp);
             // Nothing may act later on a target that healed: cancel what waits for this incident.
@@ -230,7 +247,8 @@ impl<'a> Runner<'a> {
         (inc, true)
     }
 
-    async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+    /// Opens or updates the incident of one failing target; returns its fingerprint.
+    async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<String, RunError> {
         let diag = runbooks::diagnose(spec, result, &self.ws.policy);
         let (mut inc, new) = self.open_or_update(spec, result, &diag);
         self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
@@ -289,7 +307,7 @@ impl<'a> Runner<'a> {
             diagnosis: inc.diagnosis.clone(),
             actions: reports,
         });
-        Ok(())
+        Ok(inc.fingerprint)
     }
 
     /// Tells the humans through the webhooks, as an action through the gate.
@@ -352,7 +370,7 @@ impl<'a> Runner<'a> {
             }
             Decision::Auto => {
                 let started = Instant::now();
-                let (result, outcome) = self.execute(action, Some(inc.id.clone()), Some(spec)).await?;
+                let (result, outcome) = self.execute(action, Some(inc), Some(spec)).await?;
                 Ok((result, outcome, "policy".into(), started.elapsed().as_millis() as u64))
             }
         }
@@ -394,7 +412,9 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs a mutating action behind the journal, then verifies by re-running the check.
-    async fn execute(&mut self, action: &Action, incident: Option<String>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
+    async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
+        let target_of = incident.map(|i| fingerprint_target(&i.fingerprint).to_string());
+        let incident = incident.map(|i| i.id.clone());
         let kind = action.kind();
         let target = action.target().id;
         if !kind.is_mutating() {
@@ -414,7 +434,7 @@ impl<'a> Runner<'a> {
         };
         if result == ActionResult::Ok
             && let Some(spec) = spec {
-                let (healthy, summary) = self.verify(spec).await;
+                let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
                 if healthy {
                     outcome = format!("{outcome}; verified: {summary}");
                 } else {
@@ -447,12 +467,12 @@ impl<'a> Runner<'a> {
     }
 
     /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.
-    async fn verify(&self, spec: &CheckSpec) -> (bool, String) {
+    async fn verify(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
         let mut last = String::new();
         for wait in [0u64, 300, 700, 1000] {
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let r = checks::run_one(spec, &self.ctx).await;
-            if r.status == Status::Ok || r.status == Status::Warning {
+            if healthy_for(&r, target) {
                 return (true, r.summary);
             }
             last = r.summary;
@@ -568,10 +588,11 @@ impl<'a> Runner<'a> {
         };
         let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
         let route = a.decided_by.clone().map_or_else(|| "abort-window passed".to_string(), |who| format!("human:{who}"));
+        let target_of = inc.as_ref().map(|i| fingerprint_target(&i.fingerprint).to_string());
         let passes_now = match spec {
             Some(s) => {
                 let r = checks::run_one(s, &self.ctx).await;
-                (!r.status.is_bad()).then_some(r.summary)
+                healthy_for(&r, target_of.as_deref()).then_some(r.summary)
             }
             None => None,
         };
@@ -581,7 +602,7 @@ impl<'a> Runner<'a> {
             (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
         } else {
             let started = Instant::now();
-            let (r, o) = self.execute(&a.action, a.incident.clone(), spec).await?;
+            let (r, o) = self.execute(&a.action, inc.as_ref(), spec).await?;
             (r, o, started.elapsed().as_millis() as u64)
         };
         let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
@@ -645,6 +666,20 @@ impl<'a> Runner<'a> {
         }
         self.report.status = if self.report.failing { "failing" } else { "ok" };
         Ok(self.report)
+    }
+}
+
+/// The target part of a fingerprint `check:class:target`.
+fn fingerprint_target(fp: &str) -> &str {
+    fp.splitn(3, ':').nth(2).unwrap_or("")
+}
+
+/// Whether a result is healthy for one target: its own series when the check
+/// watches many (a vanished series counts as healthy), else the whole check.
+fn healthy_for(r: &CheckResult, target: Option<&str>) -> bool {
+    match target.filter(|_| !r.series.is_empty()) {
+        Some(t) => r.series.iter().find(|s| s.target == t).is_none_or(|s| !s.status.is_bad()),
+        None => !r.status.is_bad(),
     }
 }
 

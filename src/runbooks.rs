@@ -112,11 +112,78 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
+        ProbeSpec::Backup { path, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            let problem = result.evidence.get("problem").and_then(|v| v.as_str()).unwrap_or("corrupt");
+            let (class, cause) = match problem {
+                "missing" => ("backup-missing", "no file at all: the backup job did not run, or writes somewhere else"),
+                "stale" => ("backup-stale", "no new file: the backup job has not run (or not succeeded) since"),
+                "small" => ("backup-small", "the file is too small: the job probably failed midway"),
+                _ => ("backup-corrupt", "the file does not pass its integrity test: the job failed midway or the file was damaged"),
+            };
+            Diagnosis {
+                class,
+                title: format!("Backup check failed: {} ({})", path.display(), spec.name),
+                steps: vec![code(&result.summary), format!("likely cause: {cause}")],
+                prevention: vec!["alert on the backup job's own exit status, and restore a backup on a schedule to prove it".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Prometheus { query, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            Diagnosis {
+                class: if result.series.is_empty() && result.evidence.get("series_count").and_then(|v| v.as_u64()) == Some(0) { "metric-absent" } else { "metric-threshold" },
+                title: format!("{} ({})", result.target, spec.name),
+                steps: vec![format!("query {}: {}", code(query), code(&result.summary))],
+                prevention: vec!["turn a recurring threshold breach into a Prometheus alert rule with a runbook link".into()],
+                plan,
+            }
+        }
+        ProbeSpec::Memory { .. } | ProbeSpec::Load { .. } | ProbeSpec::Cpu { .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            let class = match &spec.probe {
+                ProbeSpec::Memory { .. } => "memory-low",
+                ProbeSpec::Load { .. } => "load-high",
+                _ => "cpu-high",
+            };
+            let mut steps = vec![code(&result.summary)];
+            let top = top_memory(5);
+            if !top.is_empty() {
+                steps.push(format!("largest processes by memory: {}", top.join(", ")));
+            }
+            Diagnosis {
+                class,
+                title: format!("{} on this host ({})", result.summary.split(" (").next().unwrap_or(&result.summary), spec.name),
+                steps,
+                prevention: vec!["set memory and CPU limits on the services (systemd MemoryMax=, CPUQuota=) so one cannot starve the host".into()],
+                plan,
+            }
+        }
     };
     if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" {
         d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
     }
     d
+}
+
+/// The `n` processes with the largest resident memory, as `name (pid) size`.
+pub fn top_memory(n: usize) -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut procs: Vec<(u64, String)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let name = status.lines().find_map(|l| l.strip_prefix("Name:"))?.trim().to_string();
+            let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+            Some((kb * 1024, format!("{} ({pid}) {}", code(&name), human_bytes(kb * 1024))))
+        })
+        .collect();
+    procs.sort_by_key(|p| std::cmp::Reverse(p.0));
+    procs.into_iter().take(n).map(|(_, s)| s).collect()
 }
 
 /// What a bounded walk of a filesystem found.

@@ -1,10 +1,13 @@
 //! Checks: each kind is a module behind the one `Check` trait; `ProbeSpec` is
 //! the closed set of kinds with the single `match` that dispatches them.
 
+pub mod backup;
 pub mod disk;
 pub mod exec;
 pub mod http;
 pub mod process;
+pub mod prometheus;
+pub mod resources;
 pub mod tcp;
 pub mod tls;
 
@@ -45,18 +48,29 @@ impl Status {
     }
 }
 
+/// One target of a check that watches many (a Prometheus series): each
+/// failing one becomes its own incident.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    pub target: String,
+    pub status: Status,
+    pub summary: String,
+    pub evidence: Map<String, Value>,
+}
+
 /// What one run of a check found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     pub status: Status,
     pub summary: String,
-    /// Structured facts (numbers, names); untrusted text goes under `output`.
+    /// Structured facts (numbers, names, captured output).
     pub evidence: Map<String, Value>,
+    pub series: Vec<Series>,
 }
 
 impl Outcome {
     pub fn new(status: Status, summary: impl Into<String>) -> Self {
-        Self { status, summary: summary.into(), evidence: Map::new() }
+        Self { status, summary: summary.into(), evidence: Map::new(), series: Vec::new() }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -74,6 +88,8 @@ pub struct CheckResult {
     pub status: Status,
     pub summary: String,
     pub evidence: Map<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
     pub duration_ms: u64,
 }
 
@@ -98,6 +114,11 @@ pub enum ProbeSpec {
     Exec { command: String, timeout: Duration },
     Tls { source: TlsSource, warn_days: u32, min_days: u32, timeout: Duration },
     Process { by: ProcessRef },
+    Backup { path: PathBuf, max_age: Option<Duration>, min_size: Option<u64> },
+    Prometheus { url: String, query: String, condition: prometheus::Condition, token_env: Option<String>, timeout: Duration },
+    Memory { min_available_percent: f64 },
+    Load { max_per_core: f64 },
+    Cpu { max_percent: f64, window: Duration },
 }
 
 /// Shared, lazily built resources for one run of checks.
@@ -147,6 +168,11 @@ impl ProbeSpec {
             ProbeSpec::Exec { .. } => exec::Exec::KIND,
             ProbeSpec::Tls { .. } => tls::Tls::KIND,
             ProbeSpec::Process { .. } => process::Process::KIND,
+            ProbeSpec::Backup { .. } => backup::Backup::KIND,
+            ProbeSpec::Prometheus { .. } => prometheus::Prometheus::KIND,
+            ProbeSpec::Memory { .. } => resources::Memory::KIND,
+            ProbeSpec::Load { .. } => resources::Load::KIND,
+            ProbeSpec::Cpu { .. } => resources::Cpu::KIND,
         }
     }
 
@@ -160,6 +186,11 @@ impl ProbeSpec {
             ProbeSpec::Tls { source: TlsSource::File(p), .. } => p.display().to_string(),
             ProbeSpec::Process { by: ProcessRef::Name(n) } => n.clone(),
             ProbeSpec::Process { by: ProcessRef::Pidfile(p) } => p.display().to_string(),
+            ProbeSpec::Backup { path, .. } => path.display().to_string(),
+            ProbeSpec::Prometheus { url, query, .. } => format!("{url} {query}"),
+            ProbeSpec::Memory { .. } => resources::Memory { min_available_percent: 0.0 }.target(),
+            ProbeSpec::Load { .. } => resources::Load { max_per_core: 0.0 }.target(),
+            ProbeSpec::Cpu { .. } => resources::Cpu { max_percent: 0.0, window: Duration::ZERO }.target(),
         }
     }
 
@@ -177,6 +208,13 @@ impl ProbeSpec {
                 tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await
             }
             ProbeSpec::Process { by } => process::Process { by }.run(ctx).await,
+            ProbeSpec::Backup { path, max_age, min_size } => backup::Backup { pattern: path, max_age: *max_age, min_size: *min_size }.run(ctx).await,
+            ProbeSpec::Prometheus { url, query, condition, token_env, timeout } => {
+                prometheus::Prometheus { url, query, condition: *condition, token_env: token_env.as_deref(), timeout: *timeout }.run(ctx).await
+            }
+            ProbeSpec::Memory { min_available_percent } => resources::Memory { min_available_percent: *min_available_percent }.run(ctx).await,
+            ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
+            ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
         }
     }
 }
@@ -192,6 +230,11 @@ pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
         status: outcome.status,
         summary: crate::redact::redact(&outcome.summary),
         evidence: redact_evidence(outcome.evidence),
+        series: outcome
+            .series
+            .into_iter()
+            .map(|s| Series { target: crate::redact::redact(&s.target), status: s.status, summary: crate::redact::redact(&s.summary), evidence: redact_evidence(s.evidence) })
+            .collect(),
         duration_ms: started.elapsed().as_millis() as u64,
     }
 }
@@ -228,6 +271,7 @@ pub async fn run_all(specs: &[&CheckSpec], ctx: Arc<Context>, limit: usize) -> V
             status: Status::Error,
             summary: format!("the check crashed: {e}"),
             evidence: Map::new(),
+            series: Vec::new(),
             duration_ms: 0,
         }));
     }

@@ -50,12 +50,9 @@ impl Memory {
 }
 
 impl State {
-    /// Whether a check is due: never run, or its `every` has passed.
-    pub fn is_due(&self, check: &str, every: std::time::Duration, now: DateTime<Utc>) -> bool {
-        match self.checks.get(check) {
-            None => true,
-            Some(s) => now - s.last_run >= Duration::from_std(every).unwrap_or(Duration::MAX),
-        }
+    /// Whether a check is due under its schedule.
+    pub fn is_due(&self, check: &str, schedule: &crate::schedule::Schedule, now: DateTime<Utc>) -> bool {
+        schedule.is_due(self.checks.get(check).map(|s| s.last_run), now)
     }
 
     /// The figures the policy gate needs for one action on one target.

@@ -10,6 +10,7 @@ use super::problems::Problems;
 use super::yaml::{MapReader, Node};
 use crate::checks::{ProbeSpec, ProcessRef, TlsSource};
 use crate::duration::HumanDuration;
+use crate::schedule::{Cron, Schedule};
 
 /// Automation level of a check (the seed's table): how far nightshift may go alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -77,7 +78,7 @@ impl Severity {
 pub struct CheckSpec {
     pub name: String,
     pub line: usize,
-    pub every: Duration,
+    pub schedule: Schedule,
     pub threshold: u32,
     pub cooldown: Duration,
     pub host: Option<String>,
@@ -104,7 +105,7 @@ pub struct HostSpec {
 
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatSpec {
-    pub timezone: String,
+    pub timezone: chrono_tz::Tz,
     pub hosts: Vec<HostSpec>,
     pub checks: Vec<CheckSpec>,
 }
@@ -121,12 +122,15 @@ const KINDS: &[(&str, &[&str])] = &[
     ("exec", &["command", "timeout"]),
     ("tls", &["address", "file", "server_name", "warn_days", "min_days", "timeout"]),
     ("process", &["process", "pidfile"]),
+    ("backup", &["path", "max_age", "min_size"]),
+    ("prometheus", &["url", "query", "above", "below", "absent", "token_env", "timeout"]),
+    ("memory", &["min_available_percent"]),
+    ("load", &["max_per_core"]),
+    ("cpu", &["max_percent", "window"]),
 ];
 
 /// Kinds DESIGN.md names that this build cannot run yet.
-const LATER_KINDS: &[&str] = &[
-    "service", "memory", "load", "cpu", "backup", "prometheus", "dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services",
-];
+const LATER_KINDS: &[&str] = &["service", "dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services"];
 
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-')
@@ -134,15 +138,15 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// Validates the parsed block into a `HeartbeatSpec`, reporting every problem.
 pub fn from_node(root: &Node, problems: &mut Problems) -> HeartbeatSpec {
-    let mut spec = HeartbeatSpec { timezone: "UTC".into(), ..Default::default() };
+    let mut spec = HeartbeatSpec { timezone: chrono_tz::Tz::UTC, ..Default::default() };
     let Some(top) = MapReader::new(root, "the heartbeat block", problems) else {
         return spec;
     };
     if let Some(tz) = top.str("timezone", problems) {
-        if tz != "UTC" {
-            problems.push(top.key_line("timezone"), format!("timezone `{tz}` is not supported by this build"), "use `timezone: UTC` (time zones matter only for `at:` schedules)");
+        match crate::schedule::parse_tz(&tz) {
+            Ok(tz) => spec.timezone = tz,
+            Err(e) => problems.push(top.key_line("timezone"), e, "use an IANA name such as UTC, Europe/Berlin or America/New_York"),
         }
-        spec.timezone = tz;
     }
     if let Some(hosts) = top.seq("hosts", problems) {
         for node in hosts {
@@ -158,7 +162,7 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> HeartbeatSpec {
         Some(nodes) => {
             let mut seen = BTreeSet::new();
             for node in nodes {
-                if let Some(c) = check(node, &spec.hosts, problems) {
+                if let Some(c) = check(node, &spec.hosts, spec.timezone, problems) {
                     if !seen.insert(c.name.clone()) {
                         problems.push(Some(c.line), format!("check name `{}` is used twice", c.name), "give every check a unique name");
                     }
@@ -201,7 +205,7 @@ fn host(node: &Node, problems: &mut Problems) -> Option<HostSpec> {
     Some(spec).filter(|_| name.is_some() && address.is_some())
 }
 
-fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<CheckSpec> {
+fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Problems) -> Option<CheckSpec> {
     let m = MapReader::new(node, "check", problems)?;
     let name = m.required_str("name", problems);
     let m = m.named(format!("check `{}`", name.as_deref().unwrap_or("?")));
@@ -215,9 +219,15 @@ fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<Che
         && e < Duration::from_secs(1) {
             problems.push(m.key_line("every"), format!("{}: `every` must be at least 1s", m.what), "write e.g. `every: 30s`");
         }
-    if m.has("at") {
-        m.get("at");
-        problems.push(m.key_line("at"), format!("{}: cron schedules (`at:`) are not supported by this build", m.what), "use `every:` (e.g. `every: 1d`)");
+    let cron = m.str("at", problems).and_then(|text| match Cron::parse(&text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(m.key_line("at"), format!("{}: `at: {text}`: {e}", m.what), "write five fields, e.g. `at: \"0 2 * * *\"` for 02:00 every day");
+            None
+        }
+    });
+    if m.has("at") && m.has("every") {
+        problems.push(m.key_line("at"), format!("{}: `every` and `at` both set", m.what), "keep one: `every:` for an interval, `at:` for cron times");
     }
     let threshold = m.int("threshold", 1, 100, problems).unwrap_or(1) as u32;
     let cooldown = m.duration("cooldown", problems).map_or(Duration::from_secs(300), HumanDuration::as_duration);
@@ -256,7 +266,10 @@ fn check(node: &Node, hosts: &[HostSpec], problems: &mut Problems) -> Option<Che
     Some(CheckSpec {
         name: name?,
         line: node.line,
-        every: every.unwrap_or(Duration::from_secs(300)),
+        schedule: match cron {
+            Some(expr) => Schedule::Cron { expr, tz },
+            None => Schedule::Every(every.unwrap_or(Duration::from_secs(300))),
+        },
         threshold,
         cooldown,
         host,
@@ -350,6 +363,59 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             };
             Some(ProbeSpec::Process { by })
         }
+        "backup" => {
+            let path = m.required_str("path", problems).map(PathBuf::from)?;
+            if !path.is_absolute() {
+                problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", path.display()), "write e.g. /var/backups/db/*.tar.gz");
+            }
+            if path.parent().is_some_and(|p| p.to_string_lossy().contains(['*', '?'])) {
+                problems.push(m.key_line("path"), format!("{what}: wildcards may only stand in the file name"), "write the directory literally, e.g. /var/backups/db/*.tar.gz");
+            }
+            let max_age = m.duration("max_age", problems).map(HumanDuration::as_duration);
+            let min_size = m.get("min_size").and_then(|n| match n.scalar_text().map(|t| crate::checks::backup::parse_size(&t)) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    problems.push(Some(n.line), format!("{what}: min_size {e}"), "write e.g. `min_size: 10MB` or `min_size: 512KiB`");
+                    None
+                }
+                None => None,
+            });
+            Some(ProbeSpec::Backup { path, max_age, min_size })
+        }
+        "prometheus" => {
+            let url = m.required_str("url", problems)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                problems.push(m.key_line("url"), format!("{what}: `{url}` is not an http(s) URL"), "write the Prometheus base URL, e.g. http://127.0.0.1:9090");
+            }
+            let query = m.required_str("query", problems)?;
+            let above = m.number("above", f64::MIN, f64::MAX, problems);
+            let below = m.number("below", f64::MIN, f64::MAX, problems);
+            let absent = m.bool("absent", problems);
+            let condition = match (above, below, absent) {
+                (Some(a), None, None) => crate::checks::prometheus::Condition::Above(a),
+                (None, Some(b), None) => crate::checks::prometheus::Condition::Below(b),
+                (None, None, Some(true)) => crate::checks::prometheus::Condition::Absent,
+                _ => {
+                    problems.push(Some(m.line), format!("{what}: a prometheus check needs exactly one condition"), "write one of `above: 0.9`, `below: 1` or `absent: true`");
+                    return None;
+                }
+            };
+            let token_env = m.str("token_env", problems);
+            if let Some(t) = token_env.as_ref().filter(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')) {
+                problems.push(m.key_line("token_env"), format!("{what}: `{t}` is not an environment variable name"), "name the variable that holds the token, e.g. PROM_TOKEN");
+            }
+            Some(ProbeSpec::Prometheus { url, query, condition, token_env, timeout: timeout(m, 10, problems) })
+        }
+        "memory" => Some(ProbeSpec::Memory { min_available_percent: required_number(m, "min_available_percent", 0.0, 100.0, "min_available_percent: 10", problems)? }),
+        "load" => Some(ProbeSpec::Load { max_per_core: required_number(m, "max_per_core", 0.0, 1000.0, "max_per_core: 2", problems)? }),
+        "cpu" => {
+            let max_percent = required_number(m, "max_percent", 0.0, 100.0, "max_percent: 90", problems);
+            let window = m.duration("window", problems).map_or(Duration::from_secs(1), HumanDuration::as_duration);
+            if window < Duration::from_millis(100) || window > Duration::from_secs(60) {
+                problems.push(m.key_line("window"), format!("{what}: `window` must be between 100ms and 60s"), "write e.g. `window: 5s`");
+            }
+            Some(ProbeSpec::Cpu { max_percent: max_percent?, window })
+        }
         other if LATER_KINDS.contains(&other) => {
             problems.push(m.key_line("kind"), format!("{what}: kind `{other}` is not supported by this build yet"), format!("use one of: {}", kind_names()));
             None
@@ -364,6 +430,14 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             None
         }
     }
+}
+
+fn required_number(m: &MapReader<'_>, key: &str, min: f64, max: f64, example: &str, problems: &mut Problems) -> Option<f64> {
+    if !m.has(key) {
+        problems.push(Some(m.line), format!("{}: `{key}` is missing", m.what), format!("add e.g. `{example}`"));
+        return None;
+    }
+    m.number(key, min, max, problems)
 }
 
 fn kind_names() -> String {
