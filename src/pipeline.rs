@@ -142,9 +142,14 @@ impl<'a> Runner<'a> {
     }
 
     async fn after_check(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<(), RunError> {
-        let prev = self.state.checks.get(&spec.name).map_or(0, |s| s.consecutive_failures);
-        let failures = if result.status.is_bad() { prev + 1 } else { 0 };
-        self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone() });
+        let prev = self.state.checks.get(&spec.name);
+        let failures = if result.status.is_bad() { prev.map_or(0, |s| s.consecutive_failures) + 1 } else { 0 };
+        let failing_since = match (result.status.is_bad(), prev.and_then(|s| s.failing_since)) {
+            (false, _) => None,
+            (true, Some(since)) if failures > 1 => Some(since),
+            (true, _) => Some(now()),
+        };
+        self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone(), failing_since });
         if result.status.is_bad() && failures < spec.threshold {
             self.report.notes.push(format!("{} failing {failures}/{} before an incident opens", spec.name, spec.threshold));
             return Ok(());
@@ -227,11 +232,18 @@ impl<'a> Runner<'a> {
             .map(|(i, _)| i.id)
             .take(10)
             .collect();
+        let failing_since = self.state.checks.get(&spec.name).and_then(|s| s.failing_since).map(timestamp);
         let inc = Incident {
             id,
             title: diag.title.clone(),
             fingerprint: fp,
+            class: diag.class.to_string(),
+            target: result.target.clone(),
             check: format!("{} ({})", spec.name, spec.probe.kind()),
+            failing_since,
+            attempts: Vec::new(),
+            tokens: 0,
+            recalled_from: None,
             severity: spec.severity,
             status: IncidentStatus::Open,
             detected: t.clone(),
@@ -501,6 +513,9 @@ impl<'a> Runner<'a> {
         };
         if let Some(inc) = inc {
             inc.actions.push(format!("{} {} on {}: {} ({}) → {}: {}", entry.time, entry.action, code(&target), entry.decision, verdict.reason, result.as_str(), outcome));
+            if action.kind().is_mutating() && matches!(result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted) {
+                inc.attempts.push(crate::memory::notes::Attempt { at: entry.time.clone(), action: action.clone(), result, route: entry.approved_by.clone() });
+            }
         }
         self.audit.push(entry);
         self.changed = true;

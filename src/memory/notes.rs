@@ -37,13 +37,33 @@ impl IncidentStatus {
     }
 }
 
+/// One try of a repair on an incident, kept in the note for recall and success rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: String,
+    pub action: crate::actions::Action,
+    pub result: crate::memory::audit::ActionResult,
+    /// `policy`, `human:<who>`, `abort-window passed`, `journal`.
+    pub route: String,
+}
+
 /// One incident, as its note holds it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Incident {
     pub id: String,
     pub title: String,
     pub fingerprint: String,
+    /// Problem class (disk-full, http-down, …) and stable target: the fingerprint's parts.
+    pub class: String,
+    pub target: String,
     pub check: String,
+    /// When the check first failed in the run of failures that opened the incident.
+    pub failing_since: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// Model tokens spent on the incident.
+    pub tokens: u64,
+    /// The past incident whose fix this one reused, if any.
+    pub recalled_from: Option<String>,
     pub severity: Severity,
     pub status: IncidentStatus,
     pub detected: String,
@@ -62,7 +82,26 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
 impl Incident {
+    /// The repair that healed it: the last attempt that succeeded.
+    pub fn fix(&self) -> Option<&crate::actions::Action> {
+        self.attempts.iter().rev().find(|a| a.result == crate::memory::audit::ActionResult::Ok && a.action.kind().is_mutating()).map(|a| &a.action)
+    }
+
+    /// Seconds from detection to resolution.
+    pub fn time_to_repair(&self) -> Option<i64> {
+        Some((parse_ts(self.resolved.as_deref()?)? - parse_ts(&self.detected)?).num_seconds())
+    }
+
+    /// Seconds from the first failure to detection.
+    pub fn time_to_detect(&self) -> Option<i64> {
+        Some((parse_ts(&self.detected)? - parse_ts(self.failing_since.as_deref()?)?).num_seconds())
+    }
+
     /// The note as markdown; secrets are redacted from every part of it.
     pub fn render(&self) -> String {
         crate::redact::redact(&self.render_raw())
@@ -75,11 +114,26 @@ impl Incident {
         s.push_str(&format!("- **Status**: {}\n", self.status.as_str()));
         s.push_str(&format!("- **Check**: {}\n", one_line(&self.check)));
         s.push_str(&format!("- **Fingerprint**: {}\n", super::code(&self.fingerprint)));
+        s.push_str(&format!("- **Class**: {}\n", one_line(&self.class)));
+        s.push_str(&format!("- **Target**: {}\n", super::code(&self.target)));
+        if let Some(t) = &self.failing_since {
+            s.push_str(&format!("- **Failing since**: {t}\n"));
+        }
         s.push_str(&format!("- **Last seen**: {}\n", self.last_seen));
         s.push_str(&format!("- **Occurrences**: {}\n", self.occurrences));
         if let Some(r) = &self.resolved {
             s.push_str(&format!("- **Resolved**: {r}\n"));
         }
+        if let Some(fix) = self.fix() {
+            s.push_str(&format!("- **Fixed by**: {} on {}\n", fix.kind(), super::code(&fix.target().id)));
+        }
+        if let Some(r) = &self.recalled_from {
+            s.push_str(&format!("- **Recalled from**: [{r}]({r}.md)\n"));
+        }
+        if !self.attempts.is_empty() {
+            s.push_str(&format!("- **Fix attempts**: {}\n", super::code(&serde_json::to_string(&self.attempts).unwrap_or_default())));
+        }
+        s.push_str(&format!("- **Tokens**: {}\n", self.tokens));
         s.push_str("\n## Evidence\n\n");
         s.push_str(&fenced("text", &self.evidence));
         for (title, items, numbered) in [("Diagnosis", &self.diagnosis, true), ("Actions taken", &self.actions, false), ("Prevention", &self.prevention, false)] {
@@ -107,7 +161,13 @@ impl Incident {
             id: id.to_string(),
             title: String::new(),
             fingerprint: String::new(),
+            class: String::new(),
+            target: String::new(),
             check: String::new(),
+            failing_since: None,
+            attempts: Vec::new(),
+            tokens: 0,
+            recalled_from: None,
             severity: Severity::Warning,
             status: IncidentStatus::Open,
             detected: String::new(),
@@ -160,6 +220,11 @@ impl Incident {
     }
 }
 
+/// The text of an inline code span written by `code`.
+pub fn uncode(value: &str) -> String {
+    value.trim().trim_start_matches('`').trim_end_matches('`').trim().to_string()
+}
+
 fn strip_marker(raw: &str) -> &str {
     let s = raw.trim_start_matches(['-', '*', '+']).trim_start();
     match s.split_once(". ") {
@@ -178,7 +243,13 @@ fn apply_item(inc: &mut Incident, section: &str, item: String) {
                 "Severity" => inc.severity = Severity::parse(&value).unwrap_or(Severity::Warning),
                 "Status" => inc.status = IncidentStatus::parse(&value).unwrap_or(IncidentStatus::Open),
                 "Check" => inc.check = value,
-                "Fingerprint" => inc.fingerprint = value.trim_matches('`').trim().to_string(),
+                "Fingerprint" => inc.fingerprint = uncode(&value),
+                "Class" => inc.class = value,
+                "Target" => inc.target = uncode(&value),
+                "Failing since" => inc.failing_since = Some(value),
+                "Fix attempts" => inc.attempts = serde_json::from_str(&uncode(&value)).unwrap_or_default(),
+                "Tokens" => inc.tokens = value.parse().unwrap_or(0),
+                "Recalled from" => inc.recalled_from = value.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(id, _)| id.to_string()),
                 "Last seen" => inc.last_seen = value,
                 "Occurrences" => inc.occurrences = value.parse().unwrap_or(1),
                 "Resolved" => inc.resolved = Some(value),
@@ -257,7 +328,18 @@ mod tests {
             id: "2026-11-23-root-disk-disk-full".into(),
             title: "Disk almost full: / (root-disk)".into(),
             fingerprint: "root-disk:disk-full:localhost:/".into(),
+            class: "disk-full".into(),
+            target: "localhost:/".into(),
             check: "root-disk (disk)".into(),
+            failing_since: Some("2026-11-23T16:35:00Z".into()),
+            attempts: vec![Attempt {
+                at: "2026-11-23T16:40:01Z".into(),
+                action: crate::actions::Action::CleanLogs { root: "/var/log/app`x".into() },
+                result: crate::memory::audit::ActionResult::Ok,
+                route: "policy".into(),
+            }],
+            tokens: 0,
+            recalled_from: Some("2026-11-20-root-disk-disk-full".into()),
             severity: Severity::Critical,
             status: IncidentStatus::Open,
             detected: "2026-11-23T16:40:00Z".into(),

@@ -18,6 +18,9 @@ pub struct CheckState {
     pub status: Status,
     pub consecutive_failures: u32,
     pub summary: String,
+    /// First failure of the current run of failures.
+    #[serde(default)]
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
