@@ -83,6 +83,8 @@ pub struct Runner<'a> {
     waiting: Vec<Approval>,
     /// Print announcements as they happen (off for --json).
     pub announce: bool,
+    /// Problem classes with an incident resolved in this run: their knowledge pages are rewritten.
+    resolved_classes: std::collections::BTreeSet<String>,
 }
 
 fn now() -> DateTime<Utc> {
@@ -118,6 +120,7 @@ impl<'a> Runner<'a> {
             changed: false,
             waiting: Vec::new(),
             announce: true,
+            resolved_classes: Default::default(),
         };
         Ok((runner, lock))
     }
@@ -204,6 +207,7 @@ impl<'a> Runner<'a> {
             inc.status = IncidentStatus::Resolved;
             inc.resolved = Some(timestamp(now()));
             inc.actions.push(format!("{} check passed again: {}", timestamp(now()), code(&result.summary)));
+            self.resolved_classes.insert(inc.class.clone());
             self.mem.write_incident(&inc)?;
             self.changed = true;
             self.report.notes.push(format!("incident {id} resolved: {} passes again", spec.name));
@@ -297,6 +301,7 @@ impl<'a> Runner<'a> {
         }
         inc.status = if healed {
             self.state.open.remove(&inc.fingerprint);
+            self.resolved_classes.insert(inc.class.clone());
             inc.resolved = Some(timestamp(now()));
             IncidentStatus::Resolved
         } else if blocked && waiting.is_empty() {
@@ -626,6 +631,7 @@ impl<'a> Runner<'a> {
                 inc.status = IncidentStatus::Resolved;
                 inc.resolved = Some(timestamp(now()));
                 self.state.open.remove(&inc.fingerprint);
+                self.resolved_classes.insert(inc.class.clone());
             } else if result != ActionResult::Ok && inc.status != IncidentStatus::Resolved {
                 inc.status = IncidentStatus::NeedsHuman;
             }
@@ -670,6 +676,9 @@ impl<'a> Runner<'a> {
     }
 
     fn finish(mut self) -> Result<RunReport, RunError> {
+        for class in std::mem::take(&mut self.resolved_classes) {
+            self.mem.update_knowledge(&class)?;
+        }
         self.mem.save_state(&self.state)?;
         let t = now();
         self.mem.append_audit(t, &self.audit)?;

@@ -3,7 +3,9 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod digest;
 pub mod journal;
+pub mod knowledge;
 pub mod notes;
 pub mod state;
 
@@ -88,7 +90,7 @@ impl Memory {
     /// Opens the memory folder, creating it and its git repository if absent.
     pub fn open(workspace: &Path) -> Result<Self> {
         let root = workspace.join("memory");
-        for dir in ["incidents", "audit", "state"] {
+        for dir in ["incidents", "audit", "knowledge", "state"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
