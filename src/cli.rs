@@ -60,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<IncidentsCommand>,
     },
+    /// Memory upkeep.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
     /// What the agent did.
     Audit {
         #[command(subcommand)]
@@ -72,6 +77,15 @@ pub enum IncidentsCommand {
     List,
     Show { id: String },
     Search { text: Vec<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Fold resolved incidents older than the limit into monthly digests.
+    Compact {
+        #[arg(long, default_value = "90d")]
+        older_than: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +150,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Abort { id } => decide(&root, &id, false),
         Command::Incidents { command } => incidents(&root, command.unwrap_or(IncidentsCommand::List)),
         Command::Audit { command: AuditCommand::Report { since, json } } => audit_report(&root, &since, json),
+        Command::Memory { command: MemoryCommand::Compact { older_than } } => compact(&root, &older_than),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -340,25 +355,38 @@ fn incidents(root: &Path, command: IncidentsCommand) -> Result<u8, u8> {
     match command {
         IncidentsCommand::List => {
             let all = mem.all_incidents().map_err(fail)?;
-            if all.is_empty() {
+            let noted: std::collections::BTreeSet<String> = all.iter().map(|(i, _)| i.id.clone()).collect();
+            let mut folded = mem.digested().map_err(fail)?;
+            folded.retain(|i| !noted.contains(&i.id));
+            folded.sort_by(|a, b| b.detected.cmp(&a.detected));
+            if all.is_empty() && folded.is_empty() {
                 println!("no incidents");
             }
             for (i, _) in all {
                 println!("{}  {:<11} {:<8} {}", i.id, i.status.as_str(), i.severity.as_str(), i.title);
             }
+            for i in folded {
+                println!("{}  {:<11} {:<8} {} (in digests/{}.md)", i.id, i.status.as_str(), i.severity.as_str(), i.title, i.detected.get(..7).unwrap_or(""));
+            }
             Ok(0)
         }
-        IncidentsCommand::Show { id } => match mem.read_incident(&id) {
-            Ok(_) => {
-                let text = std::fs::read_to_string(mem.incident_path(&id)).unwrap_or_default();
-                print!("{text}");
-                Ok(0)
+        IncidentsCommand::Show { id } => {
+            if mem.read_incident(&id).is_ok() {
+                print!("{}", std::fs::read_to_string(mem.incident_path(&id)).unwrap_or_default());
+                return Ok(0);
             }
-            Err(_) => {
-                eprintln!("nightshift: no incident {id} (see `nightshift incidents list`)");
-                Err(1)
+            match mem.digested_with_commits().map_err(fail)?.into_iter().find(|(i, _)| i.id == id) {
+                Some((inc, commit)) => {
+                    print!("{}", crate::memory::digest::section(&inc, &commit));
+                    println!("(folded into digests/{}.md; the full note: git -C {} show {commit}:incidents/{id}.md)", inc.detected.get(..7).unwrap_or(""), mem.root.display());
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("nightshift: no incident {id} (see `nightshift incidents list`)");
+                    Err(1)
+                }
             }
-        },
+        }
         IncidentsCommand::Search { text } => {
             let query = text.join(" ").to_lowercase();
             let terms: Vec<&str> = query.split_whitespace().collect();
@@ -417,6 +445,31 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
         for c in &report.permanent_fix_candidates {
             println!("  - {c}");
         }
+    }
+    Ok(0)
+}
+
+fn compact(root: &Path, older_than: &str) -> Result<u8, u8> {
+    let limit = crate::duration::parse(older_than).map_err(|e| {
+        eprintln!("nightshift: --older-than: {e}");
+        2
+    })?;
+    let mem = memory_or_exit(root)?;
+    let _lock = mem.try_lock("run").ok().flatten().ok_or_else(|| {
+        eprintln!("nightshift: another nightshift run holds the memory; try again when it has finished");
+        1
+    })?;
+    let done = mem.compact(limit, Utc::now()).map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    if let Some(n) = done.recovered {
+        println!("finished an interrupted compaction ({n} note(s) removed whose digest was written)");
+    }
+    if done.folded.is_empty() {
+        println!("nothing to fold: no resolved incident older than {older_than}");
+    } else {
+        println!("folded {} resolved incident(s) into {}", done.folded.len(), done.digests.join(", "));
     }
     Ok(0)
 }

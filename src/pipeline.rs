@@ -107,6 +107,7 @@ impl<'a> Runner<'a> {
     pub fn new(ws: &'a Workspace, execute: bool) -> Result<(Self, crate::memory::StateLock), RunError> {
         let mem = Memory::open(&ws.root)?;
         let lock = mem.try_lock("run")?.ok_or_else(|| RunError::Busy(mem.state_dir().join("run.lock").display().to_string()))?;
+        mem.recover_compaction()?;
         let state = mem.load_state()?;
         let mode = if execute { Mode::Execute } else { ws.policy.mode };
         let runner = Self {

@@ -47,3 +47,106 @@ fn three_repairs_make_one_page_with_a_3_of_3_rate_and_human_notes_survive() {
     let tracked = std::process::Command::new("git").arg("-C").arg(ws.memory()).args(["ls-files", "knowledge"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&tracked.stdout).trim(), "knowledge/exec-failed.md");
 }
+
+#[test]
+fn compaction_folds_only_old_resolved_incidents_and_show_still_finds_them() {
+    let ws = Ws::new(
+        "commands:\n  fix-h: \"touch healthy-h\"\n  noop: \"true\"\nrules:\n  - action: run_command\n    decide: auto\n  - action: run_command\n    decide: confirm\n    match: {target: noop}\n",
+        "checks:\n  - name: healer\n    kind: exec\n    command: \"test -f healthy-h\"\n    repair: fix-h\n    cooldown: 0s\n  - name: stuck\n    kind: exec\n    command: \"false\"\n  - name: waiting\n    kind: exec\n    command: \"test -f never\"\n    repair: noop\n",
+    );
+    assert_eq!(ws.run(&["heartbeat", "--execute", "--all"]).code, 1);
+    let list = ws.run(&["incidents", "list"]).stdout;
+    let id_of = |status: &str| list.lines().find(|l| l.contains(status)).unwrap().split_whitespace().next().unwrap().to_string();
+    let (old_resolved, needs_human, open) = (id_of(" resolved "), id_of(" needs-human "), id_of(" open "));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::remove_file(ws.path().join("healthy-h")).unwrap();
+    ws.run(&["heartbeat", "--execute", "--all"]);
+
+    let r = ws.run(&["memory", "compact", "--older-than", "1s"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("folded 1 resolved incident(s) into digests/"), "{}", r.stdout);
+    let notes: Vec<String> = ws.incident_files().iter().map(|p| p.file_stem().unwrap().to_string_lossy().to_string()).collect();
+    assert!(!notes.contains(&old_resolved), "{notes:?}");
+    assert!(notes.contains(&needs_human) && notes.contains(&open), "{notes:?}");
+    assert_eq!(notes.len(), 3, "the newer resolved incident stays: {notes:?}");
+
+    let show = ws.run(&["incidents", "show", &old_resolved]);
+    assert_eq!(show.code, 0);
+    assert!(show.stdout.contains("- **Fix**: run_command on `fix-h`"), "{}", show.stdout);
+    let commit = show.stdout.split("git show ").nth(1).unwrap().split(':').next().unwrap().to_string();
+    let full = std::process::Command::new("git").arg("-C").arg(ws.memory()).args(["show", &format!("{commit}:incidents/{old_resolved}.md")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&full.stdout).contains("## Actions taken"), "the named commit holds the full note");
+    assert!(ws.run(&["incidents", "list"]).stdout.contains(&format!("{old_resolved}  resolved")));
+    let head = ws.commits()[0].clone();
+    assert!(head.starts_with("memory compact: folded 1"), "{head}");
+    let page = std::fs::read_to_string(ws.memory().join("knowledge/exec-failed.md")).unwrap();
+    assert!(page.contains(&format!("[{old_resolved}](../digests/")), "knowledge links the digest: {page}");
+    // Nothing more to fold: a second compaction changes nothing.
+    let r = ws.run(&["memory", "compact", "--older-than", "1s"]);
+    assert!(r.stdout.contains("nothing to fold"), "{}", r.stdout);
+}
+
+#[test]
+fn sigkill_during_compaction_leaves_each_incident_in_exactly_one_place() {
+    use nightshift::memory::notes::{Incident, IncidentStatus};
+    use nightshift::workspace::heartbeat::Severity;
+    let ws = repairable("touch healthy");
+    let mem = nightshift::memory::Memory::open(ws.path()).unwrap();
+    let ids: Vec<String> = (0..1000).map(|i| format!("2026-08-{:02}-gen-{i}", 1 + i % 28)).collect();
+    for id in &ids {
+        let inc = Incident {
+            id: id.clone(),
+            title: format!("generated {id}"),
+            fingerprint: format!("gen:disk-full:{id}"),
+            class: "disk-full".into(),
+            target: id.clone(),
+            check: "gen (disk)".into(),
+            failing_since: None,
+            attempts: Vec::new(),
+            tokens: 0,
+            recalled_from: None,
+            severity: Severity::Warning,
+            status: IncidentStatus::Resolved,
+            detected: format!("{}T03:00:00Z", &id[..10]),
+            last_seen: format!("{}T03:00:00Z", &id[..10]),
+            resolved: Some(format!("{}T03:05:00Z", &id[..10])),
+            occurrences: 1,
+            evidence: "used 95%".into(),
+            diagnosis: vec!["largest: /var/log".into()],
+            actions: Vec::new(),
+            prevention: Vec::new(),
+            related: Vec::new(),
+        };
+        mem.write_incident(&inc).unwrap();
+    }
+    mem.commit("generated").unwrap();
+    let mut child = ws.cmd(&["memory", "compact", "--older-than", "1d"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it once it has started writing digests, before it can finish.
+    let start = std::time::Instant::now();
+    while !ws.memory().join("state/compact.json").exists() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ws.memory().join("state/compact.json").exists(), "the kill must land mid-compaction");
+    let where_is = |ws: &Ws| {
+        let notes: std::collections::BTreeSet<String> = ws.incident_files().iter().map(|p| p.file_stem().unwrap().to_string_lossy().to_string()).collect();
+        let folded: std::collections::BTreeSet<String> = nightshift::memory::Memory::open(ws.path()).unwrap().digested().unwrap().into_iter().map(|i| i.id).collect();
+        (notes, folded)
+    };
+    let (notes, folded) = where_is(&ws);
+    let nowhere: Vec<&String> = ids.iter().filter(|id| !notes.contains(*id) && !folded.contains(*id)).collect();
+    assert!(nowhere.is_empty(), "lost by the crash: {nowhere:?}");
+    // The next run finishes what the crash interrupted: each incident in exactly one place.
+    let r = ws.run(&["memory", "compact", "--older-than", "10000d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("finished an interrupted compaction"), "{}", r.stdout);
+    let (notes, folded) = where_is(&ws);
+    let both: Vec<&String> = ids.iter().filter(|id| notes.contains(*id) && folded.contains(*id)).collect();
+    let nowhere: Vec<&String> = ids.iter().filter(|id| !notes.contains(*id) && !folded.contains(*id)).collect();
+    assert!(both.is_empty() && nowhere.is_empty(), "both: {} nowhere: {}", both.len(), nowhere.len());
+    assert!(!ws.memory().join("state/compact.json").exists());
+    let status = std::process::Command::new("git").arg("-C").arg(ws.memory()).args(["status", "--porcelain"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "", "the recovered layout is committed");
+}

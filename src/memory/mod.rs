@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod compact;
 pub mod digest;
 pub mod journal;
 pub mod knowledge;
@@ -90,7 +91,7 @@ impl Memory {
     /// Opens the memory folder, creating it and its git repository if absent.
     pub fn open(workspace: &Path) -> Result<Self> {
         let root = workspace.join("memory");
-        for dir in ["incidents", "audit", "knowledge", "state"] {
+        for dir in ["incidents", "audit", "knowledge", "digests", "state"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
