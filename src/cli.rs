@@ -75,8 +75,22 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum IncidentsCommand {
     List,
-    Show { id: String },
-    Search { text: Vec<String> },
+    Show {
+        id: String,
+    },
+    /// Ranked search over incidents, digests and knowledge pages.
+    Search {
+        text: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Incidents per class and target, detect/repair times, recurrence, auto-fixed share, tokens.
+    Stats {
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -387,32 +401,59 @@ fn incidents(root: &Path, command: IncidentsCommand) -> Result<u8, u8> {
                 }
             }
         }
-        IncidentsCommand::Search { text } => {
-            let query = text.join(" ").to_lowercase();
-            let terms: Vec<&str> = query.split_whitespace().collect();
-            if terms.is_empty() {
+        IncidentsCommand::Search { text, json } => {
+            let query = text.join(" ");
+            if query.trim().is_empty() {
                 eprintln!("nightshift: search needs some text, e.g. `nightshift incidents search disk`");
                 return Err(2);
             }
-            let mut hits: Vec<(usize, crate::memory::notes::Incident)> = mem
-                .all_incidents()
-                .map_err(fail)?
-                .into_iter()
-                .filter_map(|(inc, raw)| {
-                    let hay = raw.to_lowercase();
-                    let title = inc.title.to_lowercase();
-                    terms.iter().all(|t| hay.contains(t)).then(|| (terms.iter().map(|t| hay.matches(t).count() + 5 * title.matches(t).count()).sum(), inc))
-                })
-                .collect();
-            hits.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.detected.cmp(&a.1.detected)));
-            if hits.is_empty() {
-                println!("no incident mentions {query:?}");
+            let hits = crate::memory::stats::search(&mem, &query).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits).unwrap_or_default());
+                return Ok(0);
             }
-            for (_, i) in hits {
-                println!("{}  {:<11} {}", i.id, i.status.as_str(), i.title);
+            if hits.is_empty() {
+                println!("nothing mentions {query:?}");
+            }
+            for h in hits {
+                println!("{}  {:<9} {:<11} {}", h.id, h.kind, h.status, h.title);
             }
             Ok(0)
         }
+        IncidentsCommand::Stats { since, json } => {
+            let period = crate::duration::parse(&since).map_err(|e| {
+                eprintln!("nightshift: --since: {e}");
+                2
+            })?;
+            let from = Utc::now() - chrono::Duration::from_std(period).unwrap_or_default();
+            let all: Vec<_> = crate::memory::stats::remembered(&mem).map_err(fail)?.into_iter().map(|(i, _)| i).collect();
+            let s = crate::memory::stats::stats(&all, from);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                return Ok(0);
+            }
+            print_stats(&s);
+            Ok(0)
+        }
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| crate::memory::knowledge::human_secs(s.round() as i64))
+}
+
+fn print_stats(s: &crate::memory::stats::Stats) {
+    println!("{} incident(s) since {}", s.incidents, s.since);
+    println!("  by class: {}", s.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    let mut targets: Vec<_> = s.by_target.iter().collect();
+    targets.sort_by(|a, b| b.1.cmp(a.1));
+    println!("  top targets: {}", targets.iter().take(5).map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!("  time to detect: mean {}, p90 {} ({} incidents)", secs(s.time_to_detect.mean_seconds), secs(s.time_to_detect.p90_seconds.map(|v| v as f64)), s.time_to_detect.count);
+    println!("  time to repair: mean {}, p90 {} ({} incidents)", secs(s.time_to_repair.mean_seconds), secs(s.time_to_repair.p90_seconds.map(|v| v as f64)), s.time_to_repair.count);
+    println!("  auto-fixed {}, escalated {}{}", s.auto_fixed, s.escalated, s.auto_fixed_share.map(|x| format!(" ({:.0}% auto-fixed)", x * 100.0)).unwrap_or_default());
+    println!("  model tokens: {}", s.tokens);
+    for (fp, n) in &s.recurring {
+        println!("  recurring: {fp} ({n}×)");
     }
 }
 
@@ -427,7 +468,14 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
         eprintln!("nightshift: {e}");
         1
     })?;
-    let report = crate::memory::audit::report(&entries, &timestamp(from), period.as_secs_f64() / 86_400.0);
+    let mut report = crate::memory::audit::report(&entries, &timestamp(from), period.as_secs_f64() / 86_400.0);
+    let all: Vec<_> = crate::memory::stats::remembered(&mem).map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?.into_iter().map(|(i, _)| i).collect();
+    for (fp, n) in crate::memory::stats::stats(&all, from).recurring.into_iter().filter(|(_, n)| *n > 3) {
+        report.permanent_fix_candidates.push(format!("{fp}: the same incident {n} times since {}", report.since));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         return Ok(0);

@@ -151,3 +151,50 @@ fn sigkill_during_compaction_leaves_each_incident_in_exactly_one_place() {
     let status = std::process::Command::new("git").arg("-C").arg(ws.memory()).args(["status", "--porcelain"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&status.stdout), "", "the recovered layout is committed");
 }
+
+#[test]
+fn stats_count_classes_repairs_recurrence_and_escalations() {
+    let ws = Ws::new(
+        "commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n",
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    cooldown: 0s\n    threshold: 2\n  - name: db\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n",
+    );
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(ws.path().join("healthy"));
+        ws.run(&["heartbeat", "--execute", "--all"]); // 1st failure: below threshold
+        ws.run(&["heartbeat", "--execute", "--all"]); // 2nd: incident, repaired
+    }
+    let (code, s) = ws.json(&["incidents", "stats", "--since", "1d", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(s["incidents"], 4, "{s}");
+    assert_eq!(s["by_class"]["exec-failed"], 3);
+    assert_eq!(s["by_class"]["tcp-down"], 1);
+    assert_eq!(s["auto_fixed"], 3);
+    assert_eq!(s["escalated"], 1, "the db incident needs a human");
+    assert_eq!(s["auto_fixed_share"], 0.75);
+    assert_eq!(s["time_to_repair"]["count"], 3);
+    assert_eq!(s["time_to_detect"]["count"], 4, "{s}");
+    assert!(s["time_to_detect"]["mean_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(s["recurring"]["app:exec-failed:test -f healthy"], 3, "{s}");
+    assert_eq!(s["tokens"], 0);
+    let text = ws.run(&["incidents", "stats"]).stdout;
+    assert!(text.contains("4 incident(s) since") && text.contains("auto-fixed 3, escalated 1 (75% auto-fixed)"), "{text}");
+}
+
+#[test]
+fn search_ranks_title_matches_first_and_covers_knowledge_pages() {
+    let ws = Ws::new(
+        "commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n",
+        "checks:\n  - name: billing\n    kind: exec\n    command: \"echo payments queue stuck; exit 1\"\n  - name: payments-api\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n",
+    );
+    ws.run(&["heartbeat", "--execute"]);
+    let (code, hits) = ws.json(&["incidents", "search", "payments", "--json"]);
+    assert_eq!(code, 0);
+    let titles: Vec<&str> = hits.as_array().unwrap().iter().filter(|h| h["kind"] == "incident").map(|h| h["title"].as_str().unwrap()).collect();
+    assert_eq!(titles.len(), 2, "{hits}");
+    assert!(titles[0].contains("(payments-api)"), "a title match ranks first: {titles:?}");
+    assert!(hits[0]["score"].as_u64() > hits[1]["score"].as_u64());
+    let (_, hits) = ws.json(&["incidents", "search", "run_command", "fix", "--json"]);
+    assert!(hits.as_array().unwrap().iter().any(|h| h["kind"] == "knowledge" && h["id"] == "knowledge/exec-failed.md"), "{hits}");
+    let (_, none) = ws.json(&["incidents", "search", "kubernetes", "--json"]);
+    assert_eq!(none, serde_json::json!([]));
+}

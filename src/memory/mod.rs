@@ -9,6 +9,7 @@ pub mod journal;
 pub mod knowledge;
 pub mod notes;
 pub mod state;
+pub mod stats;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
