@@ -14,7 +14,7 @@ use crate::checks::{self, CheckResult, Context, Status};
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
 use crate::memory::audit::{ActionResult, AuditEntry};
 use crate::memory::journal::JournalEntry;
-use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::memory::notes::{Attempt, Incident, IncidentStatus, timestamp};
 use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError, code};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
@@ -278,13 +278,26 @@ impl<'a> Runner<'a> {
             .filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved))
             .map(|a| a.id)
             .collect();
+        // Memory first: a fix that healed this fingerprint before is tried first.
+        let past = self.past_attempts(&inc.fingerprint, &inc.id);
+        let mut plan = diag.plan.clone();
+        if let Some((fix, from)) = recall(&past) {
+            if new || inc.recalled_from.is_none() {
+                let (ok, tried) = success(&past, &fix);
+                inc.diagnosis.push(format!("memory: incident {from} was fixed by {} on {} ({ok} of {tried} tries of it succeeded for this problem); trying it first", fix.kind(), code(&fix.target().id)));
+                inc.recalled_from = Some(from);
+            }
+            plan.retain(|a| a != &fix);
+            plan.insert(0, fix);
+        }
         let mut healed = false;
-        let mut blocked = diag.plan.is_empty();
+        let mut blocked = plan.is_empty();
         if !waiting.is_empty() {
             self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));
         } else {
-            for action in &diag.plan {
-                let step = self.step(spec, &mut inc, action).await?;
+            let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
+            for action in &plan {
+                let step = self.step(spec, &mut inc, action, &past_tries).await?;
                 let result = step.result;
                 reports.push(step);
                 match result {
@@ -335,13 +348,13 @@ impl<'a> Runner<'a> {
         }
         let message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
         let action = Action::Notify { severity: inc.severity, message };
-        let step = self.step(spec, inc, &action).await?;
+        let step = self.step(spec, inc, &action, &[]).await?;
         reports.push(step);
         Ok(())
     }
 
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
-    async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action) -> Result<ActionReport, RunError> {
+    async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action, past: &[Attempt]) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
         if action.kind().is_mutating()
@@ -354,7 +367,12 @@ impl<'a> Runner<'a> {
                 }
             }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
-        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(action.kind(), &target, t));
+        let mut history = self.state.history(action.kind(), &target, t);
+        let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| &a.action == action).collect();
+        if tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)) {
+            history.distrusted = Some(format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
+        }
+        let verdict = policy::decide(&self.ws.policy, &subject, &history);
         let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
         Ok(self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms))
     }
@@ -692,6 +710,31 @@ impl<'a> Runner<'a> {
         self.report.status = if self.report.failing { "failing" } else { "ok" };
         Ok(self.report)
     }
+}
+
+impl Runner<'_> {
+    /// Every repair tried on earlier incidents of this fingerprint (notes and digests), oldest first.
+    fn past_attempts(&self, fingerprint: &str, current: &str) -> Vec<(Attempt, String)> {
+        let mut out: Vec<(Attempt, String)> = crate::memory::stats::remembered(&self.mem)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(i, _)| i.fingerprint == fingerprint && i.id != current)
+            .flat_map(|(i, _)| i.attempts.into_iter().map(move |a| (a, i.id.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.at.cmp(&b.0.at));
+        out
+    }
+}
+
+/// The fix to reuse: the latest one that healed an earlier incident of the fingerprint.
+fn recall(past: &[(Attempt, String)]) -> Option<(Action, String)> {
+    past.iter().rev().find(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating()).map(|(a, id)| (a.action.clone(), id.clone()))
+}
+
+/// (succeeded, tried) of one fix over the attempts.
+fn success(past: &[(Attempt, String)], fix: &Action) -> (usize, usize) {
+    let tries: Vec<_> = past.iter().filter(|(a, _)| &a.action == fix).collect();
+    (tries.iter().filter(|(a, _)| a.result == ActionResult::Ok).count(), tries.len())
 }
 
 /// The target part of a fingerprint `check:class:target`.

@@ -198,3 +198,54 @@ fn search_ranks_title_matches_first_and_covers_knowledge_pages() {
     let (_, none) = ws.json(&["incidents", "search", "kubernetes", "--json"]);
     assert_eq!(none, serde_json::json!([]));
 }
+
+#[test]
+fn memory_recalls_a_fix_and_stops_trusting_it_after_two_failures_in_a_row() {
+    let ws = Ws::new(
+        "commands:\n  fix: \"echo x >> tries; test -f fix-works && touch healthy\"\ncircuit_breaker: 0\nrules:\n  - action: run_command\n    decide: auto\n",
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    cooldown: 0s\n",
+    );
+    let tries = || std::fs::read_to_string(ws.path().join("tries")).map_or(0, |t| t.lines().count());
+    std::fs::write(ws.path().join("fix-works"), "").unwrap();
+    assert_eq!(break_and_heal(&ws), 1);
+    let first = ws.run(&["incidents", "list"]).stdout.split_whitespace().next().unwrap().to_string();
+    // The same problem again: memory's fix is reused, and the note says which incident it followed.
+    let (_, v) = {
+        let _ = std::fs::remove_file(ws.path().join("healthy"));
+        ws.json(&["heartbeat", "--execute", "--all", "--json"])
+    };
+    let inc = &v["incidents"][0];
+    assert_eq!(inc["status"], "resolved");
+    assert!(inc["diagnosis"].to_string().contains(&format!("memory: incident {first} was fixed by run_command on `fix` (1 of 1 tries")), "{inc}");
+    let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{}.md", inc["id"].as_str().unwrap()))).unwrap();
+    assert!(note.contains(&format!("- **Recalled from**: [{first}]({first}.md)")), "{note}");
+
+    // The fix stops working: tried, fails; tried again, fails; then not again without a human.
+    std::fs::remove_file(ws.path().join("fix-works")).unwrap();
+    let _ = std::fs::remove_file(ws.path().join("healthy"));
+    for _ in 0..2 {
+        ws.run(&["heartbeat", "--execute", "--all"]);
+    }
+    assert_eq!(tries(), 4);
+    let (_, v) = ws.json(&["heartbeat", "--execute", "--all", "--json"]);
+    let a = &v["incidents"][0]["actions"][0];
+    assert_eq!((a["decision"].as_str(), a["result"].as_str()), (Some("confirm"), Some("pending")), "{a}");
+    assert!(a["reason"].as_str().unwrap().contains("failed twice in a row for this problem"), "{a}");
+    assert_eq!(tries(), 4, "a distrusted fix ran without a human");
+
+    // A human approves once it can work again; its success restores trust.
+    std::fs::write(ws.path().join("fix-works"), "").unwrap();
+    let (_, pending) = ws.json(&["approvals", "--json"]);
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(ws.run(&["approve", &id]).code, 0);
+    ws.run(&["heartbeat", "--execute"]);
+    assert_eq!(tries(), 5);
+    let (_, v) = {
+        let _ = std::fs::remove_file(ws.path().join("healthy"));
+        ws.json(&["heartbeat", "--execute", "--all", "--json"])
+    };
+    assert_eq!(v["incidents"][0]["actions"][0]["decision"], "auto", "{v}");
+    assert_eq!(v["incidents"][0]["status"], "resolved");
+    let page = std::fs::read_to_string(ws.memory().join("knowledge/exec-failed.md")).unwrap();
+    assert!(page.contains("- run_command on `fix`: 4/6 succeeded (67%)"), "{page}");
+}

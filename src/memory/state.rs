@@ -72,7 +72,7 @@ impl State {
             .filter(executed)
             .take_while(|r| matches!(r.result, ActionResult::Failed | ActionResult::Interrupted))
             .count() as u32;
-        crate::policy::History { target_last_hour, global_last_hour, consecutive_failures }
+        crate::policy::History { target_last_hour, global_last_hour, consecutive_failures, distrusted: None }
     }
 
     /// The last execution attempt of this action on this target, for cooldowns.

@@ -189,6 +189,9 @@ pub struct History {
     pub global_last_hour: u32,
     /// Failures of this action kind on this target in a row.
     pub consecutive_failures: u32,
+    /// Set when memory no longer trusts this fix for this problem (it failed
+    /// twice in a row for the fingerprint): it is not reused without a human.
+    pub distrusted: Option<String>,
 }
 
 /// The gate's answer.
@@ -286,6 +289,9 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
             && history.target_last_hour >= limit {
                 verdicts.push((Decision::Confirm, format!("{} ran {} times on {} in the last hour (max_per_hour {limit})", subject.kind, history.target_last_hour, subject.target.id)));
             }
+        if let Some(why) = &history.distrusted {
+            verdicts.push((Decision::Confirm, why.clone()));
+        }
         if history.global_last_hour >= policy.max_actions_per_hour {
             verdicts.push((Decision::Confirm, format!("{} actions in the last hour reach max_actions_per_hour {}", history.global_last_hour, policy.max_actions_per_hour)));
         }
