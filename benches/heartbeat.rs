@@ -6,12 +6,15 @@
 
 #![allow(clippy::expect_used, clippy::zombie_processes)] // a benchmark harness: failing loudly is the point
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use common::{measure, ms, percentile};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const RUNS: usize = 30;
 
@@ -30,23 +33,6 @@ fn serve_ok(listener: TcpListener) {
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         });
     }
-}
-
-/// Runs the command, returning (wall time, peak RSS in KiB) of that child alone.
-fn measure(cmd: &mut Command) -> (Duration, i64, i32) {
-    let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn nightshift");
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child with valid out-pointers.
-    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    (start.elapsed(), usage.ru_maxrss, nix::libc::WEXITSTATUS(status))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
@@ -103,6 +89,3 @@ fn main() {
     assert_eq!(model_calls.load(Ordering::Relaxed), 0, "a healthy heartbeat called the model");
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
