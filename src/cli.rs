@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 
 use crate::checks::{CheckResult, Status};
-use crate::memory::approvals::{ApprovalStatus, new_id};
+use crate::memory::approvals::ApprovalStatus;
 use crate::memory::audit::{ActionResult, AuditEntry};
 use crate::memory::notes::{IncidentStatus, timestamp};
 use crate::memory::Memory;
@@ -356,7 +356,6 @@ fn decide(root: &Path, id: &str, approve: bool) -> Result<u8, u8> {
     } else {
         println!("aborted {id}: {} will not run", a.action.describe());
     }
-    let _ = new_id;
     Ok(0)
 }
 

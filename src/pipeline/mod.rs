@@ -28,6 +28,12 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How many checks run at once.
 pub const CONCURRENCY: usize = 16;
 
+mod approvals;
+mod recall;
+mod recover;
+
+use recall::{recall, success};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -87,7 +93,7 @@ pub struct Runner<'a> {
     resolved_classes: std::collections::BTreeSet<String>,
 }
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
@@ -426,26 +432,6 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {
-        let t = now();
-        let a = Approval {
-            id: new_id(""),
-            kind,
-            status: ApprovalStatus::Pending,
-            action: action.clone(),
-            incident: Some(inc.id.clone()),
-            check: Some(spec.name.clone()),
-            level: spec.level,
-            reason: verdict.reason.clone(),
-            created: t,
-            deadline: t + chrono::Duration::from_std(wait).unwrap_or_default(),
-            decided_by: None,
-            decided_at: None,
-        };
-        let copy = a.clone();
-        self.mem.update_approvals(|list| list.push(copy))?;
-        Ok(a)
-    }
 
     /// Runs a mutating action behind the journal, then verifies by re-running the check.
     async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
@@ -546,153 +532,9 @@ impl<'a> Runner<'a> {
         ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result }
     }
 
-    /// After a restart: actions that began and never ended are recorded as
-    /// interrupted (so cooldowns and the circuit breaker count them), and never re-run.
-    async fn reconcile_journal(&mut self) -> Result<(), RunError> {
-        for u in self.mem.unfinished()? {
-            let spec = u.check.as_deref().and_then(|c| self.spec(c));
-            let now_state = match spec {
-                Some(s) => {
-                    let r = checks::run_one(s, &self.ctx).await;
-                    format!("check {} is now {}: {}", s.name, r.status.as_str(), r.summary)
-                }
-                None => "its check no longer exists".into(),
-            };
-            let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
-            self.mem.journal(&JournalEntry::End { id: u.id.clone(), at: now(), result: ActionResult::Interrupted, detail: outcome.clone() })?;
-            self.state.record(u.action.kind(), &u.action.target().id, u.at, ActionResult::Interrupted);
-            let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
-            let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
-            let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0);
-            if let Some(inc) = inc {
-                self.mem.write_incident(&inc)?;
-            }
-            self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
-        }
-        self.mem.rotate_journal()?;
-        Ok(())
-    }
 
-    /// Expires old confirmations and carries out approved actions and abort
-    /// windows that passed while no run was waiting.
-    async fn carry_out_approvals(&mut self) -> Result<(), RunError> {
-        let t = now();
-        let execute = self.mode == Mode::Execute;
-        let (taken, expired) = self.mem.update_approvals(|list| {
-            let mut taken = Vec::new();
-            let mut expired = Vec::new();
-            for a in list.iter_mut() {
-                match (a.kind, a.status) {
-                    (ApprovalKind::Confirm, ApprovalStatus::Pending) if a.deadline <= t => {
-                        a.status = ApprovalStatus::Expired;
-                        a.decided_at = Some(t);
-                        expired.push(a.clone());
-                    }
-                    (ApprovalKind::Confirm, ApprovalStatus::Approved) | (ApprovalKind::AbortWindow, ApprovalStatus::Approved) if execute => {
-                        a.status = ApprovalStatus::Done;
-                        taken.push(a.clone());
-                    }
-                    (ApprovalKind::AbortWindow, ApprovalStatus::Pending) if execute && a.deadline <= t => {
-                        a.status = ApprovalStatus::Done;
-                        taken.push(a.clone());
-                    }
-                    _ => {}
-                }
-            }
-            (taken, expired)
-        })?;
-        for a in expired {
-            let verdict = Verdict { decision: Decision::Confirm, reason: a.reason.clone(), abort_window: None };
-            let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
-            self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, "-".into(), ActionResult::Expired, format!("approval {} expired unanswered", a.id), 0);
-            if let Some(inc) = inc {
-                self.mem.write_incident(&inc)?;
-            }
-        }
-        for a in taken {
-            self.carry_out(a).await?;
-        }
-        Ok(())
-    }
 
-    /// Carries out one approval that a human approved or whose window passed.
-    async fn carry_out(&mut self, a: Approval) -> Result<(), RunError> {
-        let spec = a.check.as_deref().and_then(|c| self.spec(c));
-        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), a.level);
-        subject.check = a.check.clone();
-        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.target().id, now()));
-        let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
-            (_, _, true) => Decision::Confirm,
-            _ => Decision::AbortWindow,
-        };
-        let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
-        let route = a.decided_by.clone().map_or_else(|| "abort-window passed".to_string(), |who| format!("human:{who}"));
-        let target_of = inc.as_ref().map(|i| fingerprint_target(&i.fingerprint).to_string());
-        let passes_now = match spec {
-            Some(s) => {
-                let r = checks::run_one(s, &self.ctx).await;
-                healthy_for(&r, target_of.as_deref()).then_some(r.summary)
-            }
-            None => None,
-        };
-        let (result, outcome, ms) = if verdict.decision > satisfied {
-            (ActionResult::Denied, format!("not carried out: the policy now decides {} ({})", verdict.decision, verdict.reason), 0)
-        } else if let Some(summary) = passes_now {
-            (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
-        } else {
-            let started = Instant::now();
-            let (r, o) = self.execute(&a.action, inc.as_ref(), spec).await?;
-            (r, o, started.elapsed().as_millis() as u64)
-        };
-        let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
-        if let Some(mut inc) = inc {
-            if result == ActionResult::Ok {
-                inc.status = IncidentStatus::Resolved;
-                inc.resolved = Some(timestamp(now()));
-                self.state.open.remove(&inc.fingerprint);
-                self.resolved_classes.insert(inc.class.clone());
-            } else if result != ActionResult::Ok && inc.status != IncidentStatus::Resolved {
-                inc.status = IncidentStatus::NeedsHuman;
-            }
-            self.mem.write_incident(&inc)?;
-        }
-        self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, report.action, report.target, report.result.as_str(), report.outcome));
-        Ok(())
-    }
 
-    /// Waits out the abort windows this run announced (bounded by MAX_WAIT),
-    /// then acts on those no human aborted.
-    async fn wait_windows(&mut self) -> Result<(), RunError> {
-        let mut waiting = std::mem::take(&mut self.waiting);
-        waiting.sort_by_key(|a| a.deadline);
-        for a in waiting {
-            let wait = (a.deadline - now()).to_std().unwrap_or_default();
-            if wait > MAX_WAIT {
-                self.report.notes.push(format!("approval {}: acts at {} unless aborted; a later run will carry it out", a.id, timestamp(a.deadline)));
-                continue;
-            }
-            while now() < a.deadline {
-                let decided = self.mem.load_approvals()?.iter().any(|x| x.id == a.id && matches!(x.status, ApprovalStatus::Aborted | ApprovalStatus::Approved));
-                if decided {
-                    break;
-                }
-                let left = (a.deadline - now()).to_std().unwrap_or_default();
-                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-            }
-            let taken = self.mem.update_approvals(|list| match list.iter_mut().find(|x| x.id == a.id) {
-                Some(x) if matches!(x.status, ApprovalStatus::Pending | ApprovalStatus::Approved) => {
-                    x.status = ApprovalStatus::Done;
-                    Some(x.clone())
-                }
-                _ => None,
-            })?;
-            match taken {
-                Some(a) => self.carry_out(a).await?,
-                None => self.report.notes.push(format!("approval {}: aborted by a human; not carried out", a.id)),
-            }
-        }
-        Ok(())
-    }
 
     fn finish(mut self) -> Result<RunReport, RunError> {
         for class in std::mem::take(&mut self.resolved_classes) {
@@ -712,39 +554,14 @@ impl<'a> Runner<'a> {
     }
 }
 
-impl Runner<'_> {
-    /// Every repair tried on earlier incidents of this fingerprint (notes and digests), oldest first.
-    fn past_attempts(&self, fingerprint: &str, current: &str) -> Vec<(Attempt, String)> {
-        let mut out: Vec<(Attempt, String)> = crate::memory::stats::remembered(&self.mem)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(i, _)| i.fingerprint == fingerprint && i.id != current)
-            .flat_map(|(i, _)| i.attempts.into_iter().map(move |a| (a, i.id.clone())))
-            .collect();
-        out.sort_by(|a, b| a.0.at.cmp(&b.0.at));
-        out
-    }
-}
-
-/// The fix to reuse: the latest one that healed an earlier incident of the fingerprint.
-fn recall(past: &[(Attempt, String)]) -> Option<(Action, String)> {
-    past.iter().rev().find(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating()).map(|(a, id)| (a.action.clone(), id.clone()))
-}
-
-/// (succeeded, tried) of one fix over the attempts.
-fn success(past: &[(Attempt, String)], fix: &Action) -> (usize, usize) {
-    let tries: Vec<_> = past.iter().filter(|(a, _)| &a.action == fix).collect();
-    (tries.iter().filter(|(a, _)| a.result == ActionResult::Ok).count(), tries.len())
-}
-
 /// The target part of a fingerprint `check:class:target`.
-fn fingerprint_target(fp: &str) -> &str {
+pub(super) fn fingerprint_target(fp: &str) -> &str {
     fp.splitn(3, ':').nth(2).unwrap_or("")
 }
 
 /// Whether a result is healthy for one target: its own series when the check
 /// watches many (a vanished series counts as healthy), else the whole check.
-fn healthy_for(r: &CheckResult, target: Option<&str>) -> bool {
+pub(super) fn healthy_for(r: &CheckResult, target: Option<&str>) -> bool {
     match target.filter(|_| !r.series.is_empty()) {
         Some(t) => r.series.iter().find(|s| s.target == t).is_none_or(|s| !s.status.is_bad()),
         None => !r.status.is_bad(),

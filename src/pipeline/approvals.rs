@@ -1,0 +1,158 @@
+//! The human in the loop inside a run: pending approvals are created here,
+//! abort windows waited out, and approved or unaborted actions carried out
+//! (re-gated, and never on a target that healed meanwhile).
+
+use std::time::{Duration, Instant};
+
+use super::{MAX_WAIT, RunError, Runner, fingerprint_target, healthy_for, now};
+use crate::actions::Action;
+use crate::checks;
+use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
+use crate::memory::audit::ActionResult;
+use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::policy::{self, Decision, Mode, Subject, Verdict};
+use crate::workspace::heartbeat::CheckSpec;
+
+impl Runner<'_> {
+    pub(super) fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {
+        let t = now();
+        let a = Approval {
+            id: new_id(""),
+            kind,
+            status: ApprovalStatus::Pending,
+            action: action.clone(),
+            incident: Some(inc.id.clone()),
+            check: Some(spec.name.clone()),
+            level: spec.level,
+            reason: verdict.reason.clone(),
+            created: t,
+            deadline: t + chrono::Duration::from_std(wait).unwrap_or_default(),
+            decided_by: None,
+            decided_at: None,
+        };
+        let copy = a.clone();
+        self.mem.update_approvals(|list| list.push(copy))?;
+        Ok(a)
+    }
+
+    /// Expires old confirmations and carries out approved actions and abort
+    /// windows that passed while no run was waiting.
+    pub(super) async fn carry_out_approvals(&mut self) -> Result<(), RunError> {
+        let t = now();
+        let execute = self.mode == Mode::Execute;
+        let (taken, expired) = self.mem.update_approvals(|list| {
+            let mut taken = Vec::new();
+            let mut expired = Vec::new();
+            for a in list.iter_mut() {
+                match (a.kind, a.status) {
+                    (ApprovalKind::Confirm, ApprovalStatus::Pending) if a.deadline <= t => {
+                        a.status = ApprovalStatus::Expired;
+                        a.decided_at = Some(t);
+                        expired.push(a.clone());
+                    }
+                    (ApprovalKind::Confirm, ApprovalStatus::Approved) | (ApprovalKind::AbortWindow, ApprovalStatus::Approved) if execute => {
+                        a.status = ApprovalStatus::Done;
+                        taken.push(a.clone());
+                    }
+                    (ApprovalKind::AbortWindow, ApprovalStatus::Pending) if execute && a.deadline <= t => {
+                        a.status = ApprovalStatus::Done;
+                        taken.push(a.clone());
+                    }
+                    _ => {}
+                }
+            }
+            (taken, expired)
+        })?;
+        for a in expired {
+            let verdict = Verdict { decision: Decision::Confirm, reason: a.reason.clone(), abort_window: None };
+            let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, "-".into(), ActionResult::Expired, format!("approval {} expired unanswered", a.id), 0);
+            if let Some(inc) = inc {
+                self.mem.write_incident(&inc)?;
+            }
+        }
+        for a in taken {
+            self.carry_out(a).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out one approval that a human approved or whose window passed.
+    pub(super) async fn carry_out(&mut self, a: Approval) -> Result<(), RunError> {
+        let spec = a.check.as_deref().and_then(|c| self.spec(c));
+        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), a.level);
+        subject.check = a.check.clone();
+        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.target().id, now()));
+        let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
+            (_, _, true) => Decision::Confirm,
+            _ => Decision::AbortWindow,
+        };
+        let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+        let route = a.decided_by.clone().map_or_else(|| "abort-window passed".to_string(), |who| format!("human:{who}"));
+        let target_of = inc.as_ref().map(|i| fingerprint_target(&i.fingerprint).to_string());
+        let passes_now = match spec {
+            Some(s) => {
+                let r = checks::run_one(s, &self.ctx).await;
+                healthy_for(&r, target_of.as_deref()).then_some(r.summary)
+            }
+            None => None,
+        };
+        let (result, outcome, ms) = if verdict.decision > satisfied {
+            (ActionResult::Denied, format!("not carried out: the policy now decides {} ({})", verdict.decision, verdict.reason), 0)
+        } else if let Some(summary) = passes_now {
+            (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
+        } else {
+            let started = Instant::now();
+            let (r, o) = self.execute(&a.action, inc.as_ref(), spec).await?;
+            (r, o, started.elapsed().as_millis() as u64)
+        };
+        let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
+        if let Some(mut inc) = inc {
+            if result == ActionResult::Ok {
+                inc.status = IncidentStatus::Resolved;
+                inc.resolved = Some(timestamp(now()));
+                self.state.open.remove(&inc.fingerprint);
+                self.resolved_classes.insert(inc.class.clone());
+            } else if result != ActionResult::Ok && inc.status != IncidentStatus::Resolved {
+                inc.status = IncidentStatus::NeedsHuman;
+            }
+            self.mem.write_incident(&inc)?;
+        }
+        self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, report.action, report.target, report.result.as_str(), report.outcome));
+        Ok(())
+    }
+
+    /// Waits out the abort windows this run announced (bounded by MAX_WAIT),
+    /// then acts on those no human aborted.
+    pub(super) async fn wait_windows(&mut self) -> Result<(), RunError> {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.sort_by_key(|a| a.deadline);
+        for a in waiting {
+            let wait = (a.deadline - now()).to_std().unwrap_or_default();
+            if wait > MAX_WAIT {
+                self.report.notes.push(format!("approval {}: acts at {} unless aborted; a later run will carry it out", a.id, timestamp(a.deadline)));
+                continue;
+            }
+            while now() < a.deadline {
+                let decided = self.mem.load_approvals()?.iter().any(|x| x.id == a.id && matches!(x.status, ApprovalStatus::Aborted | ApprovalStatus::Approved));
+                if decided {
+                    break;
+                }
+                let left = (a.deadline - now()).to_std().unwrap_or_default();
+                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            }
+            let taken = self.mem.update_approvals(|list| match list.iter_mut().find(|x| x.id == a.id) {
+                Some(x) if matches!(x.status, ApprovalStatus::Pending | ApprovalStatus::Approved) => {
+                    x.status = ApprovalStatus::Done;
+                    Some(x.clone())
+                }
+                _ => None,
+            })?;
+            match taken {
+                Some(a) => self.carry_out(a).await?,
+                None => self.report.notes.push(format!("approval {}: aborted by a human; not carried out", a.id)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! After a crash: actions the write-ahead journal shows as begun and never
+//! ended are recorded as interrupted (so cooldowns and the circuit breaker
+//! count them) and never re-run.
+
+use super::{RunError, Runner, now};
+use crate::checks;
+use crate::memory::audit::ActionResult;
+use crate::memory::journal::JournalEntry;
+use crate::memory::notes::timestamp;
+use crate::policy::{Decision, Verdict};
+
+impl Runner<'_> {
+    /// After a restart: actions that began and never ended are recorded as
+    /// interrupted (so cooldowns and the circuit breaker count them), and never re-run.
+    pub(super) async fn reconcile_journal(&mut self) -> Result<(), RunError> {
+        for u in self.mem.unfinished()? {
+            let spec = u.check.as_deref().and_then(|c| self.spec(c));
+            let now_state = match spec {
+                Some(s) => {
+                    let r = checks::run_one(s, &self.ctx).await;
+                    format!("check {} is now {}: {}", s.name, r.status.as_str(), r.summary)
+                }
+                None => "its check no longer exists".into(),
+            };
+            let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
+            self.mem.journal(&JournalEntry::End { id: u.id.clone(), at: now(), result: ActionResult::Interrupted, detail: outcome.clone() })?;
+            self.state.record(u.action.kind(), &u.action.target().id, u.at, ActionResult::Interrupted);
+            let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
+            let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0);
+            if let Some(inc) = inc {
+                self.mem.write_incident(&inc)?;
+            }
+            self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
+        }
+        self.mem.rotate_journal()?;
+        Ok(())
+    }
+}
