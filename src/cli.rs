@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::checks::{CheckResult, Status};
 use crate::memory::approvals::ApprovalStatus;
-use crate::memory::audit::{ActionResult, AuditEntry};
-use crate::memory::notes::{IncidentStatus, timestamp};
+
+use crate::memory::notes::timestamp;
 use crate::memory::Memory;
 use crate::pipeline::{RunReport, Runner};
 use crate::workspace::{self, Workspace};
@@ -293,64 +293,10 @@ fn decide(root: &Path, id: &str, approve: bool) -> Result<u8, u8> {
     let ws = load(root)?;
     let mem = memory_or_exit(&ws.root)?;
     let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let t = Utc::now();
-    let outcome = mem
-        .update_approvals(|list| {
-            let a = list.iter_mut().find(|a| a.id == id)?;
-            let allowed = if approve { a.status == ApprovalStatus::Pending } else { matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) };
-            if !allowed {
-                return Some(Err(format!("approval {id} is {:?}, not pending", a.status)));
-            }
-            a.status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Aborted };
-            a.decided_by = Some(who.clone());
-            a.decided_at = Some(t);
-            Some(Ok(a.clone()))
-        })
-        .map_err(|e| {
-            eprintln!("nightshift: {e}");
-            1
-        })?;
-    let a = match outcome {
-        None => {
-            eprintln!("nightshift: no approval with id {id} (see `nightshift approvals`)");
-            return Err(1);
-        }
-        Some(Err(e)) => {
-            eprintln!("nightshift: {e}");
-            return Err(1);
-        }
-        Some(Ok(a)) => a,
-    };
-    let entry = AuditEntry {
-        time: timestamp(t),
-        action: a.action.kind().to_string(),
-        target: a.action.target().id,
-        incident: a.incident.clone(),
-        check: a.check.clone(),
-        decision: if approve { "approved".into() } else { "aborted".into() },
-        approved_by: format!("human:{who}"),
-        risk: a.action.kind().risk().as_str().into(),
-        mode: "-".into(),
-        reason: format!("approval {id}: {}", a.reason),
-        result: if approve { ActionResult::Pending } else { ActionResult::Aborted },
-        outcome: if approve { "approved; the next `heartbeat --execute` carries it out".into() } else { "aborted by a human; never carried out".into() },
-        duration_ms: 0,
-    };
-    let saved = mem.append_audit(t, &[entry]).and_then(|_| {
-        if let Some(id) = &a.incident
-            && let Ok(mut inc) = mem.read_incident(id) {
-                inc.actions.push(format!("{} {} {} {} (approval {})", timestamp(t), who, if approve { "approved" } else { "aborted" }, a.action.describe(), a.id));
-                if !approve && inc.status == IncidentStatus::Open {
-                    inc.status = IncidentStatus::NeedsHuman;
-                }
-                mem.write_incident(&inc)?;
-            }
-        mem.commit(&format!("{} {} approval {id} ({})", who, if approve { "approved" } else { "aborted" }, a.action.describe()))
-    });
-    if let Err(e) = saved {
+    let a = mem.decide_approval(id, approve, &who).map_err(|e| {
         eprintln!("nightshift: {e}");
-        return Err(1);
-    }
+        1
+    })?;
     if approve {
         println!("approved {id}: {}; the next `nightshift heartbeat --execute` carries it out", a.action.describe());
     } else {

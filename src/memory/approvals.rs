@@ -82,3 +82,65 @@ pub fn new_id(prefix: &str) -> String {
     }
     format!("{prefix}{}", buf.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
+
+/// Why a human's decision could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no approval with id {0} (see `nightshift approvals`)")]
+    NotFound(String),
+    #[error("approval {id} is {status:?}, not pending")]
+    NotPending { id: String, status: ApprovalStatus },
+    #[error(transparent)]
+    Memory(#[from] super::MemoryError),
+}
+
+impl Memory {
+    /// A human approves or aborts a pending action (CLI, Slack, approvals
+    /// API): recorded at once in the approvals, the audit, the incident note
+    /// and a commit. Approving only marks it; a run carries it out.
+    pub fn decide_approval(&self, id: &str, approve: bool, who: &str) -> std::result::Result<Approval, DecideError> {
+        use super::audit::{ActionResult, AuditEntry};
+        use super::notes::{IncidentStatus, timestamp};
+        let t = Utc::now();
+        let outcome = self.update_approvals(|list| {
+            let a = list.iter_mut().find(|a| a.id == id).ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+            let allowed = if approve { a.status == ApprovalStatus::Pending } else { matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) };
+            if !allowed {
+                return Err(DecideError::NotPending { id: id.to_string(), status: a.status });
+            }
+            a.status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Aborted };
+            a.decided_by = Some(who.to_string());
+            a.decided_at = Some(t);
+            Ok(a.clone())
+        })?;
+        let a = outcome?;
+        let verb = if approve { "approved" } else { "aborted" };
+        let entry = AuditEntry {
+            time: timestamp(t),
+            action: a.action.kind().to_string(),
+            target: a.action.target().id,
+            incident: a.incident.clone(),
+            check: a.check.clone(),
+            decision: verb.into(),
+            approved_by: format!("human:{who}"),
+            risk: a.action.kind().risk().as_str().into(),
+            mode: "-".into(),
+            reason: format!("approval {id}: {}", a.reason),
+            result: if approve { ActionResult::Pending } else { ActionResult::Aborted },
+            outcome: if approve { "approved; the next run carries it out".into() } else { "aborted by a human; never carried out".into() },
+            duration_ms: 0,
+        };
+        self.append_audit(t, &[entry])?;
+        if let Some(inc_id) = &a.incident
+            && let Ok(mut inc) = self.read_incident(inc_id)
+        {
+            inc.actions.push(format!("{} {who} {verb} {} (approval {})", timestamp(t), a.action.describe(), a.id));
+            if !approve && inc.status == IncidentStatus::Open {
+                inc.status = IncidentStatus::NeedsHuman;
+            }
+            self.write_incident(&inc)?;
+        }
+        self.commit(&format!("{who} {verb} approval {id} ({})", a.action.describe()))?;
+        Ok(a)
+    }
+}
