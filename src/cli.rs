@@ -46,6 +46,11 @@ pub enum Command {
     },
     /// Check AGENTS.md, HEARTBEAT.md, prompts/ and tools/.
     Validate,
+    /// The daemon: scheduler, alert intake, approvals API, Slack, /healthz, /metrics.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:9469")]
+        listen: std::net::SocketAddr,
+    },
     /// List actions waiting for a human or for their abort window.
     Approvals {
         #[arg(long)]
@@ -122,7 +127,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("NIGHTSHIFT_LOG")).with_writer(std::io::stderr).init();
+    // Logs go to stderr; NIGHTSHIFT_LOG sets the filter (serve defaults to info), NIGHTSHIFT_LOG_FORMAT=json makes them JSON.
+    let default = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if std::env::var("NIGHTSHIFT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -158,6 +170,20 @@ async fn run(cli: Cli) -> u8 {
             0
         }),
         Command::Heartbeat { all, json } => heartbeat(&root, cli.execute, all, json).await,
+        Command::Serve { listen } => match crate::serve::run(root.clone(), listen, cli.execute).await {
+            Ok(()) => Ok(0),
+            Err(crate::serve::ServeError::Invalid(problems)) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("nightshift: the workspace does not validate ({} problem(s)); nothing was run", problems.len());
+                Err(2)
+            }
+            Err(e) => {
+                eprintln!("nightshift: {e}");
+                Err(1)
+            }
+        },
         Command::Check { names, json } => check(&root, &names, json).await,
         Command::Approvals { json } => approvals(&root, json),
         Command::Approve { id } => decide(&root, &id, true),

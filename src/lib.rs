@@ -16,6 +16,7 @@ pub mod policy;
 pub mod redact;
 pub mod runbooks;
 pub mod schedule;
+pub mod serve;
 pub mod workspace;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Several

@@ -28,10 +28,12 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How many checks run at once.
 pub const CONCURRENCY: usize = 16;
 
+mod alerts;
 mod approvals;
 mod recall;
 mod recover;
 
+pub use alerts::{Alert, AlertError, parse_alertmanager};
 use recall::{recall, success};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,7 @@ pub struct ActionReport {
     pub reason: String,
     pub outcome: String,
     pub result: ActionResult,
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,13 +94,18 @@ pub struct Runner<'a> {
     pub announce: bool,
     /// Problem classes with an incident resolved in this run: their knowledge pages are rewritten.
     resolved_classes: std::collections::BTreeSet<String>,
+    /// One-shot runs wait out abort windows in-process; the daemon carries
+    /// them out on a later pass instead.
+    pub wait_for_windows: bool,
+    /// Alerts received by the daemon, handled in this pass.
+    alerts: Vec<alerts::Alert>,
 }
 
 pub(super) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn slug(s: &str) -> String {
+pub(super) fn slug(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {
@@ -128,6 +136,8 @@ impl<'a> Runner<'a> {
             waiting: Vec::new(),
             announce: true,
             resolved_classes: Default::default(),
+            wait_for_windows: true,
+            alerts: Vec::new(),
         };
         Ok((runner, lock))
     }
@@ -137,9 +147,17 @@ impl<'a> Runner<'a> {
     }
 
     /// The whole pass. `all` runs every check, not only the due ones.
+    /// Alerts to handle in this pass (the daemon's intake).
+    pub fn with_alerts(mut self, alerts: Vec<Alert>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
     pub async fn heartbeat(mut self, all: bool) -> Result<RunReport, RunError> {
         self.reconcile_journal().await?;
         self.carry_out_approvals().await?;
+        let alerts = std::mem::take(&mut self.alerts);
+        self.ingest_alerts(alerts).await?;
         let t = now();
         let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, &c.schedule, t)).collect();
         let results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
@@ -147,7 +165,13 @@ impl<'a> Runner<'a> {
             self.after_check(spec, result).await?;
         }
         self.report.checks = results;
-        self.wait_windows().await?;
+        if self.wait_for_windows {
+            self.wait_windows().await?;
+        } else {
+            for a in std::mem::take(&mut self.waiting) {
+                self.report.notes.push(format!("approval {}: acts at {} unless aborted", a.id, timestamp(a.deadline)));
+            }
+        }
         self.finish()
     }
 
@@ -359,6 +383,24 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// Notifies about an incident that no check declared (an alert), through the gate.
+    async fn notify_plain(&mut self, inc: &mut Incident, reports: &mut Vec<ActionReport>) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() {
+            return Ok(());
+        }
+        let message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
+        let action = Action::Notify { severity: inc.severity, message };
+        let subject = Subject::for_action(&action, Some(&inc.check), Level::L3);
+        let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
+        let (result, outcome) = if verdict.decision >= Decision::Alert {
+            (ActionResult::Denied, format!("refused: {}", verdict.reason))
+        } else {
+            self.execute(&action, Some(inc), None).await?
+        };
+        reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0));
+        Ok(())
+    }
+
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
     async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action, past: &[Attempt]) -> Result<ActionReport, RunError> {
         let t = now();
@@ -369,7 +411,7 @@ impl<'a> Runner<'a> {
                 if t - last < cooldown {
                     let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
                     inc.actions.push(format!("{} {} on {}: {outcome}", timestamp(t), action.kind(), code(&target)));
-                    return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending });
+                    return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending, duration_ms: 0 });
                 }
             }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
@@ -436,13 +478,13 @@ impl<'a> Runner<'a> {
     /// Runs a mutating action behind the journal, then verifies by re-running the check.
     async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
         let target_of = incident.map(|i| fingerprint_target(&i.fingerprint).to_string());
+        let service = spec.map(|s| s.name.clone()).or_else(|| incident.map(|i| i.check.clone())).unwrap_or_else(|| "nightshift".into());
         let incident = incident.map(|i| i.id.clone());
         let kind = action.kind();
         let target = action.target().id;
         if !kind.is_mutating() {
             let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
-            let service = spec.map_or("nightshift", |s| s.name.as_str());
-            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, service, message, incident.as_deref()).await {
+            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref()).await {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
             });
@@ -529,7 +571,7 @@ impl<'a> Runner<'a> {
         }
         self.audit.push(entry);
         self.changed = true;
-        ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result }
+        ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result, duration_ms: ms }
     }
 
 

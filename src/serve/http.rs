@@ -1,0 +1,135 @@
+//! The daemon's HTTP API (axum): health, metrics, Alertmanager intake, Slack
+//! interactions, and the approvals API. Unauthenticated or malformed requests
+//! get 401/400 with a reason; bodies are size-limited; nothing a request
+//! carries changes the policy.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::App;
+use crate::memory::approvals::{ApprovalStatus, DecideError};
+
+/// Largest Alertmanager payload accepted.
+pub const INTAKE_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest body for every other route.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/webhook/alertmanager", post(alertmanager).layer(DefaultBodyLimit::max(INTAKE_LIMIT)))
+        .route("/slack/interactions", post(slack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .route("/approvals", get(approvals))
+        .route("/approvals/{id}/{verb}", post(decide).layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": why.into() }))).into_response()
+}
+
+/// Compares in constant time (no early exit on the first differing byte).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks `Authorization: Bearer <token>` against the configured token.
+fn bearer(headers: &HeaderMap, token: Option<&str>, what: &str, var: &str) -> Result<(), Response> {
+    let Some(token) = token else {
+        return Err(error(StatusCode::UNAUTHORIZED, format!("{what} is off: set {var} in nightshift's environment")));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+        None => Err(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")),
+    }
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let last = app.last_pass.lock().map(|l| l.clone()).unwrap_or_default();
+    axum::Json(json!({ "status": "ok", "passes": app.metrics.passes.get(), "last_pass": last })).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode()).into_response()
+}
+
+async fn alertmanager(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if app.intake_token.is_some() {
+        if let Err(r) = bearer(&headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
+            return r;
+        }
+    }
+    let alerts = match crate::pipeline::parse_alertmanager(&body) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
+    };
+    if let Err(e) = app.intake.append(&alerts).await {
+        tracing::error!(error = %e, "intake journal append failed");
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("could not record the alerts durably: {e}"));
+    }
+    app.metrics.alerts_received.inc_by(alerts.len() as u64);
+    app.wake.notify_one();
+    axum::Json(json!({ "accepted": alerts.len() })).into_response()
+}
+
+async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = app.slack_secret.clone() else {
+        return error(StatusCode::UNAUTHORIZED, "Slack is off: set SLACK_SIGNING_SECRET in nightshift's environment");
+    };
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = super::slack::verify(&secret, h("x-slack-request-timestamp"), h("x-slack-signature"), &body, chrono::Utc::now().timestamp()) {
+        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let interaction = match super::slack::parse_interaction(&body) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    apply(&app, &interaction.approval, interaction.approve, &interaction.user).await
+}
+
+async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = bearer(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
+        return r;
+    }
+    match app.mem.load_approvals() {
+        Ok(list) => axum::Json(list.into_iter().filter(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).collect::<Vec<_>>()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, Path((id, verb)): Path<(String, String)>) -> Response {
+    if let Err(r) = bearer(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
+        return r;
+    }
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "abort" => false,
+        _ => return error(StatusCode::NOT_FOUND, "use /approvals/ID/approve or /approvals/ID/abort"),
+    };
+    apply(&app, &id, approve, "api").await
+}
+
+async fn apply(app: &Arc<App>, id: &str, approve: bool, who: &str) -> Response {
+    let (mem, id2, who2) = (app.mem.clone(), id.to_string(), who.to_string());
+    let done = tokio::task::spawn_blocking(move || mem.decide_approval(&id2, approve, &who2)).await;
+    match done {
+        Ok(Ok(a)) => {
+            app.wake.notify_one();
+            axum::Json(json!({ "id": a.id, "status": a.status, "action": a.action.describe(), "decided_by": a.decided_by })).into_response()
+        }
+        Ok(Err(e @ DecideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ DecideError::NotPending { .. })) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

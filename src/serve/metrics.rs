@@ -1,0 +1,120 @@
+//! Prometheus metrics of the daemon (prometheus-client), updated from each
+//! pass's report and served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::RunReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub check: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IncidentLabels {
+    pub r#type: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+    pub decision: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionName {
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenKind {
+    pub kind: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    checks: Family<CheckLabels, Counter>,
+    incidents: Family<IncidentLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    action_duration: Family<ActionName, Histogram>,
+    pub active_incidents: Family<SeverityLabel, Gauge>,
+    pub llm_tokens: Family<TokenKind, Counter>,
+    pub pending_approvals: Gauge,
+    pub alerts_received: Counter,
+    pub passes: Counter,
+    pub last_pass_timestamp: Gauge,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let checks = Family::<CheckLabels, Counter>::default();
+        let incidents = Family::<IncidentLabels, Counter>::default();
+        let actions = Family::<ActionLabels, Counter>::default();
+        let action_duration = Family::<ActionName, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let active_incidents = Family::<SeverityLabel, Gauge>::default();
+        let llm_tokens = Family::<TokenKind, Counter>::default();
+        let pending_approvals = Gauge::default();
+        let alerts_received = Counter::default();
+        let passes = Counter::default();
+        let last_pass_timestamp = Gauge::default();
+        registry.register("nightshift_checks", "Check runs by check and status", checks.clone());
+        registry.register("nightshift_incidents", "Incidents opened by type and severity", incidents.clone());
+        registry.register("nightshift_actions", "Decided actions by action, decision and outcome", actions.clone());
+        registry.register("nightshift_action_duration_seconds", "Duration of executed actions", action_duration.clone());
+        registry.register("nightshift_active_incidents", "Open incidents by severity", active_incidents.clone());
+        registry.register("nightshift_llm_tokens", "Model tokens by kind (prompt, completion)", llm_tokens.clone());
+        registry.register("nightshift_pending_approvals", "Actions waiting for a human or an abort window", pending_approvals.clone());
+        registry.register("nightshift_alerts_received", "Alerts accepted by the intake", alerts_received.clone());
+        registry.register("nightshift_passes", "Scheduler passes completed", passes.clone());
+        registry.register("nightshift_last_pass_timestamp_seconds", "Unix time of the last completed pass (watch it: alert when it stops moving)", last_pass_timestamp.clone());
+        Self { registry, checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp }
+    }
+}
+
+impl Metrics {
+    /// Counts what one pass did.
+    pub fn record(&self, report: &RunReport) {
+        for c in &report.checks {
+            self.checks.get_or_create(&CheckLabels { check: c.name.clone(), status: c.status.as_str().into() }).inc();
+        }
+        for i in report.incidents.iter() {
+            if i.new {
+                let class = i.fingerprint.split(':').nth(1).unwrap_or("unknown").to_string();
+                self.incidents.get_or_create(&IncidentLabels { r#type: class, severity: i.severity.clone() }).inc();
+            }
+            for a in &i.actions {
+                self.actions.get_or_create(&ActionLabels { action: a.action.clone(), decision: a.decision.clone(), outcome: a.result.as_str().into() }).inc();
+                if a.duration_ms > 0 {
+                    self.action_duration.get_or_create(&ActionName { action: a.action.clone() }).observe(a.duration_ms as f64 / 1000.0);
+                }
+            }
+        }
+        self.passes.inc();
+        self.last_pass_timestamp.set(chrono::Utc::now().timestamp());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

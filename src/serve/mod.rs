@@ -1,0 +1,232 @@
+//! `nightshift serve`: the daemon. A scheduler runs each pass of the same
+//! pipeline as `heartbeat` when a check is due, an alert arrives or a human
+//! decides; the HTTP API takes alerts, Slack and API approvals, and serves
+//! health and metrics. SIGHUP reloads the workspace (an invalid one keeps the
+//! old running); SIGTERM lets the pass in flight finish, then stops.
+
+pub mod http;
+pub mod intake;
+pub mod metrics;
+pub mod slack;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::memory::Memory;
+use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
+use crate::memory::notes::{IncidentStatus, timestamp};
+use crate::pipeline::{RunError, Runner};
+use crate::schedule::Schedule;
+use crate::workspace::{self, Problem, Workspace};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the workspace does not validate ({} problem(s))", .0.len())]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the HTTP handlers and the scheduler share.
+pub struct App {
+    pub root: PathBuf,
+    pub mem: Memory,
+    pub ws: RwLock<Arc<Workspace>>,
+    pub metrics: metrics::Metrics,
+    /// Wakes the scheduler: an alert arrived, a human decided.
+    pub wake: tokio::sync::Notify,
+    pub intake: intake::IntakeLog,
+    pub intake_path: PathBuf,
+    pub api_token: Option<String>,
+    pub intake_token: Option<String>,
+    pub slack_secret: Option<String>,
+    pub execute: bool,
+    pub last_pass: Mutex<Option<String>>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(), ServeError> {
+    let ws = workspace::load(&root).map_err(ServeError::Invalid)?;
+    let mem = Memory::open(&root)?;
+    let intake_path = mem.state_dir().join("intake.jsonl");
+    let app = Arc::new(App {
+        root: root.clone(),
+        intake: intake::IntakeLog::open(intake_path.clone())?,
+        intake_path,
+        mem,
+        ws: RwLock::new(Arc::new(ws)),
+        metrics: metrics::Metrics::default(),
+        wake: tokio::sync::Notify::new(),
+        api_token: env("NIGHTSHIFT_API_TOKEN"),
+        intake_token: env("NIGHTSHIFT_INTAKE_TOKEN"),
+        slack_secret: env("SLACK_SIGNING_SECRET"),
+        execute,
+        last_pass: Mutex::new(None),
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    info!(listen = %addr, mode = if execute { "execute" } else { "policy" }, "nightshift serving");
+    println!("nightshift serving on http://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = http::router(app.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        let ok = pass(&app).await;
+        let wait = next_wake(&app, ok);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.wake.notified() => {}
+            _ = hup.recv() => reload(&app),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("stopping: the pass in flight has finished");
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+/// SIGHUP: a workspace that validates replaces the running one; one that
+/// does not is logged and the old one keeps running.
+fn reload(app: &App) {
+    match workspace::load(&app.root) {
+        Ok(ws) => {
+            info!(checks = ws.heartbeat.checks.len(), rules = ws.policy.rules.len(), "workspace reloaded");
+            if let Ok(mut w) = app.ws.write() {
+                *w = Arc::new(ws);
+            }
+        }
+        Err(problems) => {
+            for p in &problems {
+                warn!(problem = %p, "reload refused");
+            }
+            error!(problems = problems.len(), "the new workspace does not validate; the old one keeps running");
+        }
+    }
+}
+
+/// One pass: alerts from the intake journal, due approvals, due checks.
+/// Returns false when the pass could not run.
+async fn pass(app: &App) -> bool {
+    let ws = match app.ws.read() {
+        Ok(w) => w.clone(),
+        Err(_) => return false,
+    };
+    let (alerts, offset) = match intake::pending(&app.intake_path) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(error = %e, "cannot read the intake journal");
+            (Vec::new(), 0)
+        }
+    };
+    let n_alerts = alerts.len();
+    let (mut runner, _lock) = match Runner::new(&ws, app.execute) {
+        Ok(r) => r,
+        Err(RunError::Busy(lock)) => {
+            info!(lock = %lock, "another nightshift run holds the memory; next pass later");
+            return false;
+        }
+        Err(e) => {
+            error!(error = %e, "pass failed to start");
+            return false;
+        }
+    };
+    runner.announce = false;
+    runner.wait_for_windows = false;
+    match runner.with_alerts(alerts).heartbeat(false).await {
+        Ok(report) => {
+            if n_alerts > 0 {
+                if let Err(e) = intake::commit_offset(&app.intake_path, offset) {
+                    error!(error = %e, "cannot record the intake offset");
+                }
+            }
+            for i in &report.incidents {
+                info!(incident = %i.id, status = %i.status, new = i.new, "incident");
+                for a in &i.actions {
+                    info!(incident = %i.id, action = %a.action, target = %a.target, decision = %a.decision, result = a.result.as_str(), "action decided");
+                }
+            }
+            app.metrics.record(&report);
+            update_gauges(app);
+            if let Ok(mut l) = app.last_pass.lock() {
+                *l = Some(timestamp(Utc::now()));
+            }
+            true
+        }
+        Err(e) => {
+            error!(error = %e, "pass failed");
+            false
+        }
+    }
+}
+
+fn update_gauges(app: &App) {
+    if let Ok(list) = app.mem.load_approvals() {
+        app.metrics.pending_approvals.set(list.iter().filter(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).count() as i64);
+    }
+    if let Ok(state) = app.mem.load_state() {
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for id in state.open.values() {
+            if let Ok(inc) = app.mem.read_incident(id) {
+                if inc.status != IncidentStatus::Resolved {
+                    *counts.entry(inc.severity.as_str().to_string()).or_default() += 1;
+                }
+            }
+        }
+        for sev in ["info", "warning", "critical"] {
+            app.metrics.active_incidents.get_or_create(&metrics::SeverityLabel { severity: sev.into() }).set(counts.get(sev).copied().unwrap_or(0));
+        }
+    }
+}
+
+/// When the next pass is due: the earliest check, abort-window deadline or
+/// approved action; at least 200 ms (1 s after a failed pass), at most 60 s,
+/// plus up to 250 ms of jitter so many daemons do not fire in lockstep.
+fn next_wake(app: &App, last_ok: bool) -> Duration {
+    let now = Utc::now();
+    let mut next = now + chrono::Duration::seconds(60);
+    if let (Ok(ws), Ok(state)) = (app.ws.read(), app.mem.load_state()) {
+        for c in &ws.heartbeat.checks {
+            let due = match (state.checks.get(&c.name).map(|s| s.last_run), &c.schedule) {
+                (None, _) => now,
+                (Some(last), Schedule::Every(every)) => last + chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::MAX),
+                (Some(last), Schedule::Cron { expr, tz }) => expr.next_after(last, *tz).unwrap_or(next),
+            };
+            next = next.min(due);
+        }
+    }
+    if let Ok(list) = app.mem.load_approvals() {
+        for a in list {
+            match (a.kind, a.status) {
+                (_, ApprovalStatus::Approved) => next = next.min(now),
+                (ApprovalKind::AbortWindow, ApprovalStatus::Pending) => next = next.min(a.deadline),
+                _ => {}
+            }
+        }
+    }
+    let floor = if last_ok { Duration::from_millis(200) } else { Duration::from_secs(1) };
+    let jitter = Duration::from_millis(u64::from(std::process::id() ^ now.timestamp_subsec_nanos()) % 250);
+    (next - now).to_std().unwrap_or_default().max(floor) + jitter
+}
