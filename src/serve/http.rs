@@ -41,16 +41,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks `Authorization: Bearer <token>` against the configured token.
-fn bearer(headers: &HeaderMap, token: Option<&str>, what: &str, var: &str) -> Result<(), Response> {
+/// Checks `Authorization: Bearer <token>` against the configured token;
+/// `Some(response)` refuses the request.
+fn unauthorized(headers: &HeaderMap, token: Option<&str>, what: &str, var: &str) -> Option<Response> {
     let Some(token) = token else {
-        return Err(error(StatusCode::UNAUTHORIZED, format!("{what} is off: set {var} in nightshift's environment")));
+        return Some(error(StatusCode::UNAUTHORIZED, format!("{what} is off: set {var} in nightshift's environment")));
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(g) if same(g.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")),
+        Some(g) if same(g.as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+        None => Some(error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>")),
     }
 }
 
@@ -64,11 +65,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn alertmanager(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if app.intake_token.is_some() {
-        if let Err(r) = bearer(&headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
+    if app.intake_token.is_some()
+        && let Some(r) = unauthorized(&headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
             return r;
         }
-    }
     let alerts = match crate::pipeline::parse_alertmanager(&body) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
@@ -98,7 +98,7 @@ async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = bearer(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
+    if let Some(r) = unauthorized(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
         return r;
     }
     match app.mem.load_approvals() {
@@ -108,7 +108,7 @@ async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
 }
 
 async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, Path((id, verb)): Path<(String, String)>) -> Response {
-    if let Err(r) = bearer(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
+    if let Some(r) = unauthorized(&headers, app.api_token.as_deref(), "the approvals API", "NIGHTSHIFT_API_TOKEN") {
         return r;
     }
     let approve = match verb.as_str() {

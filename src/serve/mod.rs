@@ -157,11 +157,10 @@ async fn pass(app: &App) -> bool {
     runner.wait_for_windows = false;
     match runner.with_alerts(alerts).heartbeat(false).await {
         Ok(report) => {
-            if n_alerts > 0 {
-                if let Err(e) = intake::commit_offset(&app.intake_path, offset) {
+            if n_alerts > 0
+                && let Err(e) = intake::commit_offset(&app.intake_path, offset) {
                     error!(error = %e, "cannot record the intake offset");
                 }
-            }
             for i in &report.incidents {
                 info!(incident = %i.id, status = %i.status, new = i.new, "incident");
                 for a in &i.actions {
@@ -189,11 +188,10 @@ fn update_gauges(app: &App) {
     if let Ok(state) = app.mem.load_state() {
         let mut counts = std::collections::BTreeMap::<String, i64>::new();
         for id in state.open.values() {
-            if let Ok(inc) = app.mem.read_incident(id) {
-                if inc.status != IncidentStatus::Resolved {
+            if let Ok(inc) = app.mem.read_incident(id)
+                && inc.status != IncidentStatus::Resolved {
                     *counts.entry(inc.severity.as_str().to_string()).or_default() += 1;
                 }
-            }
         }
         for sev in ["info", "warning", "critical"] {
             app.metrics.active_incidents.get_or_create(&metrics::SeverityLabel { severity: sev.into() }).set(counts.get(sev).copied().unwrap_or(0));
