@@ -44,7 +44,8 @@ fn malformed_unauthenticated_and_oversized_requests_are_refused_with_a_reason() 
     let ws = Ws::new("mode: dry-run\n", "checks: []\n");
     let serve = Serve::start(&ws, &[], &[("NIGHTSHIFT_API_TOKEN", "t0ken"), ("NIGHTSHIFT_INTAKE_TOKEN", "in7ake")]);
     let auth = [("Authorization", "Bearer in7ake")];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("POST", "/webhook/alertmanager", vec![], ALERT.as_bytes().to_vec(), 401, "missing Authorization"),
         ("POST", "/webhook/alertmanager", vec![("Authorization", "Bearer nope")], ALERT.as_bytes().to_vec(), 401, "wrong bearer token"),
         ("POST", "/webhook/alertmanager", auth.to_vec(), b"{not json".to_vec(), 400, "not JSON"),
@@ -133,4 +134,80 @@ fn sigterm_stops_cleanly() {
         status.is_some()
     }));
     assert_eq!(status.unwrap().code(), Some(0));
+}
+
+struct Proc(std::process::Child, tempfile::TempDir);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(bin: &str) -> bool {
+    std::process::Command::new(bin).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok()
+}
+
+#[test]
+fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolves_it() {
+    if !have("prometheus") || !have("prometheus-alertmanager") {
+        eprintln!("SKIP: prometheus and prometheus-alertmanager are needed (.ci/run installs both from Debian)");
+        return;
+    }
+    let exporter = support::HttpServer::start(200, "");
+    *exporter.body.lock().unwrap() = "# TYPE demo_queue_depth gauge\ndemo_queue_depth{queue=\"orders\"} 500\n".into();
+    let ws = Ws::new("mode: dry-run\n", "checks: []\n");
+    let serve = Serve::start(&ws, &[], &[]);
+
+    let am_dir = tempfile::tempdir().unwrap();
+    let am_port = support::free_port();
+    std::fs::write(
+        am_dir.path().join("am.yml"),
+        format!("route:\n  receiver: nightshift\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: nightshift\n    webhook_configs:\n      - url: http://{}/webhook/alertmanager\n        send_resolved: true\n", serve.addr),
+    )
+    .unwrap();
+    let am = std::process::Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", am_dir.path().join("am.yml").display()))
+        .arg(format!("--storage.path={}", am_dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _am = Proc(am, am_dir);
+
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom_port = support::free_port();
+    std::fs::write(prom_dir.path().join("rules.yml"), "groups:\n  - name: demo\n    rules:\n      - alert: QueueBacklog\n        expr: demo_queue_depth > 100\n        labels: {severity: critical}\n        annotations: {summary: \"backlog {{ $value }}\"}\n").unwrap();
+    std::fs::write(
+        prom_dir.path().join("prometheus.yml"),
+        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [rules.yml]\nalerting:\n  alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]}}]\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: ['{}']}}]\n", exporter.addr),
+    )
+    .unwrap();
+    let prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", prom_dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--rules.alert.resend-delay=1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _prom = Proc(prom, prom_dir);
+
+    assert!(
+        eventually(Duration::from_secs(90), || incidents(&ws).contains("Alert QueueBacklog on {instance=")),
+        "the alert never became an incident: {}",
+        incidents(&ws)
+    );
+    let line = incidents(&ws).lines().find(|l| l.contains("QueueBacklog")).unwrap().to_string();
+    assert!(line.contains("critical"), "{line}");
+    let id = line.split_whitespace().next().unwrap().to_string();
+
+    *exporter.body.lock().unwrap() = "# TYPE demo_queue_depth gauge\ndemo_queue_depth{queue=\"orders\"} 3\n".into();
+    assert!(eventually(Duration::from_secs(90), || incidents(&ws).contains(&format!("{id}  resolved"))), "the resolved alert did not resolve the incident: {}", incidents(&ws));
+    let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
+    assert!(note.contains("Alertmanager reports the alert resolved"), "{note}");
 }

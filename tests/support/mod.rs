@@ -99,6 +99,8 @@ pub struct HttpServer {
     pub hits: Arc<AtomicUsize>,
     /// Every request received, head and body, as text.
     pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The body every response carries; tests may change it.
+    pub body: Arc<std::sync::Mutex<String>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -111,19 +113,20 @@ impl HttpServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, h, st, rq) = (status.clone(), hits.clone(), stop.clone(), requests.clone());
+        let body = Arc::new(std::sync::Mutex::new(body.to_string()));
+        let (s, h, st, rq, b) = (status.clone(), hits.clone(), stop.clone(), requests.clone(), body.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (s, h, rq) = (s.clone(), h.clone(), rq.clone());
-                        std::thread::spawn(move || serve(conn, &s, &h, &rq, body));
+                        let (s, h, rq, b) = (s.clone(), h.clone(), rq.clone(), b.clone());
+                        std::thread::spawn(move || serve(conn, &s, &h, &rq, &b));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, status, hits, requests, stop }
+        Self { addr, status, hits, requests, body, stop }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -137,7 +140,8 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &str) {
+fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &std::sync::Mutex<String>) {
+    let body = body.lock().unwrap().clone();
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut buf = Vec::new();
