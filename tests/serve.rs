@@ -136,7 +136,8 @@ fn sigterm_stops_cleanly() {
     assert_eq!(status.unwrap().code(), Some(0));
 }
 
-struct Proc(std::process::Child, tempfile::TempDir);
+/// A server process and the directory it keeps its data in (removed after the process).
+struct Proc(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Proc {
     fn drop(&mut self) {
