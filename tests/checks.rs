@@ -100,12 +100,80 @@ fn an_incident_notifies_the_webhook_with_the_auth_header_from_the_environment() 
 }
 
 #[test]
-fn a_failing_webhook_is_retried_and_recorded_as_failed() {
+fn a_failing_webhook_is_retried_with_the_same_key_and_dead_lettered() {
     let hook = HttpServer::start(500, "");
     let ws = Ws::new(&format!("webhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")), "checks:\n  - name: api\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n");
     let (_, v) = ws.json(&["heartbeat", "--json"]);
     let notify = v["incidents"][0]["actions"].as_array().unwrap().iter().find(|a| a["action"] == "notify").cloned().unwrap();
     assert_eq!(notify["result"], "failed");
     assert!(notify["outcome"].as_str().unwrap().contains("HTTP 500"), "{notify}");
-    assert_eq!(hook.hits.load(Ordering::Relaxed), 3, "three tries");
+    assert_eq!(hook.hits.load(Ordering::Relaxed), 4, "four tries");
+    let keys: std::collections::BTreeSet<String> = hook.requests.lock().unwrap().iter().map(|r| r.lines().find(|l| l.to_lowercase().starts_with("idempotency-key:")).unwrap().to_string()).collect();
+    assert_eq!(keys.len(), 1, "every retry carries the same idempotency key");
+    let dead = std::fs::read_to_string(ws.memory().join("state/dead-letters.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(dead.lines().next().unwrap()).unwrap();
+    assert_eq!((line["webhook"].as_str(), line["error"].as_str()), (Some("alerts"), Some("HTTP 500")));
+    assert_eq!(line["payload"]["service"], "api");
+}
+
+#[test]
+fn delivery_succeeds_after_two_500s() {
+    let hook = HttpServer::start(200, "");
+    hook.script.lock().unwrap().extend([500, 500]);
+    let ws = Ws::new(
+        &format!("webhooks:\n  - name: n8n\n    url: {}\n    auth_header_env: NS_HOOK\n", hook.url("/webhook/nightshift")),
+        "checks:\n  - name: api\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n",
+    );
+    let out = ws.cmd(&["heartbeat", "--json"]).env("NS_HOOK", "Bearer n8n-secret").output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notify = v["incidents"][0]["actions"].as_array().unwrap().iter().find(|a| a["action"] == "notify").cloned().unwrap();
+    assert_eq!(notify["result"], "ok", "{notify}");
+    let reqs = hook.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs.iter().all(|r| r.to_lowercase().contains("authorization: bearer n8n-secret")));
+    assert!(!ws.memory().join("state/dead-letters.jsonl").exists());
+}
+
+#[test]
+fn flapping_is_folded_into_one_message_and_a_summary() {
+    let hook = HttpServer::start(200, "");
+    let ws = Ws::new(
+        &format!("notify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")),
+        "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n",
+    );
+    let up = ws.path().join("up");
+    // down, up, down, up within the window: one message sent, three folded.
+    for i in 0..4 {
+        if i % 2 == 1 {
+            std::fs::write(&up, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&up);
+        }
+        ws.run(&["heartbeat", "--all"]);
+    }
+    assert_eq!(hook.hits.load(Ordering::Relaxed), 1, "{:?}", hook.requests.lock().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    ws.run(&["heartbeat", "--all"]);
+    let reqs = hook.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[1].contains("3 more notification(s) for exec-failed:flappy"), "{}", reqs[1]);
+}
+
+#[test]
+fn an_auto_fixed_info_problem_is_only_audited_and_recurrence_escalates() {
+    let hook = HttpServer::start(200, "");
+    let ws = Ws::new(
+        &format!("notify_window: 0s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nwebhooks:\n  - name: pager\n    url: {}\n    severities: [critical]\n", hook.url("/")),
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    cooldown: 0s\n    severity: info\n",
+    );
+    for round in 1..=4 {
+        let _ = std::fs::remove_file(ws.path().join("healthy"));
+        ws.run(&["heartbeat", "--execute", "--all"]);
+        let expected = if round < 4 { 0 } else { 1 };
+        assert_eq!(hook.hits.load(Ordering::Relaxed), expected, "round {round}");
+    }
+    assert!(ws.audit_text().matches("run_command on").count() >= 4);
+    let req = hook.requests.lock().unwrap()[0].clone();
+    assert!(req.contains("needs a permanent fix (happened 4 times)"), "{req}");
+    assert!(req.contains("\"severity\":\"critical\""), "{req}");
 }

@@ -1,13 +1,24 @@
 //! `notify`: a JSON message to each webhook declared in AGENTS.md whose
-//! severities include the message's. The auth header's value comes from the
-//! environment variable the webhook names, never from a file.
+//! severities include the message's (the seed's routing: info to a
+//! low-priority channel, warning to alerts, critical to incidents and
+//! paging). The auth header's value comes from the environment variable the
+//! webhook names, never from a file. Each delivery carries an idempotency key,
+//! is retried with exponential backoff, and lands in a dead-letter file when
+//! it finally fails.
 
+use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::policy::Webhook;
 use crate::workspace::heartbeat::Severity;
+
+/// Tries per webhook; the waits between them double from `FIRST_WAIT`.
+pub const TRIES: u32 = 4;
+const FIRST_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message<'a> {
@@ -16,33 +27,65 @@ pub struct Message<'a> {
     pub service: &'a str,
     pub message: &'a str,
     pub incident: Option<&'a str>,
+    /// The incident note, relative to the memory folder.
+    pub link: Option<String>,
+    /// The same for every retry of the same message: receivers drop repeats.
     pub idempotency_key: String,
+    pub time: String,
 }
 
-/// Delivers to every matching webhook, three tries each; returns what was delivered or why not.
-pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>) -> Result<String, String> {
+fn key(incident: Option<&str>, service: &str, message: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(incident.unwrap_or(service).as_bytes());
+    h.update(b"\n");
+    h.update(message.as_bytes());
+    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+fn dead_letter(path: &Path, webhook: &Webhook, error: &str, body: &Message<'_>) {
+    let line = serde_json::json!({ "time": body.time, "webhook": webhook.name, "url": webhook.url, "error": error, "payload": body });
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    };
+    if let Err(e) = write() {
+        tracing::error!(error = %e, path = %path.display(), "cannot write the dead letter");
+    }
+}
+
+/// Delivers to every matching webhook; returns what was delivered or why not.
+pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let targets: Vec<&Webhook> = webhooks.iter().filter(|w| w.severities.contains(&severity)).collect();
     if targets.is_empty() {
-        return Ok("no webhook takes this severity".into());
+        return Ok(format!("no webhook takes severity {}", severity.as_str()));
     }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
-    let key = format!("{}:{}", incident.unwrap_or(service), crate::memory::notes::timestamp(chrono::Utc::now()));
-    let body = Message { source: "nightshift", severity: severity.as_str(), service, message, incident, idempotency_key: key };
+    let body = Message {
+        source: "nightshift",
+        severity: severity.as_str(),
+        service,
+        message,
+        incident,
+        link: incident.map(|i| format!("incidents/{i}.md")),
+        idempotency_key: key(incident, service, message),
+        time: crate::memory::notes::timestamp(chrono::Utc::now()),
+    };
     let mut delivered = Vec::new();
     let mut failed = Vec::new();
     for w in targets {
         let mut last = String::new();
         let mut ok = false;
-        for attempt in 0..3u32 {
+        for attempt in 0..TRIES {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+                tokio::time::sleep(FIRST_WAIT * 2u32.pow(attempt - 1)).await;
             }
-            let mut req = client.post(&w.url).json(&body);
+            let mut req = client.post(&w.url).header("Idempotency-Key", &body.idempotency_key).json(&body);
             if let Some(var) = &w.auth_header_env {
                 match std::env::var(var) {
                     Ok(v) => req = req.header(reqwest::header::AUTHORIZATION, v),
                     Err(_) => {
-                        last = format!("environment variable {var} is not set");
+                        last = format!("environment variable {var} (auth_header_env) is not set");
                         break;
                     }
                 }
@@ -56,7 +99,12 @@ pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, messa
                 Err(e) => last = e.to_string(),
             }
         }
-        if ok { delivered.push(w.name.clone()) } else { failed.push(format!("{}: {last}", w.name)) }
+        if ok {
+            delivered.push(w.name.clone());
+        } else {
+            dead_letter(dead_letters, w, &last, &body);
+            failed.push(format!("{}: {last}", w.name));
+        }
     }
-    if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {}", failed.join("; "))) }
+    if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {} (kept in state/dead-letters.jsonl)", failed.join("; "))) }
 }

@@ -40,6 +40,9 @@ pub struct State {
     /// fingerprint → id of its open incident
     #[serde(default)]
     pub open: BTreeMap<String, String>,
+    /// Open notification windows by `class:service`.
+    #[serde(default)]
+    pub notified: BTreeMap<String, crate::pipeline::NotifyWindow>,
 }
 
 impl Memory {

@@ -19,7 +19,7 @@ use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError, code};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
 use crate::runbooks;
-use crate::workspace::heartbeat::{CheckSpec, Level};
+use crate::workspace::heartbeat::CheckSpec;
 use crate::workspace::Workspace;
 
 /// The longest abort window a one-shot run waits out in-process; longer ones
@@ -30,10 +30,12 @@ pub const CONCURRENCY: usize = 16;
 
 mod alerts;
 mod approvals;
+mod notify;
 mod recall;
 mod recover;
 
 pub use alerts::{Alert, AlertError, parse_alertmanager};
+pub use notify::NotifyWindow;
 use recall::{recall, success};
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +174,7 @@ impl<'a> Runner<'a> {
                 self.report.notes.push(format!("approval {}: acts at {} unless aborted", a.id, timestamp(a.deadline)));
             }
         }
+        self.flush_notifications().await?;
         self.finish()
     }
 
@@ -209,12 +212,12 @@ impl<'a> Runner<'a> {
             // Nothing is known about the targets while the check cannot run: keep their incidents.
             return Ok(());
         }
-        self.resolve_open(spec, result, &current)
+        self.resolve_open(spec, result, &current).await
     }
 
     /// Resolves the open incidents of a check other than `keep`: the check
     /// passes again, or that target (or the check itself) recovered.
-    fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult, keep: &[String]) -> Result<(), RunError> {
+    async fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult, keep: &[String]) -> Result<(), RunError> {
         let prefix = format!("{}:", spec.name);
         let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix) && !keep.contains(fp)).map(|(a, b)| (a.clone(), b.clone())).collect();
         for (fp, id) in open {
@@ -239,6 +242,7 @@ impl<'a> Runner<'a> {
             inc.resolved = Some(timestamp(now()));
             inc.actions.push(format!("{} check passed again: {}", timestamp(now()), code(&result.summary)));
             self.resolved_classes.insert(inc.class.clone());
+            self.notify(spec, &mut inc, &mut Vec::new(), false, 0).await?;
             self.mem.write_incident(&inc)?;
             self.changed = true;
             self.report.notes.push(format!("incident {id} resolved: {} passes again", spec.name));
@@ -309,7 +313,10 @@ impl<'a> Runner<'a> {
             .map(|a| a.id)
             .collect();
         // Memory first: a fix that healed this fingerprint before is tried first.
-        let past = self.past_attempts(&inc.fingerprint, &inc.id);
+        let (past, earlier) = self.past_attempts(&inc.fingerprint, &inc.id);
+        if new && earlier >= 3 {
+            inc.diagnosis.push(format!("this problem has now happened {} times: it needs a permanent fix", earlier + 1));
+        }
         let mut plan = diag.plan.clone();
         if let Some((fix, from)) = recall(&past) {
             if new || inc.recalled_from.is_none() {
@@ -354,7 +361,7 @@ impl<'a> Runner<'a> {
             IncidentStatus::Open
         };
         if new || inc.status != before {
-            self.notify(spec, &mut inc, &mut reports).await?;
+            self.notify(spec, &mut inc, &mut reports, healed, if new { earlier + 1 } else { 0 }).await?;
         }
         self.mem.write_incident(&inc)?;
         self.changed = true;
@@ -369,36 +376,6 @@ impl<'a> Runner<'a> {
             actions: reports,
         });
         Ok(inc.fingerprint)
-    }
-
-    /// Tells the humans through the webhooks, as an action through the gate.
-    async fn notify(&mut self, spec: &CheckSpec, inc: &mut Incident, reports: &mut Vec<ActionReport>) -> Result<(), RunError> {
-        if self.ws.policy.webhooks.is_empty() || (spec.level == Level::L4 && inc.status == IncidentStatus::Resolved) {
-            return Ok(());
-        }
-        let message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
-        let action = Action::Notify { severity: inc.severity, message };
-        let step = self.step(spec, inc, &action, &[]).await?;
-        reports.push(step);
-        Ok(())
-    }
-
-    /// Notifies about an incident that no check declared (an alert), through the gate.
-    async fn notify_plain(&mut self, inc: &mut Incident, reports: &mut Vec<ActionReport>) -> Result<(), RunError> {
-        if self.ws.policy.webhooks.is_empty() {
-            return Ok(());
-        }
-        let message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
-        let action = Action::Notify { severity: inc.severity, message };
-        let subject = Subject::for_action(&action, Some(&inc.check), Level::L3);
-        let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
-        let (result, outcome) = if verdict.decision >= Decision::Alert {
-            (ActionResult::Denied, format!("refused: {}", verdict.reason))
-        } else {
-            self.execute(&action, Some(inc), None).await?
-        };
-        reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0));
-        Ok(())
     }
 
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
@@ -484,7 +461,8 @@ impl<'a> Runner<'a> {
         let target = action.target().id;
         if !kind.is_mutating() {
             let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
-            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref()).await {
+            let dead = self.mem.state_dir().join("dead-letters.jsonl");
+            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
             });

@@ -7,16 +7,18 @@ use crate::memory::audit::ActionResult;
 use crate::memory::notes::Attempt;
 
 impl Runner<'_> {
-    /// Every repair tried on earlier incidents of this fingerprint (notes and digests), oldest first.
-    pub(super) fn past_attempts(&self, fingerprint: &str, current: &str) -> Vec<(Attempt, String)> {
-        let mut out: Vec<(Attempt, String)> = crate::memory::stats::remembered(&self.mem)
+    /// Every repair tried on earlier incidents of this fingerprint (notes and
+    /// digests), oldest first, and how many earlier incidents there were.
+    pub(super) fn past_attempts(&self, fingerprint: &str, current: &str) -> (Vec<(Attempt, String)>, usize) {
+        let earlier: Vec<_> = crate::memory::stats::remembered(&self.mem)
             .unwrap_or_default()
             .into_iter()
             .filter(|(i, _)| i.fingerprint == fingerprint && i.id != current)
-            .flat_map(|(i, _)| i.attempts.into_iter().map(move |a| (a, i.id.clone())))
             .collect();
+        let count = earlier.len();
+        let mut out: Vec<(Attempt, String)> = earlier.into_iter().flat_map(|(i, _)| i.attempts.into_iter().map(move |a| (a, i.id.clone()))).collect();
         out.sort_by(|a, b| a.0.at.cmp(&b.0.at));
-        out
+        (out, count)
     }
 }
 

@@ -137,6 +137,8 @@ pub struct Policy {
     pub clean_roots: Vec<PathBuf>,
     pub clean_logs: CleanSettings,
     pub webhooks: Vec<Webhook>,
+    /// Notifications of the same type and service within this window fold into one.
+    pub notify_window: Duration,
 }
 
 impl Default for Policy {
@@ -154,6 +156,7 @@ impl Default for Policy {
             clean_roots: Vec::new(),
             clean_logs: CleanSettings::default(),
             webhooks: Vec::new(),
+            notify_window: Duration::from_secs(15 * 60),
         }
     }
 }

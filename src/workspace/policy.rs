@@ -12,7 +12,7 @@ use crate::duration::HumanDuration;
 use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook};
 
 const TOP_KEYS: &[&str] = &[
-    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "model", "repository",
+    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository",
 ];
 const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
@@ -80,6 +80,9 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
     }
     if let Some(n) = top.int("circuit_breaker", 0, 1000, problems) {
         p.circuit_breaker = n as u32;
+    }
+    if let Some(d) = top.duration("notify_window", problems) {
+        p.notify_window = d.as_duration();
     }
     if let Some(d) = top.duration("approval_ttl", problems) {
         p.approval_ttl = d.as_duration();

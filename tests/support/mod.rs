@@ -101,6 +101,8 @@ pub struct HttpServer {
     pub requests: Arc<std::sync::Mutex<Vec<String>>>,
     /// The body every response carries; tests may change it.
     pub body: Arc<std::sync::Mutex<String>>,
+    /// Statuses for the next requests, in order; then `status`.
+    pub script: Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -114,19 +116,20 @@ impl HttpServer {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let body = Arc::new(std::sync::Mutex::new(body.to_string()));
-        let (s, h, st, rq, b) = (status.clone(), hits.clone(), stop.clone(), requests.clone(), body.clone());
+        let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let (s, h, st, rq, b, sc) = (status.clone(), hits.clone(), stop.clone(), requests.clone(), body.clone(), script.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (s, h, rq, b) = (s.clone(), h.clone(), rq.clone(), b.clone());
-                        std::thread::spawn(move || serve(conn, &s, &h, &rq, &b));
+                        let (s, h, rq, b, sc) = (s.clone(), h.clone(), rq.clone(), b.clone(), sc.clone());
+                        std::thread::spawn(move || serve(conn, &s, &h, &rq, &b, &sc));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, status, hits, requests, body, stop }
+        Self { addr, status, hits, requests, body, script, stop }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -140,7 +143,7 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &std::sync::Mutex<String>) {
+fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &std::sync::Mutex<String>, script: &std::sync::Mutex<std::collections::VecDeque<u16>>) {
     let body = body.lock().unwrap().clone();
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
@@ -163,7 +166,7 @@ fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: 
     }
     requests.lock().unwrap().push(String::from_utf8_lossy(&buf).to_string());
     hits.fetch_add(1, Ordering::Relaxed);
-    let code = status.load(Ordering::Relaxed);
+    let code = script.lock().unwrap().pop_front().unwrap_or_else(|| status.load(Ordering::Relaxed));
     let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = conn.write_all(resp.as_bytes());
 }

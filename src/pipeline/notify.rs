@@ -1,0 +1,131 @@
+//! Telling the humans without tiring them: notifications pass the gate like
+//! any action; L4 checks speak only when a human is needed; an auto-fixed
+//! info-level problem is only audited; incidents of the same type and
+//! service within `notify_window` fold into one message (a summary with the
+//! count and examples follows when the window closes); a problem seen more
+//! than three times is escalated as needing a permanent fix.
+
+use chrono::Duration as ChronoDuration;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionReport, RunError, Runner, now};
+use crate::actions::Action;
+use crate::memory::audit::ActionResult;
+use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::policy::{self, Decision};
+use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
+
+/// One aggregation window: the first message was sent, later ones counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyWindow {
+    pub opened: chrono::DateTime<chrono::Utc>,
+    pub severity: Option<Severity>,
+    pub suppressed: u32,
+    pub examples: Vec<String>,
+}
+
+impl Runner<'_> {
+    /// Tells the humans about a check's incident, as an action through the gate.
+    pub(super) async fn notify(&mut self, spec: &CheckSpec, inc: &mut Incident, reports: &mut Vec<ActionReport>, healed_now: bool, occurrences: usize) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() {
+            return Ok(());
+        }
+        if spec.level == Level::L4 && inc.status != IncidentStatus::NeedsHuman {
+            return Ok(());
+        }
+        let permanent = occurrences > 3;
+        if healed_now && inc.severity == Severity::Info && !permanent {
+            self.report.notes.push(format!("incident {}: auto-fixed, info level: audited, not sent", inc.id));
+            return Ok(());
+        }
+        let mut message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
+        let severity = if permanent {
+            message = format!("needs a permanent fix (happened {occurrences} times): {message}");
+            Severity::Critical
+        } else {
+            inc.severity
+        };
+        let key = format!("{}:{}", inc.class, spec.name);
+        if !permanent {
+            match self.aggregate(&key, severity, &message) {
+                Some(earlier) => message.push_str(&earlier),
+                None => {
+                    self.report.notes.push(format!("incident {}: notification folded into the open window for {key}", inc.id));
+                    return Ok(());
+                }
+            }
+        }
+        let action = Action::Notify { severity, message };
+        let step = self.step(spec, inc, &action, &[]).await?;
+        reports.push(step);
+        Ok(())
+    }
+
+    /// Notifies about an incident that no check declared (an alert), through the gate.
+    pub(super) async fn notify_plain(&mut self, inc: &mut Incident, reports: &mut Vec<ActionReport>) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() {
+            return Ok(());
+        }
+        let mut message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
+        match self.aggregate(&format!("{}:{}", inc.class, inc.check), inc.severity, &message) {
+            Some(earlier) => message.push_str(&earlier),
+            None => return Ok(()),
+        }
+        let action = Action::Notify { severity: inc.severity, message };
+        let subject = policy::Subject::for_action(&action, Some(&inc.check), Level::L3);
+        let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
+        let (result, outcome) = if verdict.decision >= Decision::Alert {
+            (ActionResult::Denied, format!("refused: {}", verdict.reason))
+        } else {
+            self.execute(&action, Some(inc), None).await?
+        };
+        reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0));
+        Ok(())
+    }
+
+    /// `Some(suffix)` when a message for `key` may go now (the suffix counts
+    /// what an earlier, closed window folded); `None` when it folds into the
+    /// open window.
+    fn aggregate(&mut self, key: &str, severity: Severity, message: &str) -> Option<String> {
+        let t = now();
+        let window = ChronoDuration::from_std(self.ws.policy.notify_window).unwrap_or_default();
+        match self.state.notified.get_mut(key) {
+            Some(w) if t - w.opened < window => {
+                w.suppressed += 1;
+                if w.examples.len() < 3 {
+                    w.examples.push(message.chars().take(160).collect());
+                }
+                w.severity = w.severity.max(Some(severity));
+                None
+            }
+            _ => {
+                let prev = self.state.notified.insert(key.to_string(), NotifyWindow { opened: t, severity: Some(severity), suppressed: 0, examples: Vec::new() });
+                Some(match prev {
+                    Some(p) if p.suppressed > 0 => format!(" (and {} similar since {}: {})", p.suppressed, timestamp(p.opened), p.examples.join(" | ")),
+                    _ => String::new(),
+                })
+            }
+        }
+    }
+
+    /// Sends one summary for every closed window that folded messages.
+    pub(super) async fn flush_notifications(&mut self) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        let window = ChronoDuration::from_std(self.ws.policy.notify_window).unwrap_or_default();
+        let closed: Vec<(String, NotifyWindow)> = self.state.notified.iter().filter(|(_, w)| t - w.opened >= window && w.suppressed > 0).map(|(k, w)| (k.clone(), w.clone())).collect();
+        for (key, w) in closed {
+            self.state.notified.remove(&key);
+            let message = format!("{} more notification(s) for {key} since {}: {}", w.suppressed, timestamp(w.opened), w.examples.join(" | "));
+            let action = Action::Notify { severity: w.severity.unwrap_or(Severity::Warning), message };
+            let (result, outcome) = self.execute(&action, None, None).await?;
+            let verdict = policy::Verdict { decision: Decision::Auto, reason: "summary of an aggregation window".into(), abort_window: None };
+            self.record(None, None, &action, &verdict, "policy".into(), result, outcome, 0);
+        }
+        // Windows with nothing folded simply expire.
+        self.state.notified.retain(|_, w| t - w.opened < window || w.suppressed > 0);
+        Ok(())
+    }
+}
