@@ -1,0 +1,117 @@
+//! Benchmark: Alertmanager intake throughput of `nightshift serve`. A bounded
+//! load generator on loopback posts 10,000 alerts (100 per request, 8
+//! connections at once) and then 2,000 single-alert requests (16 at once);
+//! each 200 means the alerts were fsynced to the intake journal. Prints
+//! alerts/s, p50/p99 request latency and the daemon's peak RSS.
+//! Run with `cargo bench --bench intake`.
+#![allow(clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn post(addr: &str, body: &str) -> (u16, Duration) {
+    let start = Instant::now();
+    let mut c = TcpStream::connect(addr).expect("connect");
+    let req = format!("POST /webhook/alertmanager HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    c.write_all(req.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).expect("read");
+    let status = String::from_utf8_lossy(&out).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, start.elapsed())
+}
+
+fn payload(batch: usize, offset: usize) -> String {
+    let alerts: Vec<String> = (0..batch)
+        .map(|i| {
+            let n = offset + i;
+            format!(
+                r#"{{"status":"firing","labels":{{"alertname":"HighLatency","service":"svc-{}","instance":"web-{}:9100","severity":"warning"}},"annotations":{{"summary":"p99 above 2s"}},"startsAt":"2026-11-23T03:00:00Z","fingerprint":"{n:016x}"}}"#,
+                n % 50,
+                n % 200
+            )
+        })
+        .collect();
+    format!(r#"{{"version":"4","status":"firing","receiver":"nightshift","alerts":[{}]}}"#, alerts.join(","))
+}
+
+/// Posts `requests` bodies from `threads` connections at once; returns (wall, latencies).
+fn load(addr: &str, requests: usize, batch: usize, threads: usize) -> (Duration, Vec<Duration>) {
+    let next = Arc::new(Mutex::new(0usize));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(requests)));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, lat, addr) = (next.clone(), lat.clone(), addr.to_string());
+            std::thread::spawn(move || loop {
+                let i = {
+                    let mut n = next.lock().expect("lock");
+                    if *n >= requests {
+                        return;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let (status, d) = post(&addr, &payload(batch, i * batch));
+                assert_eq!(status, 200, "intake refused a request");
+                lat.lock().expect("lock").push(d);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("load thread");
+    }
+    let wall = start.elapsed();
+    let mut l = Arc::try_unwrap(lat).expect("threads done").into_inner().expect("lock");
+    l.sort();
+    (wall, l)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("AGENTS.md"), "```policy\nmode: dry-run\n```\n").expect("write");
+    std::fs::write(dir.path().join("HEARTBEAT.md"), "```heartbeat\nchecks: []\n```\n").expect("write");
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .arg("--workspace")
+        .arg(dir.path())
+        .args(["serve", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let start = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("intake of `nightshift serve` (each 200 = alerts fsynced to the intake journal):");
+    for (requests, batch, threads) in [(100, 100, 8), (2000, 1, 16)] {
+        let (wall, lat) = load(&addr, requests, batch, threads);
+        let alerts = requests * batch;
+        let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+        println!(
+            "  {alerts} alerts in {requests} requests of {batch}, {threads} at once: {:.0} alerts/s, latency p50 {:.1} ms, p99 {:.1} ms",
+            alerts as f64 / wall.as_secs_f64(),
+            p(0.5),
+            p(0.99)
+        );
+    }
+    // Let the passes fold the alerts into incidents, then read the daemon's peak memory.
+    std::thread::sleep(Duration::from_secs(3));
+    println!("  peak RSS of serve: {:.1} MiB", peak_rss_kib(child.id()) as f64 / 1024.0);
+    let incidents = std::fs::read_dir(dir.path().join("memory/incidents")).map(|r| r.count()).unwrap_or(0);
+    println!("  incidents written so far: {incidents} (one per distinct label set: 200)");
+    let _ = child.kill();
+    let _ = child.wait();
+}
