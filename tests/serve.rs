@@ -212,3 +212,38 @@ fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolv
     let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
     assert!(note.contains("Alertmanager reports the alert resolved"), "{note}");
 }
+
+#[test]
+fn shipped_rules_and_dashboard_use_only_metrics_serve_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let rules = std::fs::read_to_string(root.join("prometheus/nightshift-rules.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(root.join("grafana/nightshift-dashboard.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let workflow: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("n8n/nightshift-severity-router.json")).unwrap()).unwrap();
+    assert_eq!(workflow["nodes"][0]["type"], "n8n-nodes-base.webhook");
+    if have("promtool") {
+        let out = std::process::Command::new("promtool").arg("check").arg("rules").arg(root.join("prometheus/nightshift-rules.yml")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A pass that opens an incident and repairs it, so every family has samples.
+    let ws = Ws::new("commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n", "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n");
+    let serve = Serve::start(&ws, &["--execute"], &[]);
+    let mut exported = String::new();
+    assert!(eventually(Duration::from_secs(10), || {
+        exported = serve.request("GET", "/metrics", &[], b"").1;
+        exported.contains("nightshift_actions_total{action=\"run_command\",decision=\"auto\",outcome=\"ok\"} 1")
+    }), "{exported}");
+    let mut referenced: Vec<String> = Vec::new();
+    for text in [&rules, &dashboard] {
+        for (i, _) in text.match_indices("nightshift_") {
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            referenced.push(name);
+        }
+    }
+    referenced.sort();
+    referenced.dedup();
+    assert!(referenced.len() >= 8, "{referenced:?}");
+    let family = |n: &str| n.trim_end_matches("_bucket").trim_end_matches("_total").to_string();
+    let missing: Vec<&String> = referenced.iter().filter(|n| !exported.contains(&format!("# TYPE {} ", family(n)))).collect();
+    assert!(missing.is_empty(), "referenced but not exported: {missing:?}\n{exported}");
+}
