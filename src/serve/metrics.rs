@@ -87,7 +87,7 @@ impl Default for Metrics {
         registry.register("nightshift_last_pass_timestamp_seconds", "Unix time of the last completed pass (watch it: alert when it stops moving)", last_pass_timestamp.clone());
         // Exported from the start (at 0), so dashboards and alert rules find them.
         for kind in ["prompt", "completion"] {
-            llm_tokens.get_or_create(&TokenKind { kind: kind.into() });
+            let _ = llm_tokens.get_or_create(&TokenKind { kind: kind.into() });
         }
         Self { registry, checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp }
     }

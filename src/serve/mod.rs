@@ -204,27 +204,118 @@ fn update_gauges(app: &App) {
 /// plus up to 250 ms of jitter so many daemons do not fire in lockstep.
 fn next_wake(app: &App, last_ok: bool) -> Duration {
     let now = Utc::now();
-    let mut next = now + chrono::Duration::seconds(60);
-    if let (Ok(ws), Ok(state)) = (app.ws.read(), app.mem.load_state()) {
-        for c in &ws.heartbeat.checks {
-            let due = match (state.checks.get(&c.name).map(|s| s.last_run), &c.schedule) {
-                (None, _) => now,
-                (Some(last), Schedule::Every(every)) => last + chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::MAX),
-                (Some(last), Schedule::Cron { expr, tz }) => expr.next_after(last, *tz).unwrap_or(next),
-            };
-            next = next.min(due);
-        }
-    }
-    if let Ok(list) = app.mem.load_approvals() {
-        for a in list {
-            match (a.kind, a.status) {
-                (_, ApprovalStatus::Approved) => next = next.min(now),
-                (ApprovalKind::AbortWindow, ApprovalStatus::Pending) => next = next.min(a.deadline),
-                _ => {}
-            }
-        }
-    }
+    let (Ok(ws), Ok(state), Ok(approvals)) = (app.ws.read(), app.mem.load_state(), app.mem.load_approvals()) else {
+        return Duration::from_secs(1);
+    };
+    let at = next_pass_at(&ws.heartbeat.checks, &state, &approvals, now);
     let floor = if last_ok { Duration::from_millis(200) } else { Duration::from_secs(1) };
     let jitter = Duration::from_millis(u64::from(std::process::id() ^ now.timestamp_subsec_nanos()) % 250);
-    (next - now).to_std().unwrap_or_default().max(floor) + jitter
+    (at - now).to_std().unwrap_or_default().max(floor) + jitter
+}
+
+/// The time of the next pass, as a pure function of the schedule, the state and the clock.
+pub fn next_pass_at(
+    checks: &[crate::workspace::heartbeat::CheckSpec],
+    state: &crate::memory::state::State,
+    approvals: &[crate::memory::approvals::Approval],
+    now: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    let mut next = now + chrono::Duration::seconds(60);
+    for c in checks {
+        let due = match (state.checks.get(&c.name).map(|s| s.last_run), &c.schedule) {
+            (None, _) => now,
+            (Some(last), Schedule::Every(every)) => last + chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::MAX),
+            (Some(last), Schedule::Cron { expr, tz }) => expr.next_after(last, *tz).unwrap_or(next),
+        };
+        next = next.min(due);
+    }
+    for a in approvals {
+        match (a.kind, a.status) {
+            (_, ApprovalStatus::Approved) => next = next.min(now),
+            (ApprovalKind::AbortWindow, ApprovalStatus::Pending) => next = next.min(a.deadline),
+            _ => {}
+        }
+    }
+    next.max(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::ProbeSpec;
+    use crate::memory::state::{CheckState, State};
+    use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
+    use chrono::TimeZone;
+
+    fn check(name: &str, schedule: Schedule) -> CheckSpec {
+        CheckSpec {
+            name: name.into(),
+            line: 1,
+            schedule,
+            threshold: 1,
+            cooldown: Duration::from_secs(300),
+            host: None,
+            level: Level::L3,
+            severity: Severity::Warning,
+            repair: None,
+            probe: ProbeSpec::Exec { command: "true".into(), timeout: Duration::from_secs(1) },
+        }
+    }
+
+    fn t(h: u32, m: u32, s: u32) -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, m, s).single().unwrap_or_default()
+    }
+
+    fn ran(state: &mut State, name: &str, at: chrono::DateTime<Utc>) {
+        state.checks.insert(name.into(), CheckState { last_run: at, status: crate::checks::Status::Ok, consecutive_failures: 0, summary: String::new(), failing_since: None });
+    }
+
+    #[test]
+    fn the_earliest_due_check_sets_the_next_pass() {
+        let checks = vec![check("fast", Schedule::Every(Duration::from_secs(30))), check("slow", Schedule::Every(Duration::from_secs(900)))];
+        let mut state = State::default();
+        assert_eq!(next_pass_at(&checks, &state, &[], t(10, 0, 0)), t(10, 0, 0), "never-run checks are due now");
+        ran(&mut state, "fast", t(10, 0, 0));
+        ran(&mut state, "slow", t(10, 0, 0));
+        assert_eq!(next_pass_at(&checks, &state, &[], t(10, 0, 5)), t(10, 0, 30));
+        // Overdue (the daemon was stopped): now, not in the past.
+        assert_eq!(next_pass_at(&checks, &state, &[], t(11, 0, 0)), t(11, 0, 0));
+    }
+
+    #[test]
+    fn cron_checks_and_the_one_minute_ceiling() {
+        let cron = crate::schedule::Cron::parse("0 2 * * *").unwrap_or_else(|e| panic!("{e}"));
+        let checks = vec![check("nightly", Schedule::Cron { expr: cron, tz: chrono_tz::Tz::UTC })];
+        let mut state = State::default();
+        ran(&mut state, "nightly", t(1, 0, 0));
+        assert_eq!(next_pass_at(&checks, &state, &[], t(1, 59, 30)), t(2, 0, 0));
+        assert_eq!(next_pass_at(&checks, &state, &[], t(1, 0, 10)), t(1, 1, 10), "at most a minute between passes");
+    }
+
+    #[test]
+    fn abort_windows_and_approvals_wake_the_scheduler() {
+        use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus};
+        let mut state = State::default();
+        let checks = vec![check("c", Schedule::Every(Duration::from_secs(3600)))];
+        ran(&mut state, "c", t(10, 0, 0));
+        let mut a = Approval {
+            id: "a1".into(),
+            kind: ApprovalKind::AbortWindow,
+            status: ApprovalStatus::Pending,
+            action: crate::actions::Action::RunCommand { command: "fix".into() },
+            incident: None,
+            check: Some("c".into()),
+            level: Level::L3,
+            reason: String::new(),
+            created: t(10, 0, 0),
+            deadline: t(10, 0, 30),
+            decided_by: None,
+            decided_at: None,
+        };
+        assert_eq!(next_pass_at(&checks, &state, std::slice::from_ref(&a), t(10, 0, 1)), t(10, 0, 30));
+        a.status = ApprovalStatus::Approved;
+        assert_eq!(next_pass_at(&checks, &state, std::slice::from_ref(&a), t(10, 0, 1)), t(10, 0, 1));
+        a.status = ApprovalStatus::Aborted;
+        assert_eq!(next_pass_at(&checks, &state, &[a], t(10, 0, 1)), t(10, 1, 1));
+    }
 }
