@@ -247,3 +247,37 @@ fn shipped_rules_and_dashboard_use_only_metrics_serve_exports() {
     let missing: Vec<&String> = referenced.iter().filter(|n| !exported.contains(&format!("# TYPE {} ", family(n)))).collect();
     assert!(missing.is_empty(), "referenced but not exported: {missing:?}\n{exported}");
 }
+
+#[test]
+fn sigkill_during_an_action_then_restart_reconciles_and_does_not_repeat() {
+    let ws = Ws::new(
+        "commands:\n  fix: \"echo $$ >> runs.txt; exec sleep 60\"\nrules:\n  - action: run_command\n    decide: auto\n",
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    every: 1s\n",
+    );
+    let runs = ws.path().join("runs.txt");
+    let mut first = Serve::start(&ws, &["--execute"], &[]);
+    assert!(eventually(Duration::from_secs(10), || std::fs::read_to_string(&runs).is_ok_and(|t| !t.is_empty())));
+    first.signal(Signal::SIGKILL);
+    let _ = first.child.wait();
+    let sleeper: i32 = std::fs::read_to_string(&runs).unwrap().trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleeper), Signal::SIGKILL);
+    drop(first);
+
+    let _second = Serve::start(&ws, &["--execute"], &[]);
+    assert!(eventually(Duration::from_secs(10), || ws.audit_text().contains("- result: interrupted")), "{}", ws.audit_text());
+    // Several passes later (every: 1s), the interrupted repair has not been run again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn json_logs_carry_the_incident_id() {
+    let ws = Ws::new("mode: dry-run\n", "checks:\n  - name: db\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n");
+    let mut serve = Serve::start(&ws, &[], &[("NIGHTSHIFT_LOG_FORMAT", "json")]);
+    assert!(eventually(Duration::from_secs(10), || !incidents(&ws).contains("no incidents")));
+    let id = incidents(&ws).split_whitespace().next().unwrap().to_string();
+    let logs = serve.stop();
+    let lines: Vec<serde_json::Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty(), "{logs}");
+    assert!(lines.iter().any(|l| l["fields"]["incident"] == id.as_str() && l["fields"]["message"] == "incident"), "{logs}");
+}

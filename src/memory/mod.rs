@@ -46,8 +46,11 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MemoryError + '_ {
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Unique per write, not only per process: the daemon writes from several tasks.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
@@ -140,6 +143,8 @@ impl Memory {
     /// Commits everything git does not ignore; returns the commit, or `None`
     /// when nothing changed.
     pub fn commit(&self, message: &str) -> Result<Option<git2::Oid>> {
+        // One commit at a time, across processes (a CLI approval beside the daemon) and tasks.
+        let _lock = self.lock("git")?;
         let git = |source| MemoryError::Git { path: self.root.clone(), source };
         let repo = git2::Repository::open(&self.root).map_err(git)?;
         let mut index = repo.index().map_err(git)?;

@@ -279,6 +279,17 @@ impl Serve {
         http_request(&self.addr, method, path, headers, body)
     }
 
+    /// Stops it with SIGTERM and returns what it wrote to stderr.
+    pub fn stop(&mut self) -> String {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
