@@ -244,6 +244,21 @@ fn scan(root: &Path, old: Duration, big: u64) -> Scan {
     s
 }
 
+/// Findings of a bounded scan of the filesystem holding `path` (the `disk_usage` tool).
+pub fn disk_report(path: &Path, settings: &crate::policy::CleanSettings) -> Vec<String> {
+    let s = scan(path, settings.max_age, settings.gzip_over_bytes);
+    let mut largest: Vec<_> = s.by_child.iter().collect();
+    largest.sort_by(|a, b| b.1.cmp(a.1));
+    let mut out: Vec<String> = largest.iter().take(8).map(|(p, n)| format!("{} {}", p.display(), human_bytes(**n))).collect();
+    out.push(format!("{} log file(s) older than {} days: {}", s.old_logs.0, settings.max_age.as_secs() / 86_400, human_bytes(s.old_logs.1)));
+    out.push(format!("{} big uncompressed log(s): {}", s.big_logs.0, human_bytes(s.big_logs.1)));
+    out.push(format!("{} core dump(s): {}", s.cores.len(), human_bytes(s.cores.iter().map(|(_, n)| n).sum())));
+    if s.partial {
+        out.push(format!("scan stopped after {} entries: figures are a lower bound", s.entries));
+    }
+    out
+}
+
 fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
     let inodes = result.summary.contains("inodes");
     let settings = &policy.clean_logs;

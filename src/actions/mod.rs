@@ -80,6 +80,15 @@ impl ActionKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// Whether this build can take the action (the others are known to rules
+    /// so policies validate, and arrive with their issues: Kubernetes, hosts, PRs).
+    pub fn available(self) -> bool {
+        match self {
+            Self::CleanLogs | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
+            Self::RestartService | Self::RenewCert | Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
+        }
+    }
+
     /// Whether the action changes anything. Only notifying is read-only.
     pub fn is_mutating(self) -> bool {
         !matches!(self, Self::Notify)
@@ -131,18 +140,36 @@ pub struct Target {
 
 /// One concrete action, with everything needed to run it. Commands are names
 /// declared in AGENTS.md, never command text from a log or a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Delete old `*.log` files, gzip big ones and remove core dumps under one
     /// of the workspace's `clean_roots`.
-    CleanLogs { root: PathBuf },
+    CleanLogs {
+        /// A directory listed in AGENTS.md `clean_roots`.
+        root: PathBuf,
+    },
     /// Run a declared command that restarts a process.
-    RestartProcess { process: String, command: String },
+    RestartProcess {
+        /// The process, as its check names it.
+        process: String,
+        /// The name of a command declared in AGENTS.md `commands:`.
+        command: String,
+    },
     /// Run a declared command.
-    RunCommand { command: String },
+    RunCommand {
+        /// The name of a command declared in AGENTS.md `commands:` (not a command line).
+        command: String,
+    },
     /// Tell the humans, through the configured webhooks.
     Notify { severity: Severity, message: String },
+    /// Post a message to one webhook declared in AGENTS.md (an n8n workflow
+    /// holding the credentials): how credentialed actions are taken.
+    SendWebhook {
+        /// The name of a webhook declared in AGENTS.md.
+        webhook: String,
+        message: String,
+    },
 }
 
 impl Action {
@@ -152,6 +179,7 @@ impl Action {
             Action::RestartProcess { .. } => ActionKind::RestartProcess,
             Action::RunCommand { .. } => ActionKind::RunCommand,
             Action::Notify { .. } => ActionKind::Notify,
+            Action::SendWebhook { .. } => ActionKind::SendWebhook,
         }
     }
 
@@ -161,6 +189,7 @@ impl Action {
             Action::RestartProcess { process, .. } => process.clone(),
             Action::RunCommand { command } => command.clone(),
             Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
+            Action::SendWebhook { webhook, .. } => format!("webhook {webhook}"),
         };
         Target { id, namespace: None, host: None }
     }
@@ -168,7 +197,7 @@ impl Action {
     /// How many instances the action touches.
     pub fn blast_radius(&self) -> u32 {
         match self {
-            Action::CleanLogs { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } => 1,
+            Action::CleanLogs { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
         }
     }
 
@@ -179,6 +208,7 @@ impl Action {
             Action::RestartProcess { process, command } => format!("restart {process} with declared command `{command}`"),
             Action::RunCommand { command } => format!("run declared command `{command}`"),
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),
+            Action::SendWebhook { webhook, .. } => format!("send a message to webhook {webhook}"),
         }
     }
 }

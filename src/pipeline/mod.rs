@@ -30,6 +30,7 @@ pub const CONCURRENCY: usize = 16;
 
 mod alerts;
 mod approvals;
+mod investigate;
 mod notify;
 mod recall;
 mod recover;
@@ -77,6 +78,8 @@ pub struct RunReport {
     pub incidents: Vec<IncidentReport>,
     /// Lines for people: below-threshold failures, approvals carried out, resolutions.
     pub notes: Vec<String>,
+    /// Model tokens spent in the run: prompt, completion.
+    pub tokens: (u64, u64),
     #[serde(skip)]
     pub failing: bool,
 }
@@ -101,6 +104,11 @@ pub struct Runner<'a> {
     pub wait_for_windows: bool,
     /// Alerts received by the daemon, handled in this pass.
     alerts: Vec<alerts::Alert>,
+    /// The model, when one is configured.
+    model: Option<crate::llm::ModelConfig>,
+    said_model_off: bool,
+    /// Model tokens spent in this run: (prompt, completion).
+    tokens: (u64, u64),
 }
 
 pub(super) fn now() -> DateTime<Utc> {
@@ -140,6 +148,9 @@ impl<'a> Runner<'a> {
             resolved_classes: Default::default(),
             wait_for_windows: true,
             alerts: Vec::new(),
+            model: crate::llm::resolve(ws.policy.model.as_ref(), |k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+            said_model_off: false,
+            tokens: (0, 0),
         };
         Ok((runner, lock))
     }
@@ -331,6 +342,14 @@ impl<'a> Runner<'a> {
         let mut blocked = plan.is_empty();
         if !waiting.is_empty() {
             self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));
+        } else if plan.is_empty() && diag.class != "check-error" && (new || inc.status == IncidentStatus::Open) {
+            // No runbook step, no remembered fix: the model investigates, if there is one.
+            let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
+            if let Some(inv) = self.investigate(spec, &mut inc, result, &past_tries).await? {
+                healed = inv.reports.iter().any(|r| r.result == ActionResult::Ok && r.action != "notify" && r.action != "send_webhook");
+                blocked = !healed && !inv.reports.iter().any(|r| matches!(r.result, ActionResult::Pending | ActionResult::DryRun));
+                reports.extend(inv.reports);
+            }
         } else {
             let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
             for action in &plan {
@@ -447,7 +466,7 @@ impl<'a> Runner<'a> {
             Action::RestartProcess { command, .. } | Action::RunCommand { command } => {
                 format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
             }
-            Action::Notify { .. } => action.describe(),
+            Action::Notify { .. } | Action::SendWebhook { .. } => action.describe(),
         }
     }
 
@@ -504,6 +523,14 @@ impl<'a> Runner<'a> {
                 if done.errors.is_empty() { Ok(done.describe()) } else { Err(done.describe()) }
             }
             Action::RestartProcess { command, .. } | Action::RunCommand { command } => actions::command::run_declared(&self.ws.policy.commands, command, &self.ws.root).await,
+            Action::SendWebhook { webhook, message } => {
+                let Some(w) = self.ws.policy.webhooks.iter().find(|w| &w.name == webhook) else {
+                    return Err(format!("no webhook named {webhook} in AGENTS.md"));
+                };
+                let one = crate::policy::Webhook { severities: vec![crate::workspace::heartbeat::Severity::Warning], ..w.clone() };
+                let dead = self.mem.state_dir().join("dead-letters.jsonl");
+                actions::notify::send(&[one], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
+            }
             Action::Notify { .. } => Err("notify is not run here".into()),
         }
     }
@@ -570,6 +597,7 @@ impl<'a> Runner<'a> {
             self.mem.commit(&msg)?;
         }
         self.report.status = if self.report.failing { "failing" } else { "ok" };
+        self.report.tokens = self.tokens;
         Ok(self.report)
     }
 }

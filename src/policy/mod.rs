@@ -122,7 +122,7 @@ pub struct Webhook {
 }
 
 /// The validated `policy` block of AGENTS.md.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub mode: Mode,
     pub unknown_action: Decision,
@@ -139,6 +139,8 @@ pub struct Policy {
     pub webhooks: Vec<Webhook>,
     /// Notifications of the same type and service within this window fold into one.
     pub notify_window: Duration,
+    /// The `model:` block, if any (the environment can also turn the model on).
+    pub model: Option<crate::llm::ModelSpec>,
 }
 
 impl Default for Policy {
@@ -157,6 +159,7 @@ impl Default for Policy {
             clean_logs: CleanSettings::default(),
             webhooks: Vec::new(),
             notify_window: Duration::from_secs(15 * 60),
+            model: None,
         }
     }
 }

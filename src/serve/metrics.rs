@@ -111,6 +111,12 @@ impl Metrics {
                 }
             }
         }
+        if report.tokens.0 > 0 {
+            self.llm_tokens.get_or_create(&TokenKind { kind: "prompt".into() }).inc_by(report.tokens.0);
+        }
+        if report.tokens.1 > 0 {
+            self.llm_tokens.get_or_create(&TokenKind { kind: "completion".into() }).inc_by(report.tokens.1);
+        }
         self.passes.inc();
         self.last_pass_timestamp.set(chrono::Utc::now().timestamp());
     }

@@ -24,18 +24,15 @@ pub const PROMPTS: [(&str, &str); 3] = [
     ("incident", include_str!("../../prompts/incident.md")),
 ];
 
-/// The tools the model may be offered, one `tools/<name>.md` each.
-pub const TOOLS: [(&str, &str); 11] = [
+/// The tools the model may be offered, one `tools/<name>.md` each (kept
+/// one-to-one with the registry in llm/tools.rs by a test).
+pub const TOOLS: [(&str, &str); 7] = [
     ("health_check", include_str!("../../tools/health_check.md")),
     ("diagnose", include_str!("../../tools/diagnose.md")),
-    ("get_resource", include_str!("../../tools/get_resource.md")),
-    ("get_events", include_str!("../../tools/get_events.md")),
-    ("get_logs", include_str!("../../tools/get_logs.md")),
     ("disk_usage", include_str!("../../tools/disk_usage.md")),
     ("cert_info", include_str!("../../tools/cert_info.md")),
     ("search_memory", include_str!("../../tools/search_memory.md")),
     ("repair", include_str!("../../tools/repair.md")),
-    ("open_pr", include_str!("../../tools/open_pr.md")),
     ("send_webhook", include_str!("../../tools/send_webhook.md")),
 ];
 

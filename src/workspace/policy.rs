@@ -20,7 +20,7 @@ const EXAMPLE_KEYS: &[&str] = &["action", "target", "namespace", "host", "check"
 const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
-const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens"];
+const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "deadline"];
 const REPOSITORY_KEYS: &[&str] = &["remote", "token_env", "base", "cache", "manifests", "api_url", "author"];
 
 fn decision_hint() -> &'static str {
@@ -141,17 +141,32 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             }
         }
     }
-    for (key, known) in [("model", MODEL_KEYS), ("repository", REPOSITORY_KEYS)] {
+    if let Some(node) = top.get("model")
+        && let Some(m) = MapReader::new(node, "model", problems) {
+            secrets_named(&m, "model", problems);
+            let base_url = m.str("base_url", problems);
+            if let Some(u) = base_url.as_ref().filter(|u| reqwest::Url::parse(u).is_err()) {
+                problems.push(m.key_line("base_url"), format!("model: `{u}` is not a URL"), "write e.g. http://127.0.0.1:8080/v1");
+            }
+            p.model = Some(crate::llm::ModelSpec {
+                base_url,
+                name: m.str("name", problems),
+                api_key_env: m.str("api_key_env", problems),
+                temperature: m.number("temperature", 0.0, 2.0, problems).map(|t| t as f32),
+                timeout: m.duration("timeout", problems).map(HumanDuration::as_duration),
+                max_turns: m.int("max_turns", 1, 100, problems).map(|n| n as u32),
+                max_tokens: m.int("max_tokens", 100, 10_000_000, problems).map(|n| n as u32),
+                deadline: m.duration("deadline", problems).map(HumanDuration::as_duration),
+            });
+            m.finish(MODEL_KEYS, problems);
+        }
+    for (key, known) in [("repository", REPOSITORY_KEYS)] {
         if let Some(node) = top.get(key)
             && let Some(m) = MapReader::new(node, key, problems) {
                 for k in known {
                     m.get(k);
                 }
-                for (k, line) in m.keys() {
-                    if k.ends_with("key") || k.ends_with("token") || k == "password" {
-                        problems.push(Some(line), format!("{key}: `{k}` would put a secret in AGENTS.md"), format!("name the environment variable instead: `{k}_env: VAR`"));
-                    }
-                }
+                secrets_named(&m, key, problems);
                 m.finish(known, problems);
             }
     }
@@ -160,6 +175,16 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         problems.push(Some(line), msg, "fix the rule or the example: examples are the rule's tests");
     }
     p
+}
+
+/// A key that would hold a secret itself (`api_key:`, `token:`) is refused.
+fn secrets_named(m: &MapReader<'_>, block: &str, problems: &mut Problems) {
+    for (k, line) in m.keys() {
+        if k.ends_with("key") || k.ends_with("token") || k == "password" {
+            m.get(k);
+            problems.push(Some(line), format!("{block}: `{k}` would put a secret in AGENTS.md"), format!("name the environment variable instead: `{k}_env: VAR`"));
+        }
+    }
 }
 
 fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {

@@ -340,3 +340,104 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A scripted OpenAI-compatible server: a real HTTP server on loopback that
+/// answers each POST /v1/chat/completions with the next scripted response
+/// and records the request the agent sent.
+pub struct ModelServer {
+    pub addr: String,
+    pub requests: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One scripted answer: status, extra headers, body.
+pub type Scripted = (u16, Vec<(&'static str, String)>, serde_json::Value);
+
+impl ModelServer {
+    pub fn start(script: Vec<Scripted>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rq, sc, st) = (requests.clone(), script.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                conn.set_nonblocking(false).ok();
+                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break 0,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                if head_end == 0 {
+                    continue;
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body: serde_json::Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(serde_json::Value::Null);
+                rq.lock().unwrap().push(body);
+                let (status, headers, reply) = sc.lock().unwrap().pop_front().unwrap_or((500, vec![], serde_json::json!({"error": {"message": "the test's script is exhausted", "type": "server_error"}})));
+                let text = reply.to_string();
+                let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
+                for (k, v) in headers {
+                    resp.push_str(&format!("{k}: {v}\r\n"));
+                }
+                resp.push_str("\r\n");
+                resp.push_str(&text);
+                let _ = conn.write_all(resp.as_bytes());
+            }
+        });
+        Self { addr, requests, stop }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn completion(message: serde_json::Value, finish: &str, usage: (u32, u32)) -> serde_json::Value {
+    serde_json::json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1_763_800_000, "model": "scripted",
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+        "usage": { "prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1 }
+    })
+}
+
+/// A response calling tools: (call id, tool name, arguments as the model wrote them).
+pub fn tool_calls(calls: &[(&str, &str, &str)], usage: (u32, u32)) -> Scripted {
+    let calls: Vec<serde_json::Value> = calls.iter().map(|(id, name, args)| serde_json::json!({ "id": id, "type": "function", "function": { "name": name, "arguments": args } })).collect();
+    (200, vec![], completion(serde_json::json!({ "role": "assistant", "content": null, "tool_calls": calls }), "tool_calls", usage))
+}
+
+/// A final answer.
+pub fn answer(text: &str, usage: (u32, u32)) -> Scripted {
+    (200, vec![], completion(serde_json::json!({ "role": "assistant", "content": text }), "stop", usage))
+}

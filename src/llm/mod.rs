@@ -1,0 +1,70 @@
+//! The model: any OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama,
+//! llama.cpp) through async-openai, whose client retries 429, 5xx and
+//! connection errors with backoff and honours `Retry-After`. The model only
+//! investigates and proposes; the policy gate decides.
+
+pub mod schema;
+pub mod tools;
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+
+/// What AGENTS.md's `model:` block says (all optional).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSpec {
+    pub base_url: Option<String>,
+    pub name: Option<String>,
+    pub api_key_env: Option<String>,
+    pub temperature: Option<f32>,
+    pub timeout: Option<Duration>,
+    pub max_turns: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub deadline: Option<Duration>,
+}
+
+/// A model nightshift may call, with the caps of one investigation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub base_url: String,
+    pub name: String,
+    pub api_key: String,
+    pub temperature: Option<f32>,
+    /// Per request.
+    pub timeout: Duration,
+    pub max_turns: u32,
+    /// Prompt plus completion tokens for one incident.
+    pub max_tokens: u32,
+    /// Wall clock for one investigation.
+    pub deadline: Duration,
+}
+
+/// The model is on when AGENTS.md declares one or OPENAI_BASE_URL / OPENAI_API_KEY is set.
+pub fn resolve(spec: Option<&ModelSpec>, env: impl Fn(&str) -> Option<String>) -> Option<ModelConfig> {
+    let env_base = env("OPENAI_BASE_URL");
+    let env_key = env("OPENAI_API_KEY");
+    if spec.is_none() && env_base.is_none() && env_key.is_none() {
+        return None;
+    }
+    let spec = spec.cloned().unwrap_or_default();
+    let api_key = spec.api_key_env.as_deref().and_then(&env).or(env_key).unwrap_or_default();
+    Some(ModelConfig {
+        base_url: spec.base_url.or(env_base).unwrap_or_else(|| "https://api.openai.com/v1".into()),
+        name: spec.name.or_else(|| env("OPENAI_MODEL")).unwrap_or_else(|| "gpt-4o-mini".into()),
+        api_key,
+        temperature: spec.temperature,
+        timeout: spec.timeout.unwrap_or(Duration::from_secs(60)),
+        max_turns: spec.max_turns.unwrap_or(8),
+        max_tokens: spec.max_tokens.unwrap_or(20_000),
+        deadline: spec.deadline.unwrap_or(Duration::from_secs(300)),
+    })
+}
+
+impl ModelConfig {
+    pub fn client(&self) -> Result<Client<OpenAIConfig>, String> {
+        let http = reqwest::Client::builder().timeout(self.timeout).build().map_err(|e| format!("cannot build the model's HTTP client: {e}"))?;
+        let config = OpenAIConfig::new().with_api_base(self.base_url.trim_end_matches('/')).with_api_key(self.api_key.clone());
+        Ok(Client::with_config(config).with_http_client(http))
+    }
+}
