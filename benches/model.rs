@@ -40,8 +40,7 @@ fn serve(script: Vec<Value>, seen: Arc<Mutex<Vec<Vec<u8>>>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     std::thread::spawn(move || {
-        let mut i = 0;
-        for conn in listener.incoming().flatten() {
+        for (i, conn) in listener.incoming().flatten().enumerate() {
             let mut conn = conn;
             let mut buf = Vec::new();
             let mut chunk = [0u8; 16384];
@@ -64,7 +63,6 @@ fn serve(script: Vec<Value>, seen: Arc<Mutex<Vec<Vec<u8>>>>) -> String {
             }
             seen.lock().expect("lock").push(buf[head_end..].to_vec());
             let body = script[i % script.len()].to_string();
-            i += 1;
             let _ = conn.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
         }
     });
