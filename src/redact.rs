@@ -37,6 +37,10 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         (r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}", MARK),
         (r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}", MARK),
         (r"\bnpm_[A-Za-z0-9]{36}\b", MARK),
+        // A PEM block, base64-encoded (as in Kubernetes Secrets and kubeconfigs).
+        (r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]{16,}", MARK),
+        // The data of a Kubernetes Secret as JSON.
+        (r#"("(?:data|stringData)"\s*:\s*)\{[^{}]*\}"#, "${1}{\"[REDACTED]\": \"\"}"),
         (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", MARK),
         // key=value and key: value where the key names a secret.
         (
@@ -47,9 +51,48 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     table.iter().filter_map(|(re, with)| Regex::new(re).ok().map(|re| Pattern { re, with })).collect()
 });
 
+/// In YAML documents of `kind: Secret`, every value under `data:` or
+/// `stringData:` is replaced, whatever its key is called.
+fn secret_manifests(text: &str) -> Option<String> {
+    if !text.contains("kind: Secret") {
+        return None;
+    }
+    let mut out = Vec::new();
+    for doc in text.split("\n---") {
+        let is_secret = doc.lines().any(|l| l.trim() == "kind: Secret");
+        let mut block: Option<usize> = None;
+        let mut lines = Vec::new();
+        for line in doc.split('\n') {
+            let indent = line.len() - line.trim_start().len();
+            let trimmed = line.trim();
+            match block {
+                Some(base) if !trimmed.is_empty() && indent > base => {
+                    let redacted = match trimmed.split_once(':') {
+                        Some((k, _)) => format!("{}{k}: {MARK}", &line[..indent]),
+                        None => format!("{}{MARK}", &line[..indent]),
+                    };
+                    lines.push(redacted);
+                    continue;
+                }
+                _ => block = None,
+            }
+            if is_secret && (trimmed == "data:" || trimmed == "stringData:") {
+                block = Some(indent);
+            }
+            lines.push(line.to_string());
+        }
+        out.push(lines.join("\n"));
+    }
+    Some(out.join("\n---"))
+}
+
 /// Returns `text` with every secret it recognises replaced by `[REDACTED]`.
 pub fn redact(text: &str) -> String {
-    let mut out = std::borrow::Cow::Borrowed(text);
+    let manifests = secret_manifests(text);
+    let mut out = match &manifests {
+        Some(m) => std::borrow::Cow::Borrowed(m.as_str()),
+        None => std::borrow::Cow::Borrowed(text),
+    };
     for p in PATTERNS.iter() {
         if p.re.is_match(&out) {
             out = std::borrow::Cow::Owned(p.re.replace_all(&out, p.with).into_owned());
@@ -77,6 +120,18 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn kubernetes_secret_data_is_redacted_whatever_the_keys() {
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  username: YWRtaW4=\n  conn.string: cG9zdGdyZXM6Ly8=\ntype: Opaque\n---\nkind: ConfigMap\ndata:\n  mode: fast\n";
+        let out = redact(yaml);
+        assert!(!out.contains("YWRtaW4=") && !out.contains("cG9zdGdyZXM6Ly8="), "{out}");
+        assert!(out.contains("  username: [REDACTED]") && out.contains("type: Opaque") && out.contains("  mode: fast"), "{out}");
+        let json = r#"{"apiVersion":"v1","kind":"Secret","data":{"token":"c2VjcmV0","ca.crt":"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"}}"#;
+        let out = redact(json);
+        assert!(!out.contains("c2VjcmV0") && out.contains(r#""data":{"[REDACTED]": ""}"#), "{out}");
+        assert_eq!(redact("client-key-data: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2"), "client-key-data: [REDACTED]");
     }
 
     #[test]
