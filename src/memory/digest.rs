@@ -41,29 +41,7 @@ pub fn parse(text: &str) -> Vec<(Incident, String)> {
     for block in text.split("\n## ").skip(1) {
         let mut lines = block.lines();
         let id = lines.next().unwrap_or("").trim().to_string();
-        let mut inc = Incident {
-            id,
-            title: String::new(),
-            fingerprint: String::new(),
-            class: String::new(),
-            target: String::new(),
-            check: String::new(),
-            failing_since: None,
-            attempts: Vec::new(),
-            tokens: 0,
-            recalled_from: None,
-            severity: Severity::Warning,
-            status: IncidentStatus::Resolved,
-            detected: String::new(),
-            last_seen: String::new(),
-            resolved: None,
-            occurrences: 1,
-            evidence: String::new(),
-            diagnosis: Vec::new(),
-            actions: Vec::new(),
-            prevention: Vec::new(),
-            related: Vec::new(),
-        };
+        let mut inc = Incident::blank(&id, IncidentStatus::Resolved);
         let mut commit = String::new();
         for line in lines {
             let Some((k, v)) = line.strip_prefix("- **").and_then(|r| r.split_once("**: ")) else { continue };

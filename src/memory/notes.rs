@@ -155,9 +155,9 @@ impl Incident {
         s
     }
 
-    /// Parses a note written by `render` (or edited by a person within its layout).
-    pub fn parse(id: &str, text: &str) -> Option<Incident> {
-        let mut inc = Incident {
+    /// A blank incident to fill in (parsers start from this).
+    pub fn blank(id: &str, status: IncidentStatus) -> Incident {
+        Incident {
             id: id.to_string(),
             title: String::new(),
             fingerprint: String::new(),
@@ -169,7 +169,7 @@ impl Incident {
             tokens: 0,
             recalled_from: None,
             severity: Severity::Warning,
-            status: IncidentStatus::Open,
+            status,
             detected: String::new(),
             last_seen: String::new(),
             resolved: None,
@@ -179,7 +179,12 @@ impl Incident {
             actions: Vec::new(),
             prevention: Vec::new(),
             related: Vec::new(),
-        };
+        }
+    }
+
+    /// Parses a note written by `render` (or edited by a person within its layout).
+    pub fn parse(id: &str, text: &str) -> Option<Incident> {
+        let mut inc = Incident::blank(id, IncidentStatus::Open);
         let mut section = String::new();
         let mut in_heading: Option<HeadingLevel> = None;
         let mut heading = String::new();

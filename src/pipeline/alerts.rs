@@ -169,16 +169,7 @@ impl Runner<'_> {
         self.mem.write_incident(&inc)?;
         self.changed = true;
         self.report.failing = true;
-        self.report.incidents.push(IncidentReport {
-            id: inc.id.clone(),
-            fingerprint: inc.fingerprint.clone(),
-            severity: inc.severity.as_str().into(),
-            status: inc.status.as_str().into(),
-            title: inc.title.clone(),
-            new,
-            diagnosis: inc.diagnosis.clone(),
-            actions: reports,
-        });
+        self.report.incidents.push(IncidentReport::of(&inc, new, reports));
         Ok(())
     }
 }

@@ -70,6 +70,21 @@ pub struct IncidentReport {
     pub actions: Vec<ActionReport>,
 }
 
+impl IncidentReport {
+    pub fn of(inc: &Incident, new: bool, actions: Vec<ActionReport>) -> Self {
+        Self {
+            id: inc.id.clone(),
+            fingerprint: inc.fingerprint.clone(),
+            severity: inc.severity.as_str().into(),
+            status: inc.status.as_str().into(),
+            title: inc.title.clone(),
+            new,
+            diagnosis: inc.diagnosis.clone(),
+            actions,
+        }
+    }
+}
+
 /// Everything a run did, for printing and `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
@@ -384,16 +399,7 @@ impl<'a> Runner<'a> {
         }
         self.mem.write_incident(&inc)?;
         self.changed = true;
-        self.report.incidents.push(IncidentReport {
-            id: inc.id.clone(),
-            fingerprint: inc.fingerprint.clone(),
-            severity: inc.severity.as_str().into(),
-            status: inc.status.as_str().into(),
-            title: inc.title.clone(),
-            new,
-            diagnosis: inc.diagnosis.clone(),
-            actions: reports,
-        });
+        self.report.incidents.push(IncidentReport::of(&inc, new, reports));
         Ok(inc.fingerprint)
     }
 
