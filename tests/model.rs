@@ -61,6 +61,7 @@ fn a_novel_incident_is_investigated_then_repaired_through_the_gate() {
     let reqs = model.requests();
     assert_eq!(reqs.len(), 4);
     assert_eq!(tool_names(&reqs[0]), ["health_check", "diagnose", "search_memory", "repair", "send_webhook"], "only the tools relevant to an exec check");
+    assert_eq!(reqs[0]["max_completion_tokens"], 1024, "each answer is capped");
     for t in reqs[0]["tools"].as_array().unwrap() {
         assert_eq!(t["function"]["strict"], true);
         assert_eq!(t["function"]["parameters"]["additionalProperties"], false, "{t}");

@@ -21,6 +21,7 @@ pub struct ModelSpec {
     pub timeout: Option<Duration>,
     pub max_turns: Option<u32>,
     pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
     pub deadline: Option<Duration>,
 }
 
@@ -36,6 +37,8 @@ pub struct ModelConfig {
     pub max_turns: u32,
     /// Prompt plus completion tokens for one incident.
     pub max_tokens: u32,
+    /// The longest answer one request may produce.
+    pub max_completion_tokens: u32,
     /// Wall clock for one investigation.
     pub deadline: Duration,
 }
@@ -57,6 +60,7 @@ pub fn resolve(spec: Option<&ModelSpec>, env: impl Fn(&str) -> Option<String>) -
         timeout: spec.timeout.unwrap_or(Duration::from_secs(60)),
         max_turns: spec.max_turns.unwrap_or(8),
         max_tokens: spec.max_tokens.unwrap_or(20_000),
+        max_completion_tokens: spec.max_completion_tokens.unwrap_or(1024),
         deadline: spec.deadline.unwrap_or(Duration::from_secs(300)),
     })
 }

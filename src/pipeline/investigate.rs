@@ -135,6 +135,8 @@ impl Runner<'_> {
                 tools: Some(tool_defs.clone()),
                 tool_choice: Some(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::Auto)),
                 temperature: cfg.temperature,
+                // Never more than the incident's budget has left.
+                max_completion_tokens: Some(cfg.max_completion_tokens.min(cfg.max_tokens.saturating_sub((inv.prompt_tokens + inv.completion_tokens) as u32)).max(16)),
                 ..Default::default()
             };
             let remaining = cfg.deadline.saturating_sub(started.elapsed());

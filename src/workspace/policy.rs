@@ -20,7 +20,7 @@ const EXAMPLE_KEYS: &[&str] = &["action", "target", "namespace", "host", "check"
 const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
-const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "deadline"];
+const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
 const REPOSITORY_KEYS: &[&str] = &["remote", "token_env", "base", "cache", "manifests", "api_url", "author"];
 
 fn decision_hint() -> &'static str {
@@ -156,6 +156,7 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
                 timeout: m.duration("timeout", problems).map(HumanDuration::as_duration),
                 max_turns: m.int("max_turns", 1, 100, problems).map(|n| n as u32),
                 max_tokens: m.int("max_tokens", 100, 10_000_000, problems).map(|n| n as u32),
+                max_completion_tokens: m.int("max_completion_tokens", 16, 1_000_000, problems).map(|n| n as u32),
                 deadline: m.duration("deadline", problems).map(HumanDuration::as_duration),
             });
             m.finish(MODEL_KEYS, problems);
