@@ -18,6 +18,7 @@ pub mod redact;
 pub mod runbooks;
 pub mod schedule;
 pub mod serve;
+pub mod trend;
 pub mod workspace;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Several

@@ -195,3 +195,25 @@ fn incidents_show_and_search_read_the_notes() {
     assert!(!miss.stdout.contains(&id));
     assert_eq!(ws.run(&["incidents", "show", "no-such-id"]).code, 1);
 }
+
+#[test]
+fn a_disk_filling_2_percent_a_day_warns_before_its_limit() {
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let probe = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: data-disk\n    kind: disk\n    path: {}\n    max_used_percent: 100\n", data.path().display()));
+    let used = probe.json(&["check", "--json"]).1["checks"][0]["evidence"]["used_percent"].as_f64().unwrap();
+    let limit = (used + 3.0).min(100.0);
+    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: data-disk\n    kind: disk\n    path: {}\n    max_used_percent: {limit}\n", data.path().display()));
+    // Seed the history a real heartbeat keeps: 2 points a day for the last 3 days.
+    std::fs::create_dir_all(ws.memory().join("state")).unwrap();
+    let now = chrono::Utc::now();
+    let samples: Vec<serde_json::Value> = (1..=3).rev().map(|d| serde_json::json!({"at": (now - chrono::Duration::days(d)).to_rfc3339(), "used_percent": used - 2.0 * d as f64})).collect();
+    std::fs::write(ws.memory().join("state/state.json"), serde_json::json!({"disk_history": {"data-disk": samples}}).to_string()).unwrap();
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 0, "a warning is not a failure: {v}");
+    let c = &v["checks"][0];
+    assert_eq!(c["status"], "warning", "{c}");
+    assert!((c["evidence"]["growth_percent_per_day"].as_f64().unwrap() - 2.0).abs() < 0.2, "{c}");
+    assert!(c["evidence"]["days_until_limit"].as_f64().unwrap() < 2.0, "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("filling at"), "{c}");
+    assert!(ws.incident_files().is_empty(), "a warning opens no incident");
+}

@@ -40,6 +40,9 @@ pub struct State {
     /// fingerprint → id of its open incident
     #[serde(default)]
     pub open: BTreeMap<String, String>,
+    /// Usage samples of disk checks, for trends.
+    #[serde(default)]
+    pub disk_history: BTreeMap<String, Vec<crate::trend::Sample>>,
     /// Open notification windows by `class:service`.
     #[serde(default)]
     pub notified: BTreeMap<String, crate::pipeline::NotifyWindow>,

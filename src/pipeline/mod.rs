@@ -27,6 +27,8 @@ use crate::workspace::Workspace;
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How many checks run at once.
 pub const CONCURRENCY: usize = 16;
+/// A healthy disk whose growth reaches its limit sooner than this is a warning.
+pub const TREND_WARN_DAYS: f64 = 3.0;
 
 mod alerts;
 mod approvals;
@@ -188,7 +190,10 @@ impl<'a> Runner<'a> {
         self.ingest_alerts(alerts).await?;
         let t = now();
         let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, &c.schedule, t)).collect();
-        let results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
+        let mut results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
+        for (spec, result) in due.iter().zip(results.iter_mut()) {
+            self.disk_trend(spec, result);
+        }
         for (spec, result) in due.iter().zip(&results) {
             self.after_check(spec, result).await?;
         }
@@ -202,6 +207,29 @@ impl<'a> Runner<'a> {
         }
         self.flush_notifications().await?;
         self.finish()
+    }
+
+    /// Records a disk check's usage and warns when its growth will reach the
+    /// limit within `TREND_WARN_DAYS` (a healthy check becomes a warning).
+    fn disk_trend(&mut self, spec: &CheckSpec, result: &mut CheckResult) {
+        let checks::ProbeSpec::Disk { max_used_percent, .. } = &spec.probe else { return };
+        let Some(used) = result.evidence.get("used_percent").and_then(|v| v.as_f64()) else { return };
+        let t = now();
+        let history = self.state.disk_history.entry(spec.name.clone()).or_default();
+        crate::trend::push(history, crate::trend::Sample { at: t, used_percent: used });
+        let Some(per_day) = crate::trend::growth_per_day(history, t) else { return };
+        result.evidence.insert("growth_percent_per_day".into(), ((per_day * 100.0).round() / 100.0).into());
+        if let Some(d) = crate::trend::days_until(used, 100.0, per_day) {
+            result.evidence.insert("days_until_full".into(), ((d * 10.0).round() / 10.0).into());
+        }
+        let Some(limit) = *max_used_percent else { return };
+        if let Some(d) = crate::trend::days_until(used, limit, per_day) {
+            result.evidence.insert("days_until_limit".into(), ((d * 10.0).round() / 10.0).into());
+            if d < TREND_WARN_DAYS && result.status == Status::Ok {
+                result.status = Status::Warning;
+                result.summary = format!("{}; filling at {per_day:.1}%/day: reaches {limit}% in about {d:.1} days", result.summary);
+            }
+        }
     }
 
     async fn after_check(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<(), RunError> {
