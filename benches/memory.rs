@@ -35,7 +35,7 @@ fn incident(i: usize) -> Incident {
         failing_since: Some(detected.clone()),
         attempts: vec![Attempt {
             at: detected.clone(),
-            action: Action::CleanLogs { root: format!("/var/log/app-{}", i % 3).into() },
+            action: Action::CleanLogs { root: format!("/var/log/app-{}", i % 3).into(), host: None },
             result: if i.is_multiple_of(9) { ActionResult::Failed } else { ActionResult::Ok },
             route: "policy".into(),
         }],

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod policy;
 pub mod redact;
+pub mod remote;
 pub mod runbooks;
 pub mod schedule;
 pub mod serve;

@@ -49,6 +49,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         }
     };
     let mut d = match &spec.probe {
+        ProbeSpec::Disk { path, .. } if spec.host.is_some() => remote_disk(path, spec.host.as_deref().unwrap_or(""), result, policy),
         ProbeSpec::Disk { path, .. } => disk(path, result, policy),
         ProbeSpec::Http { url, .. } => {
             let mut plan = Vec::new();
@@ -141,6 +142,24 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
+        ProbeSpec::Service { by } => {
+            let mut plan = Vec::new();
+            let what = match by {
+                crate::checks::ServiceRef::Unit(u) => {
+                    plan.push(Action::RestartService { unit: u.clone(), host: spec.host.clone() });
+                    format!("service {u}")
+                }
+                crate::checks::ServiceRef::Pidfile(p) => format!("the process of {}", p.display()),
+            };
+            run_repair(&mut plan);
+            Diagnosis {
+                class: "service-down",
+                title: format!("{what} is down{} ({})", spec.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(), spec.name),
+                steps: vec![code(&result.summary)],
+                prevention: vec!["let the service manager restart it (systemd Restart=on-failure) and alert on restart loops".into()],
+                plan,
+            }
+        }
         ProbeSpec::Memory { .. } | ProbeSpec::Load { .. } | ProbeSpec::Cpu { .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
@@ -167,6 +186,23 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
     }
     d
+}
+
+/// A full disk on an inventory host: the plan cleans the declared roots under
+/// the path; the findings come from the remote scan (pipeline).
+fn remote_disk(path: &Path, host: &str, result: &CheckResult, policy: &Policy) -> Diagnosis {
+    let plan: Vec<Action> = policy.clean_roots.iter().filter(|r| r.starts_with(path)).map(|r| Action::CleanLogs { root: r.clone(), host: Some(host.to_string()) }).collect();
+    let mut steps = vec![format!("usage: {}", code(&result.summary))];
+    if plan.is_empty() {
+        steps.push(format!("no clean root of AGENTS.md lies under {} on {host}", code(&path.display().to_string())));
+    }
+    Diagnosis {
+        class: if result.summary.contains("inodes") { "inodes-full" } else { "disk-full" },
+        title: format!("Disk almost full: {} on {host}", path.display()),
+        steps,
+        prevention: vec!["rotate and compress logs daily (logrotate with compress and maxage)".into(), "alert at 70% so there is time before the limit".into()],
+        plan,
+    }
 }
 
 /// The `n` processes with the largest resident memory, as `name (pid) size`.
@@ -283,7 +319,7 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
         .clean_roots
         .iter()
         .filter(|r| fs::metadata(r).is_ok_and(|m| Some(m.dev()) == dev))
-        .map(|r| Action::CleanLogs { root: r.clone() })
+        .map(|r| Action::CleanLogs { root: r.clone(), host: None })
         .collect();
     if plan.is_empty() {
         steps.push(format!("no clean root of AGENTS.md lies on this filesystem: nightshift may not clean anything under {}", code(&path.display().to_string())));

@@ -4,6 +4,7 @@
 pub mod clean_logs;
 pub mod command;
 pub mod notify;
+pub mod remote;
 
 use std::path::PathBuf;
 
@@ -84,8 +85,8 @@ impl ActionKind {
     /// so policies validate, and arrive with their issues: Kubernetes, hosts, PRs).
     pub fn available(self) -> bool {
         match self {
-            Self::CleanLogs | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
-            Self::RestartService | Self::RenewCert | Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
+            Self::CleanLogs | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
+            Self::RenewCert | Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
         }
     }
 
@@ -148,6 +149,15 @@ pub enum Action {
     CleanLogs {
         /// A directory listed in AGENTS.md `clean_roots`.
         root: PathBuf,
+        /// An inventory host, or this host when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// Restart a systemd unit (or a SysV service where there is no systemd).
+    RestartService {
+        unit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// Run a declared command that restarts a process.
     RestartProcess {
@@ -176,6 +186,7 @@ impl Action {
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::CleanLogs { .. } => ActionKind::CleanLogs,
+            Action::RestartService { .. } => ActionKind::RestartService,
             Action::RestartProcess { .. } => ActionKind::RestartProcess,
             Action::RunCommand { .. } => ActionKind::RunCommand,
             Action::Notify { .. } => ActionKind::Notify,
@@ -184,27 +195,33 @@ impl Action {
     }
 
     pub fn target(&self) -> Target {
+        let host = match self {
+            Action::CleanLogs { host, .. } | Action::RestartService { host, .. } => host.clone(),
+            _ => None,
+        };
         let id = match self {
-            Action::CleanLogs { root } => root.display().to_string(),
+            Action::CleanLogs { root, host } => host.as_ref().map_or_else(|| root.display().to_string(), |h| format!("{h}:{}", root.display())),
+            Action::RestartService { unit, host } => host.as_ref().map_or_else(|| unit.clone(), |h| format!("{h}:{unit}")),
             Action::RestartProcess { process, .. } => process.clone(),
             Action::RunCommand { command } => command.clone(),
             Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
             Action::SendWebhook { webhook, .. } => format!("webhook {webhook}"),
         };
-        Target { id, namespace: None, host: None }
+        Target { id, namespace: None, host }
     }
 
     /// How many instances the action touches.
     pub fn blast_radius(&self) -> u32 {
         match self {
-            Action::CleanLogs { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
+            Action::CleanLogs { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
         }
     }
 
     /// A one-line description for people.
     pub fn describe(&self) -> String {
         match self {
-            Action::CleanLogs { root } => format!("clean old logs and core dumps under {}", root.display()),
+            Action::CleanLogs { root, host } => format!("clean old logs and core dumps under {}{}", root.display(), host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
+            Action::RestartService { unit, host } => format!("restart service {unit}{}", host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
             Action::RestartProcess { process, command } => format!("restart {process} with declared command `{command}`"),
             Action::RunCommand { command } => format!("run declared command `{command}`"),
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),

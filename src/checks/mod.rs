@@ -7,6 +7,7 @@ pub mod exec;
 pub mod http;
 pub mod process;
 pub mod prometheus;
+pub mod remote;
 pub mod resources;
 pub mod tcp;
 pub mod tls;
@@ -99,6 +100,13 @@ pub enum TlsSource {
     File(PathBuf),
 }
 
+/// What a `service` check watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceRef {
+    Unit(String),
+    Pidfile(PathBuf),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessRef {
     Name(String),
@@ -119,6 +127,7 @@ pub enum ProbeSpec {
     Memory { min_available_percent: f64 },
     Load { max_per_core: f64 },
     Cpu { max_percent: f64, window: Duration },
+    Service { by: ServiceRef },
 }
 
 /// Shared, lazily built resources for one run of checks.
@@ -127,11 +136,19 @@ pub struct Context {
     /// Directory commands run in (the workspace).
     pub workdir: PathBuf,
     http: OnceLock<reqwest::Client>,
+    /// SSH sessions to the inventory's hosts, opened on first use.
+    pub remote: Option<Arc<crate::remote::Pool>>,
 }
 
 impl Context {
     pub fn new(workdir: PathBuf) -> Self {
-        Self { workdir, http: OnceLock::new() }
+        Self { workdir, http: OnceLock::new(), remote: None }
+    }
+
+    /// A context that can reach the inventory's hosts.
+    pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::workspace::heartbeat::HostSpec>) -> Self {
+        let remote = (!hosts.is_empty()).then(|| Arc::new(crate::remote::Pool::new(hosts)));
+        Self { workdir, http: OnceLock::new(), remote }
     }
 
     /// One HTTP client for every http check of the run, built on first use.
@@ -173,6 +190,7 @@ impl ProbeSpec {
             ProbeSpec::Memory { .. } => resources::Memory::KIND,
             ProbeSpec::Load { .. } => resources::Load::KIND,
             ProbeSpec::Cpu { .. } => resources::Cpu::KIND,
+            ProbeSpec::Service { .. } => "service",
         }
     }
 
@@ -191,6 +209,8 @@ impl ProbeSpec {
             ProbeSpec::Memory { .. } => resources::Memory { min_available_percent: 0.0 }.target(),
             ProbeSpec::Load { .. } => resources::Load { max_per_core: 0.0 }.target(),
             ProbeSpec::Cpu { .. } => resources::Cpu { max_percent: 0.0, window: Duration::ZERO }.target(),
+            ProbeSpec::Service { by: ServiceRef::Unit(u) } => u.clone(),
+            ProbeSpec::Service { by: ServiceRef::Pidfile(p) } => p.display().to_string(),
         }
     }
 
@@ -215,6 +235,7 @@ impl ProbeSpec {
             ProbeSpec::Memory { min_available_percent } => resources::Memory { min_available_percent: *min_available_percent }.run(ctx).await,
             ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
             ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
+            ProbeSpec::Service { by } => remote::service(by, None, ctx).await,
         }
     }
 }
@@ -222,11 +243,18 @@ impl ProbeSpec {
 /// Runs one check and wraps its outcome.
 pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
     let started = Instant::now();
-    let outcome = spec.probe.run(ctx).await;
+    let outcome = match &spec.host {
+        Some(host) => remote::run(&spec.probe, host, ctx).await,
+        None => spec.probe.run(ctx).await,
+    };
+    let target = match &spec.host {
+        Some(host) => format!("{host}:{}", spec.probe.target().trim_start_matches("localhost:")),
+        None => spec.probe.target(),
+    };
     CheckResult {
         name: spec.name.clone(),
         kind: spec.probe.kind(),
-        target: crate::redact::redact(&spec.probe.target()),
+        target: crate::redact::redact(&target),
         status: outcome.status,
         summary: crate::redact::redact(&outcome.summary),
         evidence: redact_evidence(outcome.evidence),

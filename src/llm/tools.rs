@@ -99,7 +99,7 @@ impl RepairArgs {
         use crate::actions::Action;
         let need = |v: Option<String>, field: &str, action: &str| v.filter(|s| !s.is_empty()).ok_or_else(|| format!("{action} needs `{field}`"));
         Ok(match self.action {
-            RepairKind::CleanLogs => Action::CleanLogs { root: need(self.root, "root", "clean_logs")?.into() },
+            RepairKind::CleanLogs => Action::CleanLogs { root: need(self.root, "root", "clean_logs")?.into(), host: None },
             RepairKind::RunCommand => Action::RunCommand { command: need(self.command, "command", "run_command")? },
             RepairKind::RestartProcess => Action::RestartProcess { process: need(self.process, "process", "restart_process")?, command: need(self.command, "command", "restart_process")? },
             RepairKind::SendWebhook => Action::SendWebhook { webhook: need(self.webhook, "webhook", "send_webhook")?, message: need(self.message, "message", "send_webhook")? },

@@ -339,7 +339,7 @@ mod tests {
             failing_since: Some("2026-11-23T16:35:00Z".into()),
             attempts: vec![Attempt {
                 at: "2026-11-23T16:40:01Z".into(),
-                action: crate::actions::Action::CleanLogs { root: "/var/log/app`x".into() },
+                action: crate::actions::Action::CleanLogs { root: "/var/log/app`x".into(), host: None },
                 result: crate::memory::audit::ActionResult::Ok,
                 route: "policy".into(),
             }],

@@ -355,7 +355,8 @@ impl Runner<'_> {
             Action::RunCommand { command } | Action::RestartProcess { command, .. } if !p.commands.contains_key(command) => {
                 Some(format!("command {command:?} is not declared in AGENTS.md commands: (declared: {})", p.commands.keys().cloned().collect::<Vec<_>>().join(", ")))
             }
-            Action::CleanLogs { root } if !p.clean_roots.contains(root) => Some(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
+            Action::CleanLogs { root, .. } if !p.clean_roots.contains(root) => Some(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
+            Action::CleanLogs { host: Some(h), .. } | Action::RestartService { host: Some(h), .. } if !self.ws.heartbeat.hosts.iter().any(|x| &x.name == h) => Some(format!("no host named {h:?} in HEARTBEAT.md")),
             Action::SendWebhook { webhook, .. } if !p.webhooks.iter().any(|w| &w.name == webhook) => Some(format!("no webhook named {webhook:?} in AGENTS.md")),
             _ => None,
         }

@@ -156,7 +156,7 @@ impl<'a> Runner<'a> {
             mem,
             mode,
             state,
-            ctx: Arc::new(Context::new(ws.root.clone())),
+            ctx: Arc::new(Context::with_hosts(ws.root.clone(), ws.heartbeat.hosts.clone())),
             audit: Vec::new(),
             report: RunReport::default(),
             changed: false,
@@ -466,7 +466,7 @@ impl<'a> Runner<'a> {
                     Decision::Confirm => "would ask a human to approve".into(),
                     _ => "would act now".into(),
                 };
-                Ok((ActionResult::DryRun, format!("dry-run: {would}: {}", self.preview(action)), "policy".into(), 0))
+                Ok((ActionResult::DryRun, format!("dry-run: {would}: {}", self.preview(action).await), "policy".into(), 0))
             }
             Decision::Confirm => {
                 let a = self.pending(spec, inc, action, verdict, ApprovalKind::Confirm, self.ws.policy.approval_ttl)?;
@@ -491,12 +491,14 @@ impl<'a> Runner<'a> {
     }
 
     /// What the action would do now, without doing it.
-    fn preview(&self, action: &Action) -> String {
+    async fn preview(&self, action: &Action) -> String {
         match action {
-            Action::CleanLogs { root } => match actions::clean_logs::plan(root, &self.ws.policy.clean_logs, std::time::SystemTime::now()) {
+            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, false).await.unwrap_or_else(|e| e),
+            Action::CleanLogs { root, host: None } => match actions::clean_logs::plan(root, &self.ws.policy.clean_logs, std::time::SystemTime::now()) {
                 Ok(p) => p.describe(root),
                 Err(e) => format!("cannot plan under {}: {e}", root.display()),
             },
+            Action::RestartService { .. } => action.describe(),
             Action::RestartProcess { command, .. } | Action::RunCommand { command } => {
                 format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
             }
@@ -544,10 +546,10 @@ impl<'a> Runner<'a> {
 
     async fn run_action(&self, action: &Action) -> Result<String, String> {
         match action {
-            Action::CleanLogs { root } => {
-                if !self.ws.policy.clean_roots.iter().any(|r| r == root) {
-                    return Err(format!("{} is not one of AGENTS.md's clean_roots", root.display()));
-                }
+            Action::CleanLogs { root, .. } if !self.ws.policy.clean_roots.iter().any(|r| r == root) => Err(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
+            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
+            Action::RestartService { unit, host } => actions::remote::restart_service(&self.ctx, host.as_deref(), unit).await,
+            Action::CleanLogs { root, host: None } => {
                 let (root, settings) = (root.clone(), self.ws.policy.clean_logs.clone());
                 let done = tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now()))
                     .await
@@ -653,5 +655,5 @@ pub(super) fn healthy_for(r: &CheckResult, target: Option<&str>) -> bool {
 /// `nightshift check`: runs checks now and reports; touches no state and repairs nothing.
 pub async fn check_only(ws: &Workspace, names: &[String]) -> Vec<CheckResult> {
     let specs: Vec<&CheckSpec> = ws.heartbeat.checks.iter().filter(|c| names.is_empty() || names.contains(&c.name)).collect();
-    checks::run_all(&specs, Arc::new(Context::new(ws.root.clone())), CONCURRENCY).await
+    checks::run_all(&specs, Arc::new(Context::with_hosts(ws.root.clone(), ws.heartbeat.hosts.clone())), CONCURRENCY).await
 }

@@ -127,10 +127,14 @@ const KINDS: &[(&str, &[&str])] = &[
     ("memory", &["min_available_percent"]),
     ("load", &["max_per_core"]),
     ("cpu", &["max_percent", "window"]),
+    ("service", &["unit", "pidfile"]),
 ];
 
+/// Kinds that run on an inventory host with `host:`.
+const REMOTE_KINDS: &[&str] = &["disk", "exec", "load", "memory", "service"];
+
 /// Kinds DESIGN.md names that this build cannot run yet.
-const LATER_KINDS: &[&str] = &["service", "dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services"];
+const LATER_KINDS: &[&str] = &["dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services"];
 
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-')
@@ -235,8 +239,9 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
     if let Some(h) = &host {
         if !hosts.iter().any(|x| &x.name == h) {
             problems.push(m.key_line("host"), format!("{}: host `{h}` is not in `hosts:`", m.what), "declare the host under `hosts:` or fix the name");
-        } else {
-            problems.push(m.key_line("host"), format!("{}: remote checks over SSH are not supported by this build", m.what), "remove `host:` to check this machine");
+        }
+        if let Some(k) = kind.as_deref().filter(|k| !REMOTE_KINDS.contains(k)) {
+            problems.push(m.key_line("host"), format!("{}: kind `{k}` cannot run over SSH", m.what), format!("remove `host:`; kinds that run on a host: {}", REMOTE_KINDS.join(", ")));
         }
     }
     let level = level(&m, problems);
@@ -405,6 +410,22 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
                 problems.push(m.key_line("token_env"), format!("{what}: `{t}` is not an environment variable name"), "name the variable that holds the token, e.g. PROM_TOKEN");
             }
             Some(ProbeSpec::Prometheus { url, query, condition, token_env, timeout: timeout(m, 10, problems) })
+        }
+        "service" => {
+            let by = match (m.str("unit", problems), m.str("pidfile", problems)) {
+                (Some(u), None) => {
+                    if !crate::actions::remote::valid_unit(&u) {
+                        problems.push(m.key_line("unit"), format!("{what}: `{u}` is not a service name"), "write the unit as systemctl knows it, e.g. nginx or app@1.service");
+                    }
+                    crate::checks::ServiceRef::Unit(u)
+                }
+                (None, Some(p)) => crate::checks::ServiceRef::Pidfile(PathBuf::from(p)),
+                _ => {
+                    problems.push(Some(m.line), format!("{what}: a service check needs exactly one of `unit` or `pidfile`"), "write e.g. `unit: nginx`");
+                    return None;
+                }
+            };
+            Some(ProbeSpec::Service { by })
         }
         "memory" => Some(ProbeSpec::Memory { min_available_percent: required_number(m, "min_available_percent", 0.0, 100.0, "min_available_percent: 10", problems)? }),
         "load" => Some(ProbeSpec::Load { max_per_core: required_number(m, "max_per_core", 0.0, 1000.0, "max_per_core: 2", problems)? }),

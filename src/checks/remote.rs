@@ -1,0 +1,171 @@
+//! Checks on an inventory host over SSH (`host:`), and the `service` kind
+//! (local or remote). Each runs a fixed command or script whose data (paths,
+//! unit names) are escaped positional arguments, and parses the output.
+
+use std::time::Duration;
+
+use super::{Context, Outcome, ProbeSpec, ServiceRef, Status, human_bytes};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs a fixed script with positional arguments here (`host` None) or on a host.
+pub async fn sh(ctx: &Context, host: Option<&str>, script: &str, args: &[&str], timeout: Duration) -> Result<crate::remote::Output, String> {
+    match host {
+        Some(h) => {
+            let pool = ctx.remote.as_ref().ok_or("no SSH inventory in this run")?;
+            pool.script(h, script, args, timeout).await
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c").arg(script).arg("nightshift").args(args).kill_on_drop(true);
+            match tokio::time::timeout(timeout, cmd.output()).await {
+                Ok(Ok(o)) => Ok(crate::remote::Output { code: o.status.code(), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }),
+                Ok(Err(e)) => Err(format!("sh: {e}")),
+                Err(_) => Err(format!("did not finish within {}", crate::duration::format(timeout))),
+            }
+        }
+    }
+}
+
+/// Parses `df -P -k` output: (size, used, available) in bytes.
+pub fn parse_df(text: &str) -> Option<(u64, u64, u64)> {
+    let line = text.lines().nth(1)?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((n(1)? * 1024, n(2)? * 1024, n(3)? * 1024))
+}
+
+/// Parses `df -P -i` output: inodes used percent.
+pub fn parse_df_inodes(text: &str) -> Option<f64> {
+    let f: Vec<&str> = text.lines().nth(1)?.split_whitespace().collect();
+    let total: f64 = f.get(1)?.parse().ok()?;
+    let used: f64 = f.get(2)?.parse().ok()?;
+    (total > 0.0).then(|| used * 100.0 / total)
+}
+
+fn meminfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024);
+    Some((field("MemAvailable:")?, field("MemTotal:")?))
+}
+
+pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
+    let err = |e: String| Outcome::new(Status::Error, e);
+    match probe {
+        ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => {
+            let p = path.display().to_string();
+            let out = match sh(ctx, Some(host), "df -P -k -- \"$1\" && df -P -i -- \"$1\"", &[&p], TIMEOUT).await {
+                Ok(o) if o.code == Some(0) => o,
+                Ok(o) => return err(format!("df {p} on {host}: {}", o.stderr.trim())),
+                Err(e) => return err(e),
+            };
+            let mut parts = out.stdout.split("Filesystem").filter(|s| !s.trim().is_empty()).map(|s| format!("Filesystem{s}"));
+            let (Some(blocks), inodes) = (parts.next().and_then(|t| parse_df(&t)), parts.next().and_then(|t| parse_df_inodes(&t))) else {
+                return err(format!("cannot read df output of {p} on {host}"));
+            };
+            let (size, used, avail) = blocks;
+            let pct = if used + avail == 0 { 0.0 } else { used as f64 * 100.0 / (used + avail) as f64 };
+            let mut problems = Vec::new();
+            if let Some(max) = max_used_percent.filter(|m| pct > *m) {
+                problems.push(format!("{pct:.1}% used of {p} on {host} (limit {max}%)"));
+            }
+            if let (Some(max), Some(iu)) = (max_inodes_percent, inodes)
+                && iu > *max {
+                    problems.push(format!("{iu:.1}% of inodes used on {p} on {host} (limit {max}%)"));
+                }
+            let (status, summary) = if problems.is_empty() {
+                (Status::Ok, format!("{pct:.1}% used of {p} on {host}, {} free", human_bytes(avail)))
+            } else {
+                (Status::Failing, format!("{}, {} free", problems.join("; "), human_bytes(avail)))
+            };
+            let mut o = Outcome::new(status, summary).with("host", host).with("path", p).with("used_percent", (pct * 10.0).round() / 10.0).with("size_bytes", size).with("avail_bytes", avail);
+            if let Some(m) = max_used_percent {
+                o = o.with("max_used_percent", *m);
+            }
+            if let Some(iu) = inodes {
+                o = o.with("inodes_used_percent", (iu * 10.0).round() / 10.0);
+            }
+            o
+        }
+        ProbeSpec::Exec { command, timeout } => match sh(ctx, Some(host), command, &[], *timeout).await {
+            Ok(o) if o.code == Some(0) => Outcome::new(Status::Ok, format!("`{command}` on {host} exited 0")).with("host", host),
+            Ok(o) => Outcome::new(Status::Failing, format!("`{command}` on {host} exited {}", o.code.map_or("on a signal".into(), |c| c.to_string())))
+                .with("host", host)
+                .with("stdout", super::tail(&o.stdout, 2000))
+                .with("stderr", super::tail(&o.stderr, 2000)),
+            Err(e) if e.contains("did not finish") => Outcome::new(Status::Failing, format!("`{command}` on {host}: {e}")),
+            Err(e) => err(e),
+        },
+        ProbeSpec::Load { max_per_core } => match sh(ctx, Some(host), "cat /proc/loadavg && nproc", &[], TIMEOUT).await {
+            Ok(o) => {
+                let mut lines = o.stdout.lines();
+                let five: Option<f64> = lines.next().and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+                let cores: Option<f64> = lines.next().and_then(|l| l.trim().parse().ok());
+                let (Some(five), Some(cores)) = (five, cores) else { return err(format!("cannot read the load of {host}")) };
+                let per_core = five / cores.max(1.0);
+                let status = if per_core > *max_per_core { Status::Failing } else { Status::Ok };
+                Outcome::new(status, format!("load {five:.2} over 5 min on {cores} cores of {host} = {per_core:.2} per core (limit {max_per_core})")).with("host", host).with("per_core", per_core)
+            }
+            Err(e) => err(e),
+        },
+        ProbeSpec::Memory { min_available_percent } => match sh(ctx, Some(host), "cat /proc/meminfo", &[], TIMEOUT).await {
+            Ok(o) => match meminfo(&o.stdout) {
+                Some((avail, total)) if total > 0 => {
+                    let pct = avail as f64 * 100.0 / total as f64;
+                    let status = if pct < *min_available_percent { Status::Failing } else { Status::Ok };
+                    Outcome::new(status, format!("{pct:.1}% of memory available on {host} ({} of {})", human_bytes(avail), human_bytes(total))).with("host", host).with("available_percent", (pct * 10.0).round() / 10.0)
+                }
+                _ => err(format!("cannot read /proc/meminfo of {host}")),
+            },
+            Err(e) => err(e),
+        },
+        ProbeSpec::Service { by } => service(by, Some(host), ctx).await,
+        other => err(format!("kind {} cannot run over SSH", other.kind())),
+    }
+}
+
+/// Whether a service runs: a systemd unit (or a SysV service where there is
+/// no systemd), or the process of a pidfile (a zombie is not running).
+pub async fn service(by: &ServiceRef, host: Option<&str>, ctx: &Context) -> Outcome {
+    let place = host.map_or("this host".to_string(), str::to_string);
+    let (script, arg, what) = match by {
+        ServiceRef::Unit(u) => (
+            "if [ -d /run/systemd/system ]; then echo systemd; systemctl is-active --quiet -- \"$1\"; else echo sysv; service \"$1\" status >/dev/null 2>&1; fi",
+            u.as_str(),
+            format!("service {u}"),
+        ),
+        ServiceRef::Pidfile(p) => (
+            "echo pidfile; pid=$(cat -- \"$1\") || exit 3; state=$(sed -e 's/.*) //' -e 's/ .*//' \"/proc/$pid/stat\" 2>/dev/null) || exit 1; [ \"$state\" != Z ] && [ \"$state\" != X ]",
+            p.to_str().unwrap_or(""),
+            format!("the process of {}", p.display()),
+        ),
+    };
+    match sh(ctx, host, script, &[arg], TIMEOUT).await {
+        Ok(o) => {
+            let manager = o.stdout.lines().next().unwrap_or("").trim().to_string();
+            let mut out = if o.code == Some(0) {
+                Outcome::new(Status::Ok, format!("{what} is running on {place}"))
+            } else {
+                Outcome::new(Status::Failing, format!("{what} is not running on {place}"))
+            };
+            out = out.with("manager", manager);
+            if let Some(h) = host {
+                out = out.with("host", h);
+            }
+            out
+        }
+        Err(e) => Outcome::new(Status::Error, format!("cannot check {what} on {place}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_output_is_parsed() {
+        let df = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/vda        264210084  27361508 223372456      11% /\n";
+        assert_eq!(parse_df(df), Some((264_210_084 * 1024, 27_361_508 * 1024, 223_372_456 * 1024)));
+        let di = "Filesystem       Inodes  IUsed    IFree IUse% Mounted on\n/dev/vda       16777216 734003 16043213    5% /\n";
+        assert!((parse_df_inodes(di).unwrap_or_default() - 4.375).abs() < 0.01);
+    }
+}

@@ -1,0 +1,124 @@
+//! Hosts over SSH, through the system `ssh` (openssh crate, multiplexed: one
+//! master connection per host per run, reused by every check and action).
+//! Key-based only; `known_hosts` is honoured strictly (an unknown or changed
+//! host key is an error, never accepted); connect and every command have a
+//! timeout. Commands are built from typed arguments, each shell-escaped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::sync::Mutex;
+
+use crate::workspace::heartbeat::HostSpec;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a remote command printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// SSH sessions of one run, by host name.
+pub struct Pool {
+    hosts: Vec<HostSpec>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+fn expand(path: &std::path::Path) -> std::path::PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME").map_or_else(|| path.to_path_buf(), |h| std::path::PathBuf::from(h).join(rest)),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+impl Pool {
+    pub fn new(hosts: Vec<HostSpec>) -> Self {
+        Self { hosts, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn host(&self, name: &str) -> Result<&HostSpec, String> {
+        self.hosts.iter().find(|h| h.name == name).ok_or_else(|| format!("no host named {name} in HEARTBEAT.md hosts:"))
+    }
+
+    fn destination(h: &HostSpec) -> String {
+        match &h.user {
+            Some(u) => format!("{u}@{}", h.address),
+            None => h.address.clone(),
+        }
+    }
+
+    async fn session(&self, name: &str) -> Result<Arc<Session>, String> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(name) {
+            return Ok(s.clone());
+        }
+        let h = self.host(name)?;
+        let mut b = SessionBuilder::default();
+        b.port(h.port).known_hosts_check(KnownHosts::Strict).connect_timeout(CONNECT_TIMEOUT).server_alive_interval(Duration::from_secs(15));
+        if let Some(u) = &h.user {
+            b.user(u.clone());
+        }
+        if let Some(k) = &h.key_file {
+            b.keyfile(expand(k));
+        }
+        if let Some(k) = &h.known_hosts {
+            b.user_known_hosts_file(expand(k));
+        }
+        if let Some(j) = &h.jump {
+            let jh = self.host(j)?;
+            b.jump_hosts([format!("{}:{}", Self::destination(jh), jh.port)]);
+        }
+        let connect = b.connect_mux(Self::destination(h));
+        let session = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(connect_error(h, &e)),
+            Err(_) => return Err(format!("ssh to {} ({}:{}) did not connect within {}s", h.name, h.address, h.port, CONNECT_TIMEOUT.as_secs())),
+        };
+        let s = Arc::new(session);
+        sessions.insert(name.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Runs `program` with `args` (each escaped for the remote shell) on a host.
+    pub async fn run(&self, host: &str, program: &str, args: &[&str], timeout: Duration) -> Result<Output, String> {
+        let session = self.session(host).await?;
+        let mut cmd = session.command(program);
+        for a in args {
+            cmd.arg(a);
+        }
+        match tokio::time::timeout(timeout, cmd.output()).await {
+            Ok(Ok(o)) => Ok(Output { code: o.status.code(), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }),
+            Ok(Err(e)) => Err(format!("{program} on {host}: {e}")),
+            Err(_) => Err(format!("{program} on {host} did not finish within {}", crate::duration::format(timeout))),
+        }
+    }
+
+    /// Runs a fixed shell script with positional arguments (`sh -c SCRIPT _ ARGS…`): the
+    /// script is nightshift's own text, the arguments are escaped data.
+    pub async fn script(&self, host: &str, script: &str, args: &[&str], timeout: Duration) -> Result<Output, String> {
+        let mut all = vec!["-c", script, "nightshift"];
+        all.extend_from_slice(args);
+        self.run(host, "sh", &all, timeout).await
+    }
+}
+
+fn connect_error(h: &HostSpec, e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    let hint = if text.contains("Host key verification failed") || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("No ED25519 host key is known") || text.contains("host key") {
+        " — the host key is unknown or has changed: check it, then update known_hosts; nightshift never accepts a key by itself"
+    } else {
+        ""
+    };
+    format!("ssh to {} ({}:{}) failed: {text}{hint}", h.name, h.address, h.port)
+}

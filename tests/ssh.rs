@@ -1,0 +1,208 @@
+//! Hosts over SSH against a real sshd (Debian openssh-server) on a loopback
+//! port: key-only, a test known_hosts, the "remote" host being this machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Ws, age, free_port, wait_listening};
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).stdout(Stdio::null()).status().unwrap();
+    assert!(st.success());
+}
+
+impl Sshd {
+    /// None where there is no sshd (.ci/run installs openssh-server).
+    fn start() -> Option<Self> {
+        if !Path::new("/usr/sbin/sshd").exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("user_key"));
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {}\n",
+                d.join("host_key").display(),
+                d.join("authorized_keys").display(),
+                d.join("sshd.pid").display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let child = Command::new("/usr/sbin/sshd").arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        assert!(wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10)), "sshd did not start");
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+        Some(Self { child, port, dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn hosts(&self) -> String {
+        format!(
+            "hosts:\n  - name: web-01\n    address: 127.0.0.1\n    port: {}\n    user: root\n    key_file: {}\n    known_hosts: {}\n",
+            self.port,
+            self.path("user_key").display(),
+            self.path("known_hosts").display()
+        )
+    }
+}
+
+fn by_name(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("{name}: {v}"))
+}
+
+#[test]
+fn remote_checks_read_the_host_over_ssh() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("SKIP: no sshd (apt-get install openssh-server)");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let pidfile = data.path().join("app.pid");
+    let mut app = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(&pidfile, app.id().to_string()).unwrap();
+    let ws = Ws::new(
+        "mode: dry-run\n",
+        &format!(
+            "{}checks:\n  - name: r-disk\n    kind: disk\n    host: web-01\n    path: {}\n    max_used_percent: 99.9\n  - name: r-exec\n    kind: exec\n    host: web-01\n    command: \"test -d /proc && echo fine\"\n  - name: r-load\n    kind: load\n    host: web-01\n    max_per_core: 1000\n  - name: r-mem\n    kind: memory\n    host: web-01\n    min_available_percent: 0.01\n  - name: r-app\n    kind: service\n    host: web-01\n    pidfile: {}\n",
+            sshd.hosts(),
+            data.path().display(),
+            pidfile.display()
+        ),
+    );
+    let (code, v) = ws.json(&["check", "--json"]);
+    assert_eq!(code, 0, "{v}");
+    for name in ["r-disk", "r-exec", "r-load", "r-mem", "r-app"] {
+        assert_eq!(by_name(&v, name)["status"], "ok", "{}", by_name(&v, name));
+    }
+    assert!(by_name(&v, "r-disk")["target"].as_str().unwrap().starts_with("web-01:"), "{v}");
+    assert!(by_name(&v, "r-disk")["evidence"]["used_percent"].as_f64().unwrap() > 0.0);
+    app.kill().unwrap();
+    app.wait().unwrap();
+    let (code, v) = ws.json(&["check", "r-app", "--json"]);
+    assert_eq!((code, by_name(&v, "r-app")["status"].as_str()), (1, Some("failing")), "{v}");
+}
+
+#[test]
+fn a_changed_host_key_is_a_clear_check_error() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("SKIP: no sshd");
+        return;
+    };
+    keygen(&sshd.path("other_key"));
+    let other = std::fs::read_to_string(sshd.path("other_key.pub")).unwrap();
+    std::fs::write(sshd.path("known_hosts"), format!("[127.0.0.1]:{} {other}", sshd.port)).unwrap();
+    let ws = Ws::new("mode: dry-run\n", &format!("{}checks:\n  - name: r-exec\n    kind: exec\n    host: web-01\n    command: \"true\"\n", sshd.hosts()));
+    let (code, v) = ws.json(&["check", "--json"]);
+    assert_eq!(code, 1);
+    let c = by_name(&v, "r-exec");
+    assert_eq!(c["status"], "error", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("host key is unknown or has changed"), "{c}");
+}
+
+#[test]
+fn a_full_remote_disk_is_cleaned_over_ssh_only_under_the_root() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("SKIP: no sshd");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().join("logs");
+    let outside = data.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    for i in 0..3 {
+        let p = root.join(format!("old-{i}.log"));
+        std::fs::write(&p, vec![b'x'; 10_000]).unwrap();
+        age(&p, 30);
+    }
+    std::fs::write(root.join("fresh.log"), b"today").unwrap();
+    std::fs::write(root.join("core.777"), vec![0u8; 5000]).unwrap();
+    let kept = outside.join("old.log");
+    std::fs::write(&kept, b"keep").unwrap();
+    age(&kept, 30);
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let ws = Ws::new(
+        &format!("clean_roots: [{}]\nrules:\n  - action: clean_logs\n    decide: auto\n", root.display()),
+        &format!("{}checks:\n  - name: r-disk\n    kind: disk\n    host: web-01\n    path: {}\n    max_used_percent: 1\n", sshd.hosts(), data.path().display()),
+    );
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1);
+    let a = &v["incidents"][0]["actions"][0];
+    assert_eq!((a["action"].as_str(), a["result"].as_str()), (Some("clean_logs"), Some("dry-run")), "{a}");
+    assert!(a["outcome"].as_str().unwrap().contains("delete 3 old log(s)") && a["outcome"].as_str().unwrap().contains("remove 1 core dump(s)"), "{a}");
+    assert!(a["target"].as_str().unwrap().starts_with("web-01:"), "{a}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 6, "dry-run touched files");
+    let (_, v) = ws.json(&["heartbeat", "--execute", "--all", "--json"]);
+    let a = &v["incidents"][0]["actions"][0];
+    assert!(a["outcome"].as_str().unwrap().starts_with("deleted 3 old log(s)"), "{a}");
+    let mut left: Vec<String> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    left.sort();
+    assert_eq!(left, ["fresh.log", "link"]);
+    assert!(kept.exists(), "a symlink out of the root was followed");
+}
+
+#[test]
+fn a_stopped_service_is_restarted_over_ssh() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("SKIP: no sshd");
+        return;
+    };
+    if !Path::new("/usr/sbin/service").exists() || Path::new("/run/systemd/system").exists() {
+        eprintln!("SKIP: this test drives a SysV service (no systemd here)");
+        return;
+    }
+    // A SysV service of our own: start/stop/status/restart of a sleeping process with a pidfile.
+    let name = format!("ns-test-{}", std::process::id());
+    let pid = format!("/run/{name}.pid");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  start) nohup sleep 300 >/dev/null 2>&1 & echo $! > {pid} ;;\n  stop) [ -f {pid} ] && kill $(cat {pid}) 2>/dev/null; rm -f {pid} ;;\n  restart) $0 stop; $0 start ;;\n  status) [ -f {pid} ] && kill -0 $(cat {pid}) 2>/dev/null ;;\nesac\n"
+    );
+    let init = PathBuf::from(format!("/etc/init.d/{name}"));
+    std::fs::write(&init, script).unwrap();
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    struct Cleanup(PathBuf, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).arg("stop").status();
+            let _ = std::fs::remove_file(&self.0);
+            let _ = std::fs::remove_file(&self.1);
+        }
+    }
+    let _cleanup = Cleanup(init.clone(), pid.clone());
+    let ws = Ws::new(
+        "rules:\n  - action: restart_service\n    decide: auto\n",
+        &format!("{}checks:\n  - name: app\n    kind: service\n    host: web-01\n    unit: {name}\n", sshd.hosts()),
+    );
+    let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let inc = &v["incidents"][0];
+    let a = &inc["actions"][0];
+    assert_eq!((a["action"].as_str(), a["decision"].as_str(), a["result"].as_str()), (Some("restart_service"), Some("auto"), Some("ok")), "{v}");
+    assert_eq!(inc["status"], "resolved");
+    assert!(Command::new(&init).arg("status").status().unwrap().success(), "the service is not running");
+}
