@@ -354,7 +354,10 @@ impl<'a> Runner<'a> {
 
     /// Opens or updates the incident of one failing target; returns its fingerprint.
     async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<String, RunError> {
-        let diag = runbooks::diagnose(spec, result, &self.ws.policy);
+        let mut diag = runbooks::diagnose(spec, result, &self.ws.policy);
+        if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
+            self.remote_disk_findings(host, path, &mut diag.steps).await;
+        }
         let (mut inc, new) = self.open_or_update(spec, result, &diag);
         self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
         let before = inc.status;
@@ -429,6 +432,20 @@ impl<'a> Runner<'a> {
         self.changed = true;
         self.report.incidents.push(IncidentReport::of(&inc, new, reports));
         Ok(inc.fingerprint)
+    }
+
+    /// A full disk on a host: the largest directories and what old logs, big
+    /// logs and core dumps hold (bounded commands over SSH, output parsed).
+    async fn remote_disk_findings(&self, host: &str, path: &std::path::Path, steps: &mut Vec<String>) {
+        match actions::remote::largest_dirs(&self.ctx, host, path).await {
+            Ok(dirs) if !dirs.is_empty() => steps.push(format!("largest under {} on {host}: {}", code(&path.display().to_string()), dirs.join(", "))),
+            Ok(_) => {}
+            Err(e) => steps.push(format!("could not list the largest directories on {host}: {}", code(&e))),
+        }
+        match actions::remote::clean_logs(&self.ctx, Some(host), path, &self.ws.policy.clean_logs, false).await {
+            Ok(found) => steps.push(format!("found under the whole path: {}", found.replace("delete ", "").replace("gzip ", "").replace("remove ", ""))),
+            Err(e) => steps.push(format!("could not scan for old logs on {host}: {}", code(&e))),
+        }
     }
 
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
