@@ -84,8 +84,11 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
-        ProbeSpec::Tls { .. } => {
+        ProbeSpec::Tls { renew, reload, .. } => {
             let mut plan = Vec::new();
+            if let Some(r) = renew {
+                plan.push(Action::RenewCert { certificate: result.target.clone(), renew: r.clone(), reload: reload.clone() });
+            }
             run_repair(&mut plan);
             let days = result.evidence.get("days_left").and_then(|v| v.as_i64());
             Diagnosis {
@@ -94,6 +97,8 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 steps: vec![
                     format!("{}", code(&result.summary)),
                     format!("issuer: {}", code(result.evidence.get("issuer").and_then(|v| v.as_str()).unwrap_or("unknown"))),
+                    format!("expires: {}", code(result.evidence.get("not_after").and_then(|v| v.as_str()).unwrap_or("unknown"))),
+                    format!("chain served: {}", result.evidence.get("chain").and_then(|v| v.as_array()).map_or("unknown".into(), |c| c.iter().filter_map(|x| x.as_str()).map(code).collect::<Vec<_>>().join(" ← "))),
                 ],
                 prevention: vec!["automate renewal (ACME) and alert at 30 days, act at 7".into()],
                 plan,

@@ -85,8 +85,8 @@ impl ActionKind {
     /// so policies validate, and arrive with their issues: Kubernetes, hosts, PRs).
     pub fn available(self) -> bool {
         match self {
-            Self::CleanLogs | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
-            Self::RenewCert | Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
+            Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
+            Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
         }
     }
 
@@ -153,6 +153,16 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
     },
+    /// Renew a certificate with the declared ACME command, then run the
+    /// declared reload; verified by reading the served certificate again.
+    RenewCert {
+        /// What serves the certificate (host:port) or holds it (a file).
+        certificate: String,
+        /// The name of a command declared in AGENTS.md (e.g. certbot renew).
+        renew: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reload: Option<String>,
+    },
     /// Restart a systemd unit (or a SysV service where there is no systemd).
     RestartService {
         unit: String,
@@ -187,6 +197,7 @@ impl Action {
         match self {
             Action::CleanLogs { .. } => ActionKind::CleanLogs,
             Action::RestartService { .. } => ActionKind::RestartService,
+            Action::RenewCert { .. } => ActionKind::RenewCert,
             Action::RestartProcess { .. } => ActionKind::RestartProcess,
             Action::RunCommand { .. } => ActionKind::RunCommand,
             Action::Notify { .. } => ActionKind::Notify,
@@ -202,6 +213,7 @@ impl Action {
         let id = match self {
             Action::CleanLogs { root, host } => host.as_ref().map_or_else(|| root.display().to_string(), |h| format!("{h}:{}", root.display())),
             Action::RestartService { unit, host } => host.as_ref().map_or_else(|| unit.clone(), |h| format!("{h}:{unit}")),
+            Action::RenewCert { certificate, .. } => certificate.clone(),
             Action::RestartProcess { process, .. } => process.clone(),
             Action::RunCommand { command } => command.clone(),
             Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
@@ -213,7 +225,7 @@ impl Action {
     /// How many instances the action touches.
     pub fn blast_radius(&self) -> u32 {
         match self {
-            Action::CleanLogs { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
+            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
         }
     }
 
@@ -222,6 +234,7 @@ impl Action {
         match self {
             Action::CleanLogs { root, host } => format!("clean old logs and core dumps under {}{}", root.display(), host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
             Action::RestartService { unit, host } => format!("restart service {unit}{}", host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
+            Action::RenewCert { certificate, renew, reload } => format!("renew the certificate of {certificate} with `{renew}`{}", reload.as_ref().map(|r| format!(", then `{r}`")).unwrap_or_default()),
             Action::RestartProcess { process, command } => format!("restart {process} with declared command `{command}`"),
             Action::RunCommand { command } => format!("run declared command `{command}`"),
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),

@@ -120,7 +120,7 @@ pub enum ProbeSpec {
     Http { url: String, expect_status: Option<u16>, body_contains: Option<String>, timeout: Duration, max_latency: Option<Duration> },
     Tcp { address: String, timeout: Duration },
     Exec { command: String, timeout: Duration },
-    Tls { source: TlsSource, warn_days: u32, min_days: u32, timeout: Duration },
+    Tls { source: TlsSource, warn_days: u32, min_days: u32, timeout: Duration, renew: Option<String>, reload: Option<String> },
     Process { by: ProcessRef },
     Backup { path: PathBuf, max_age: Option<Duration>, min_size: Option<u64> },
     Prometheus { url: String, query: String, condition: prometheus::Condition, token_env: Option<String>, timeout: Duration },
@@ -224,7 +224,7 @@ impl ProbeSpec {
             }
             ProbeSpec::Tcp { address, timeout } => tcp::Tcp { address, timeout: *timeout }.run(ctx).await,
             ProbeSpec::Exec { command, timeout } => exec::Exec { command, timeout: *timeout }.run(ctx).await,
-            ProbeSpec::Tls { source, warn_days, min_days, timeout } => {
+            ProbeSpec::Tls { source, warn_days, min_days, timeout, .. } => {
                 tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await
             }
             ProbeSpec::Process { by } => process::Process { by }.run(ctx).await,

@@ -26,6 +26,8 @@ pub struct CertInfo {
     pub issuer: String,
     pub not_after: i64,
     pub dns_names: Vec<String>,
+    /// Subjects of the certificates served, leaf first.
+    pub chain: Vec<String>,
 }
 
 pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
@@ -50,6 +52,7 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
         issuer: cert.issuer().to_string(),
         not_after: cert.validity().not_after.timestamp(),
         dns_names,
+        chain: vec![cert.subject().to_string()],
     })
 }
 
@@ -94,8 +97,11 @@ pub async fn fetch(address: &str, server_name: &str, timeout: Duration) -> Resul
         let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS handshake with {address}: {e}"))?;
         let (_, conn) = tls.get_ref();
-        let leaf = conn.peer_certificates().and_then(|c| c.first()).ok_or_else(|| format!("{address} sent no certificate"))?;
-        parse_der(leaf.as_ref())
+        let certs = conn.peer_certificates().unwrap_or_default();
+        let leaf = certs.first().ok_or_else(|| format!("{address} sent no certificate"))?;
+        let mut info = parse_der(leaf.as_ref())?;
+        info.chain = certs.iter().filter_map(|c| parse_der(c.as_ref()).ok()).map(|c| c.subject).collect();
+        Ok(info)
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| format!("no TLS handshake with {address} within {}", crate::duration::format(timeout)))?
 }
@@ -145,5 +151,6 @@ impl Check for Tls<'_> {
             .with("subject", info.subject)
             .with("issuer", info.issuer)
             .with("dns_names", info.dns_names)
+            .with("chain", info.chain)
     }
 }

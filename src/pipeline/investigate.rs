@@ -352,7 +352,7 @@ impl Runner<'_> {
     fn undeclared(&self, action: &Action) -> Option<String> {
         let p = &self.ws.policy;
         match action {
-            Action::RunCommand { command } | Action::RestartProcess { command, .. } if !p.commands.contains_key(command) => {
+            Action::RenewCert { renew: command, .. } | Action::RunCommand { command } | Action::RestartProcess { command, .. } if !p.commands.contains_key(command) => {
                 Some(format!("command {command:?} is not declared in AGENTS.md commands: (declared: {})", p.commands.keys().cloned().collect::<Vec<_>>().join(", ")))
             }
             Action::CleanLogs { root, .. } if !p.clean_roots.contains(root) => Some(format!("{} is not one of AGENTS.md's clean_roots", root.display())),

@@ -515,7 +515,7 @@ impl<'a> Runner<'a> {
                 Ok(p) => p.describe(root),
                 Err(e) => format!("cannot plan under {}: {e}", root.display()),
             },
-            Action::RestartService { .. } => action.describe(),
+            Action::RestartService { .. } | Action::RenewCert { .. } => action.describe(),
             Action::RestartProcess { command, .. } | Action::RunCommand { command } => {
                 format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
             }
@@ -566,6 +566,13 @@ impl<'a> Runner<'a> {
             Action::CleanLogs { root, .. } if !self.ws.policy.clean_roots.iter().any(|r| r == root) => Err(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
             Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
             Action::RestartService { unit, host } => actions::remote::restart_service(&self.ctx, host.as_deref(), unit).await,
+            Action::RenewCert { renew, reload, .. } => {
+                let renewed = actions::command::run_declared(&self.ws.policy.commands, renew, &self.ws.root).await?;
+                match reload {
+                    Some(r) => Ok(format!("{renewed}; {}", actions::command::run_declared(&self.ws.policy.commands, r, &self.ws.root).await?)),
+                    None => Ok(renewed),
+                }
+            }
             Action::CleanLogs { root, host: None } => {
                 let (root, settings) = (root.clone(), self.ws.policy.clean_logs.clone());
                 let done = tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now()))

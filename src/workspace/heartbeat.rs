@@ -120,7 +120,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("http", &["url", "expect_status", "body_contains", "timeout", "max_latency"]),
     ("tcp", &["address", "timeout"]),
     ("exec", &["command", "timeout"]),
-    ("tls", &["address", "file", "server_name", "warn_days", "min_days", "timeout"]),
+    ("tls", &["address", "file", "server_name", "warn_days", "min_days", "timeout", "renew", "reload"]),
     ("process", &["process", "pidfile"]),
     ("backup", &["path", "max_age", "min_size"]),
     ("prometheus", &["url", "query", "above", "below", "absent", "token_env", "timeout"]),
@@ -355,7 +355,12 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
                     return None;
                 }
             };
-            Some(ProbeSpec::Tls { source, warn_days, min_days, timeout: timeout(m, 10, problems) })
+            let renew = m.str("renew", problems);
+            let reload = m.str("reload", problems);
+            if reload.is_some() && renew.is_none() {
+                problems.push(m.key_line("reload"), format!("{what}: `reload` without `renew`"), "name the renewal command with `renew:` too");
+            }
+            Some(ProbeSpec::Tls { source, warn_days, min_days, timeout: timeout(m, 10, problems), renew, reload })
         }
         "process" => {
             let by = match (m.str("process", problems), m.str("pidfile", problems)) {
