@@ -1,0 +1,132 @@
+//! Carrying an action out: behind the write-ahead journal, on this host or
+//! over SSH, then verified by re-running the check (for its own target when
+//! the check watches many); and previews of what an action would do.
+
+use std::time::Duration;
+
+use super::{RunError, Runner, healthy_for, now, fingerprint_target};
+use crate::actions::{self, Action};
+use crate::checks::{self};
+use crate::memory::audit::ActionResult;
+use crate::memory::code;
+use crate::memory::journal::JournalEntry;
+use crate::memory::notes::Incident;
+use crate::memory::approvals::new_id;
+use crate::workspace::heartbeat::CheckSpec;
+
+impl Runner<'_> {
+    /// A full disk on a host: the largest directories and what old logs, big
+    /// logs and core dumps hold (bounded commands over SSH, output parsed).
+    pub(super) async fn remote_disk_findings(&self, host: &str, path: &std::path::Path, steps: &mut Vec<String>) {
+        match actions::remote::largest_dirs(&self.ctx, host, path).await {
+            Ok(dirs) if !dirs.is_empty() => steps.push(format!("largest under {} on {host}: {}", code(&path.display().to_string()), dirs.join(", "))),
+            Ok(_) => {}
+            Err(e) => steps.push(format!("could not list the largest directories on {host}: {}", code(&e))),
+        }
+        match actions::remote::clean_logs(&self.ctx, Some(host), path, &self.ws.policy.clean_logs, false).await {
+            Ok(found) => steps.push(format!("found under the whole path: {}", found.replace("delete ", "").replace("gzip ", "").replace("remove ", ""))),
+            Err(e) => steps.push(format!("could not scan for old logs on {host}: {}", code(&e))),
+        }
+    }
+
+    /// What the action would do now, without doing it.
+    pub(super) async fn preview(&self, action: &Action) -> String {
+        match action {
+            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, false).await.unwrap_or_else(|e| e),
+            Action::CleanLogs { root, host: None } => match actions::clean_logs::plan(root, &self.ws.policy.clean_logs, std::time::SystemTime::now()) {
+                Ok(p) => p.describe(root),
+                Err(e) => format!("cannot plan under {}: {e}", root.display()),
+            },
+            Action::RestartService { .. } | Action::RenewCert { .. } => action.describe(),
+            Action::RestartProcess { command, .. } | Action::RunCommand { command } => {
+                format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
+            }
+            Action::Notify { .. } | Action::SendWebhook { .. } => action.describe(),
+        }
+    }
+
+    /// Runs a mutating action behind the journal, then verifies by re-running the check.
+    pub(super) async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
+        let target_of = incident.map(|i| fingerprint_target(&i.fingerprint).to_string());
+        let service = spec.map(|s| s.name.clone()).or_else(|| incident.map(|i| i.check.clone())).unwrap_or_else(|| "nightshift".into());
+        let incident = incident.map(|i| i.id.clone());
+        let kind = action.kind();
+        let target = action.target().id;
+        if !kind.is_mutating() {
+            let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
+            let dead = self.mem.state_dir().join("dead-letters.jsonl");
+            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
+                Ok(o) => (ActionResult::Ok, o),
+                Err(e) => (ActionResult::Failed, e),
+            });
+        }
+        let id = new_id("j-");
+        self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
+        let ran = self.run_action(action).await;
+        let (mut result, mut outcome) = match ran {
+            Ok(o) => (ActionResult::Ok, o),
+            Err(e) => (ActionResult::Failed, e),
+        };
+        if result == ActionResult::Ok
+            && let Some(spec) = spec {
+                let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
+                if healthy {
+                    outcome = format!("{outcome}; verified: {summary}");
+                } else {
+                    result = ActionResult::Failed;
+                    outcome = format!("{outcome}; verify: still failing: {summary}");
+                }
+            }
+        self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
+        self.state.record(kind, &target, now(), result);
+        Ok((result, outcome))
+    }
+
+    pub(super) async fn run_action(&self, action: &Action) -> Result<String, String> {
+        match action {
+            Action::CleanLogs { root, .. } if !self.ws.policy.clean_roots.iter().any(|r| r == root) => Err(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
+            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
+            Action::RestartService { unit, host } => actions::remote::restart_service(&self.ctx, host.as_deref(), unit).await,
+            Action::RenewCert { renew, reload, .. } => {
+                let renewed = actions::command::run_declared(&self.ws.policy.commands, renew, &self.ws.root).await?;
+                match reload {
+                    Some(r) => Ok(format!("{renewed}; {}", actions::command::run_declared(&self.ws.policy.commands, r, &self.ws.root).await?)),
+                    None => Ok(renewed),
+                }
+            }
+            Action::CleanLogs { root, host: None } => {
+                let (root, settings) = (root.clone(), self.ws.policy.clean_logs.clone());
+                let done = tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                let (_, done) = done;
+                if done.errors.is_empty() { Ok(done.describe()) } else { Err(done.describe()) }
+            }
+            Action::RestartProcess { command, .. } | Action::RunCommand { command } => actions::command::run_declared(&self.ws.policy.commands, command, &self.ws.root).await,
+            Action::SendWebhook { webhook, message } => {
+                let Some(w) = self.ws.policy.webhooks.iter().find(|w| &w.name == webhook) else {
+                    return Err(format!("no webhook named {webhook} in AGENTS.md"));
+                };
+                let one = crate::policy::Webhook { severities: vec![crate::workspace::heartbeat::Severity::Warning], ..w.clone() };
+                let dead = self.mem.state_dir().join("dead-letters.jsonl");
+                actions::notify::send(&[one], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
+            }
+            Action::Notify { .. } => Err("notify is not run here".into()),
+        }
+    }
+
+    /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.
+    pub(super) async fn verify(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
+        let mut last = String::new();
+        for wait in [0u64, 300, 700, 1000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let r = checks::run_one(spec, &self.ctx).await;
+            if healthy_for(&r, target) {
+                return (true, r.summary);
+            }
+            last = r.summary;
+        }
+        (false, last)
+    }
+}
