@@ -43,11 +43,6 @@ pub fn parse_df_inodes(text: &str) -> Option<f64> {
     (total > 0.0).then(|| used * 100.0 / total)
 }
 
-fn meminfo(text: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024);
-    Some((field("MemAvailable:")?, field("MemTotal:")?))
-}
-
 pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
     let err = |e: String| Outcome::new(Status::Error, e);
     match probe {
@@ -108,8 +103,8 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
             Err(e) => err(e),
         },
         ProbeSpec::Memory { min_available_percent } => match sh(ctx, Some(host), "cat /proc/meminfo", &[], TIMEOUT).await {
-            Ok(o) => match meminfo(&o.stdout) {
-                Some((avail, total)) if total > 0 => {
+            Ok(o) => match super::resources::parse_meminfo(&o.stdout) {
+                Some((avail, total)) => {
                     let pct = avail as f64 * 100.0 / total as f64;
                     let status = if pct < *min_available_percent { Status::Failing } else { Status::Ok };
                     Outcome::new(status, format!("{pct:.1}% of memory available on {host} ({} of {})", human_bytes(avail), human_bytes(total))).with("host", host).with("available_percent", (pct * 10.0).round() / 10.0)

@@ -18,14 +18,19 @@ pub struct Cpu {
     pub window: Duration,
 }
 
-/// (available, total) bytes from /proc/meminfo.
-pub fn meminfo() -> Result<(u64, u64), String> {
-    let text = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+/// (available, total) bytes from the text of /proc/meminfo (this host's or another's).
+pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
     let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024);
     match (field("MemAvailable:"), field("MemTotal:")) {
-        (Some(a), Some(t)) if t > 0 => Ok((a, t)),
-        _ => Err("/proc/meminfo has no MemAvailable/MemTotal".into()),
+        (Some(a), Some(t)) if t > 0 => Some((a, t)),
+        _ => None,
     }
+}
+
+/// (available, total) bytes from this host's /proc/meminfo.
+pub fn meminfo() -> Result<(u64, u64), String> {
+    let text = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    parse_meminfo(&text).ok_or_else(|| "/proc/meminfo has no MemAvailable/MemTotal".into())
 }
 
 /// (busy, total) jiffies of all CPUs from /proc/stat.
