@@ -43,6 +43,11 @@ impl ActionResult {
         }
     }
 
+    /// The action really ran (to success, failure, or a crash mid-way).
+    pub fn executed(self) -> bool {
+        matches!(self, Self::Ok | Self::Failed | Self::Interrupted)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Ok, Self::Failed, Self::DryRun, Self::Pending, Self::Denied, Self::Aborted, Self::Expired, Self::Interrupted].into_iter().find(|r| r.as_str() == s)
     }
@@ -230,7 +235,7 @@ pub fn report(entries: &[AuditEntry], since: &str, days: f64) -> Report {
             }
             _ => {}
         }
-        if matches!(e.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted | ActionResult::DryRun) {
+        if e.result.executed() || e.result == ActionResult::DryRun {
             *per_target.entry((e.action.clone(), e.target.clone())).or_default() += 1;
         }
     }

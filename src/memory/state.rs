@@ -67,7 +67,7 @@ impl State {
     /// The figures the policy gate needs for one action on one target.
     pub fn history(&self, kind: ActionKind, target: &str, now: DateTime<Utc>) -> crate::policy::History {
         let hour_ago = now - Duration::hours(1);
-        let executed = |r: &&ActionRecord| matches!(r.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted);
+        let executed = |r: &&ActionRecord| r.result.executed();
         let target_last_hour = self.actions.iter().filter(|r| r.kind == kind && r.target == target && r.at > hour_ago).filter(executed).count() as u32;
         let global_last_hour = self.actions.iter().filter(|r| r.kind.is_mutating() && r.at > hour_ago).filter(executed).count() as u32;
         let consecutive_failures = self
@@ -86,7 +86,7 @@ impl State {
         self.actions
             .iter()
             .rev()
-            .find(|r| r.kind == kind && r.target == target && matches!(r.result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted))
+            .find(|r| r.kind == kind && r.target == target && r.result.executed())
             .map(|r| r.at)
     }
 
