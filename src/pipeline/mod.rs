@@ -304,7 +304,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn open_or_update(&mut self, spec: &CheckSpec, result: &CheckResult, diag: &runbooks::Diagnosis) -> (Incident, bool) {
+    fn open_or_update(&mut self, spec: &CheckSpec, result: &CheckResult, diag: &runbooks::Diagnosis, related: &[String]) -> (Incident, bool) {
         let fp = diag.fingerprint(&spec.name, &result.target);
         let t = timestamp(now());
         let evidence = format!("{}\n{}", result.summary, serde_json::to_string_pretty(&result.evidence).unwrap_or_default());
@@ -316,15 +316,7 @@ impl<'a> Runner<'a> {
             return (inc, false);
         }
         let id = self.mem.new_incident_id(now(), &slug(&format!("{}-{}", spec.name, diag.class)));
-        let related = self
-            .mem
-            .all_incidents()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(i, _)| i.fingerprint == fp)
-            .map(|(i, _)| i.id)
-            .take(10)
-            .collect();
+        let related = related.iter().take(10).cloned().collect();
         let failing_since = self.state.checks.get(&spec.name).and_then(|s| s.failing_since).map(timestamp);
         let inc = Incident {
             id,
@@ -358,7 +350,11 @@ impl<'a> Runner<'a> {
         if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
             self.remote_disk_findings(host, path, &mut diag.steps).await;
         }
-        let (mut inc, new) = self.open_or_update(spec, result, &diag);
+        let fp = diag.fingerprint(&spec.name, &result.target);
+        let current = self.state.open.get(&fp).cloned();
+        let (earlier_ids, past) = self.earlier(&fp, current.as_deref());
+        let earlier = earlier_ids.len();
+        let (mut inc, new) = self.open_or_update(spec, result, &diag, &earlier_ids);
         self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
         let before = inc.status;
         let mut reports = Vec::new();
@@ -369,11 +365,10 @@ impl<'a> Runner<'a> {
             .filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved))
             .map(|a| a.id)
             .collect();
-        // Memory first: a fix that healed this fingerprint before is tried first.
-        let (past, earlier) = self.past_attempts(&inc.fingerprint, &inc.id);
         if new && earlier >= 3 {
             inc.diagnosis.push(format!("this problem has now happened {} times: it needs a permanent fix", earlier + 1));
         }
+        // Memory first: a fix that healed this fingerprint before is tried first.
         let mut plan = diag.plan.clone();
         if let Some((fix, from)) = recall(&past) {
             if new || inc.recalled_from.is_none() {
@@ -520,7 +515,7 @@ impl<'a> Runner<'a> {
         };
         if let Some(inc) = inc {
             inc.actions.push(format!("{} {} on {}: {} ({}) → {}: {}", entry.time, entry.action, code(&target), entry.decision, verdict.reason, result.as_str(), outcome));
-            if action.kind().is_mutating() && matches!(result, ActionResult::Ok | ActionResult::Failed | ActionResult::Interrupted) {
+            if action.kind().is_mutating() && result.executed() {
                 inc.attempts.push(crate::memory::notes::Attempt { at: entry.time.clone(), action: action.clone(), result, route: entry.approved_by.clone() });
             }
         }

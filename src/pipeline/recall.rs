@@ -7,18 +7,20 @@ use crate::memory::audit::ActionResult;
 use crate::memory::notes::Attempt;
 
 impl Runner<'_> {
-    /// Every repair tried on earlier incidents of this fingerprint (notes and
-    /// digests), oldest first, and how many earlier incidents there were.
-    pub(super) fn past_attempts(&self, fingerprint: &str, current: &str) -> (Vec<(Attempt, String)>, usize) {
-        let earlier: Vec<_> = crate::memory::stats::remembered(&self.mem)
+    /// Earlier incidents of this fingerprint (notes and digests), read once:
+    /// their ids, newest first, and every repair tried on them, oldest first.
+    pub(super) fn earlier(&self, fingerprint: &str, current: Option<&str>) -> (Vec<String>, Vec<(Attempt, String)>) {
+        let mut earlier: Vec<_> = crate::memory::stats::remembered(&self.mem)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(i, _)| i.fingerprint == fingerprint && i.id != current)
+            .map(|(i, _)| i)
+            .filter(|i| i.fingerprint == fingerprint && Some(i.id.as_str()) != current)
             .collect();
-        let count = earlier.len();
-        let mut out: Vec<(Attempt, String)> = earlier.into_iter().flat_map(|(i, _)| i.attempts.into_iter().map(move |a| (a, i.id.clone()))).collect();
-        out.sort_by(|a, b| a.0.at.cmp(&b.0.at));
-        (out, count)
+        earlier.sort_by(|a, b| b.detected.cmp(&a.detected).then(b.id.cmp(&a.id)));
+        let ids = earlier.iter().map(|i| i.id.clone()).collect();
+        let mut tries: Vec<(Attempt, String)> = earlier.into_iter().flat_map(|i| i.attempts.into_iter().map(move |a| (a, i.id.clone()))).collect();
+        tries.sort_by(|a, b| a.0.at.cmp(&b.0.at));
+        (ids, tries)
     }
 }
 
