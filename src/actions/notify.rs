@@ -54,12 +54,18 @@ fn dead_letter(path: &Path, webhook: &Webhook, error: &str, body: &Message<'_>) 
     }
 }
 
-/// Delivers to every matching webhook; returns what was delivered or why not.
+/// Routes a message by severity: every webhook that takes it; returns what
+/// was delivered or why not.
 pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let targets: Vec<&Webhook> = webhooks.iter().filter(|w| w.severities.contains(&severity)).collect();
     if targets.is_empty() {
         return Ok(format!("no webhook takes severity {}", severity.as_str()));
     }
+    deliver(&targets, severity, service, message, incident, dead_letters).await
+}
+
+/// Delivers one message to these webhooks, whatever their severities.
+pub async fn deliver(targets: &[&Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
     let body = Message {
         source: "nightshift",
@@ -73,7 +79,7 @@ pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, messa
     };
     let mut delivered = Vec::new();
     let mut failed = Vec::new();
-    for w in targets {
+    for w in targets.iter().copied() {
         let mut last = String::new();
         let mut ok = false;
         for attempt in 0..TRIES {

@@ -108,9 +108,8 @@ impl Runner<'_> {
                 let Some(w) = self.ws.policy.webhooks.iter().find(|w| &w.name == webhook) else {
                     return Err(format!("no webhook named {webhook} in AGENTS.md"));
                 };
-                let one = crate::policy::Webhook { severities: vec![crate::workspace::heartbeat::Severity::Warning], ..w.clone() };
                 let dead = self.mem.state_dir().join("dead-letters.jsonl");
-                actions::notify::send(&[one], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
+                actions::notify::deliver(&[w], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
         }
