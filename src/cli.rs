@@ -339,18 +339,16 @@ fn incidents(root: &Path, command: IncidentsCommand) -> Result<u8, u8> {
     };
     match command {
         IncidentsCommand::List => {
-            let all = mem.all_incidents().map_err(fail)?;
-            let noted: std::collections::BTreeSet<String> = all.iter().map(|(i, _)| i.id.clone()).collect();
-            let mut folded = mem.digested().map_err(fail)?;
-            folded.retain(|i| !noted.contains(&i.id));
-            folded.sort_by(|a, b| b.detected.cmp(&a.detected));
-            if all.is_empty() && folded.is_empty() {
+            // Notes (newest first), then incidents folded into digests.
+            let (noted, mut folded): (Vec<_>, Vec<_>) = crate::memory::stats::remembered(&mem).map_err(fail)?.into_iter().partition(|(_, raw)| raw.is_some());
+            folded.sort_by(|a, b| b.0.detected.cmp(&a.0.detected));
+            if noted.is_empty() && folded.is_empty() {
                 println!("no incidents");
             }
-            for (i, _) in all {
+            for (i, _) in noted {
                 println!("{}  {:<11} {:<8} {}", i.id, i.status.as_str(), i.severity.as_str(), i.title);
             }
-            for i in folded {
+            for (i, _) in folded {
                 println!("{}  {:<11} {:<8} {} (in digests/{}.md)", i.id, i.status.as_str(), i.severity.as_str(), i.title, i.detected.get(..7).unwrap_or(""));
             }
             Ok(0)

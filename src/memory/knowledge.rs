@@ -144,8 +144,7 @@ pub fn render(class: &str, incidents: &[Incident]) -> String {
 impl Memory {
     /// Every incident of a class (notes and digests), newest first.
     pub fn incidents_of_class(&self, class: &str) -> Result<Vec<Incident>> {
-        let mut all: Vec<Incident> = self.all_incidents()?.into_iter().map(|(i, _)| i).filter(|i| i.class == class).collect();
-        all.extend(self.digested()?.into_iter().filter(|i| i.class == class));
+        let mut all: Vec<Incident> = super::stats::remembered(self)?.into_iter().map(|(i, _)| i).filter(|i| i.class == class).collect();
         all.sort_by(|a, b| b.detected.cmp(&a.detected).then(b.id.cmp(&a.id)));
         Ok(all)
     }
