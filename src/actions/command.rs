@@ -14,7 +14,7 @@ pub async fn run_declared(commands: &std::collections::BTreeMap<String, String>,
     let Some(line) = commands.get(name) else {
         return Err(format!("command `{name}` is not declared in AGENTS.md `commands:`"));
     };
-    let ran = run_shell(line, dir, TIMEOUT).await.map_err(|e| format!("cannot run `{name}`: {e}"))?;
+    let ran = run_shell(line, &[], dir, TIMEOUT).await.map_err(|e| format!("cannot run `{name}`: {e}"))?;
     let output = crate::redact::redact(ran.stderr.trim().lines().chain(ran.stdout.trim().lines()).last().unwrap_or(""));
     match (ran.timed_out, ran.code) {
         (true, _) => Err(format!("`{name}` did not finish within {}", crate::duration::format(TIMEOUT))),

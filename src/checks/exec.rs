@@ -20,11 +20,12 @@ pub struct Ran {
     pub elapsed: Duration,
 }
 
-/// Runs `sh -c command` in `dir` in its own process group; on timeout the whole group is killed.
-pub async fn run_shell(command: &str, dir: &std::path::Path, timeout: Duration) -> std::io::Result<Ran> {
+/// Runs `sh -c command nightshift ARGS…` in `dir` in its own process group
+/// (the arguments are the script's `$1`…); on timeout the whole group is killed.
+pub async fn run_shell(command: &str, args: &[&str], dir: &std::path::Path, timeout: Duration) -> std::io::Result<Ran> {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
+    cmd.arg("-c").arg(command).arg("nightshift").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     if dir.is_dir() {
         cmd.current_dir(dir);
     }
@@ -58,7 +59,7 @@ impl Check for Exec<'_> {
     }
 
     async fn run(&self, ctx: &Context) -> Outcome {
-        let ran = match run_shell(self.command, &ctx.workdir, self.timeout).await {
+        let ran = match run_shell(self.command, &[], &ctx.workdir, self.timeout).await {
             Ok(r) => r,
             Err(e) => return Outcome::new(Status::Error, format!("cannot run `{}`: {e}", self.command)),
         };

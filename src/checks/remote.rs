@@ -15,15 +15,11 @@ pub async fn sh(ctx: &Context, host: Option<&str>, script: &str, args: &[&str], 
             let pool = ctx.remote.as_ref().ok_or("no SSH inventory in this run")?;
             pool.script(h, script, args, timeout).await
         }
-        None => {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c").arg(script).arg("nightshift").args(args).kill_on_drop(true);
-            match tokio::time::timeout(timeout, cmd.output()).await {
-                Ok(Ok(o)) => Ok(crate::remote::Output { code: o.status.code(), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }),
-                Ok(Err(e)) => Err(format!("sh: {e}")),
-                Err(_) => Err(format!("did not finish within {}", crate::duration::format(timeout))),
-            }
-        }
+        None => match super::exec::run_shell(script, args, &ctx.workdir, timeout).await {
+            Ok(r) if r.timed_out => Err(format!("did not finish within {}", crate::duration::format(timeout))),
+            Ok(r) => Ok(crate::remote::Output { code: r.code, stdout: r.stdout, stderr: r.stderr }),
+            Err(e) => Err(format!("sh: {e}")),
+        },
     }
 }
 
