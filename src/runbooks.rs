@@ -287,29 +287,18 @@ fn scan(root: &Path, old: Duration, big: u64) -> Scan {
 
 /// Findings of a bounded scan of the filesystem holding `path` (the `disk_usage` tool).
 pub fn disk_report(path: &Path, settings: &crate::policy::CleanSettings) -> Vec<String> {
-    let s = scan(path, settings.max_age, settings.gzip_over_bytes);
-    let mut largest: Vec<_> = s.by_child.iter().collect();
-    largest.sort_by(|a, b| b.1.cmp(a.1));
-    let mut out: Vec<String> = largest.iter().take(8).map(|(p, n)| format!("{} {}", p.display(), human_bytes(**n))).collect();
-    out.push(format!("{} log file(s) older than {} days: {}", s.old_logs.0, settings.max_age.as_secs() / 86_400, human_bytes(s.old_logs.1)));
-    out.push(format!("{} big uncompressed log(s): {}", s.big_logs.0, human_bytes(s.big_logs.1)));
-    out.push(format!("{} core dump(s): {}", s.cores.len(), human_bytes(s.cores.iter().map(|(_, n)| n).sum())));
-    if s.partial {
-        out.push(format!("scan stopped after {} entries: figures are a lower bound", s.entries));
-    }
-    out
+    findings(path, settings, 8)
 }
 
-fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
-    let inodes = result.summary.contains("inodes");
-    let settings = &policy.clean_logs;
+/// The largest directories (`top` of them), old logs, big logs and core dumps under `path`.
+fn findings(path: &Path, settings: &crate::policy::CleanSettings, top: usize) -> Vec<String> {
     let s = scan(path, settings.max_age, settings.gzip_over_bytes);
-    let mut steps = vec![format!("usage: {}", code(&result.summary))];
+    let mut steps = Vec::new();
     let mut largest: Vec<_> = s.by_child.iter().collect();
     largest.sort_by(|a, b| b.1.cmp(a.1));
-    let top: Vec<String> = largest.iter().take(5).map(|(p, n)| format!("{} {}", code(&p.display().to_string()), human_bytes(**n))).collect();
-    if !top.is_empty() {
-        steps.push(format!("largest under {}: {}", code(&path.display().to_string()), top.join(", ")));
+    let dirs: Vec<String> = largest.iter().take(top).map(|(p, n)| format!("{} {}", code(&p.display().to_string()), human_bytes(**n))).collect();
+    if !dirs.is_empty() {
+        steps.push(format!("largest under {}: {}", code(&path.display().to_string()), dirs.join(", ")));
     }
     let days = settings.max_age.as_secs() / 86_400;
     steps.push(format!("{} log file(s) older than {days} days: {}", s.old_logs.0, human_bytes(s.old_logs.1)));
@@ -319,6 +308,13 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
     if s.partial {
         steps.push(format!("scan stopped after {} entries / {}s: figures are a lower bound", s.entries, SCAN_TIME.as_secs()));
     }
+    steps
+}
+
+fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
+    let inodes = result.summary.contains("inodes");
+    let mut steps = vec![format!("usage: {}", code(&result.summary))];
+    steps.extend(findings(path, &policy.clean_logs, 5));
     let dev = fs::metadata(path).map(|m| m.dev()).ok();
     let plan: Vec<Action> = policy
         .clean_roots
