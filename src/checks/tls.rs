@@ -100,7 +100,8 @@ pub async fn fetch(address: &str, server_name: &str, timeout: Duration) -> Resul
         let certs = conn.peer_certificates().unwrap_or_default();
         let leaf = certs.first().ok_or_else(|| format!("{address} sent no certificate"))?;
         let mut info = parse_der(leaf.as_ref())?;
-        info.chain = certs.iter().filter_map(|c| parse_der(c.as_ref()).ok()).map(|c| c.subject).collect();
+        // The leaf is already parsed; the rest of the chain only for its subjects.
+        info.chain.extend(certs.iter().skip(1).filter_map(|c| parse_der(c.as_ref()).ok()).map(|c| c.subject));
         Ok(info)
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| format!("no TLS handshake with {address} within {}", crate::duration::format(timeout)))?
