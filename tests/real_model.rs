@@ -14,32 +14,6 @@ use support::Ws;
 
 type Exchange = (serde_json::Value, serde_json::Value);
 
-fn read_http(conn: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return (String::new(), buf),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head.to_lowercase().lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(usize::MAX);
-    while len != usize::MAX && buf.len() < head_end + len {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    if len == usize::MAX {
-        let _ = conn.read_to_end(&mut buf);
-    }
-    (head, buf[head_end..].to_vec())
-}
-
 /// Forwards each request to `upstream` (host:port) and records both bodies.
 fn proxy(upstream: String) -> (String, Arc<Mutex<Vec<Exchange>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -49,7 +23,7 @@ fn proxy(upstream: String) -> (String, Arc<Mutex<Vec<Exchange>>>) {
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let mut conn = conn;
-            let (head, body) = read_http(&mut conn);
+            let Some((head, body)) = support::read_request(&mut conn) else { continue };
             let first = head.lines().next().unwrap_or("").to_string();
             let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
             let mut up = TcpStream::connect(&upstream).unwrap();

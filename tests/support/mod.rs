@@ -147,28 +147,37 @@ fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: 
     let body = body.lock().unwrap().clone();
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let Some((head, request_body)) = read_request(&mut conn) else { return };
+    requests.lock().unwrap().push(format!("{head}{}", String::from_utf8_lossy(&request_body)));
+    hits.fetch_add(1, Ordering::Relaxed);
+    let code = script.lock().unwrap().pop_front().unwrap_or_else(|| status.load(Ordering::Relaxed));
+    let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = conn.write_all(resp.as_bytes());
+}
+
+/// Reads one HTTP/1.1 request: its head (through the blank line) and its
+/// body (by Content-Length). `None` when the peer closed before a full head.
+pub fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
         match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-    }
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + length {
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head.to_lowercase().lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + len {
         match conn.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    requests.lock().unwrap().push(String::from_utf8_lossy(&buf).to_string());
-    hits.fetch_add(1, Ordering::Relaxed);
-    let code = script.lock().unwrap().pop_front().unwrap_or_else(|| status.load(Ordering::Relaxed));
-    let resp = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}", body.len());
-    let _ = conn.write_all(resp.as_bytes());
+    Some((head, buf[head_end..].to_vec()))
 }
 
 /// A free loopback port (bound, then released).
@@ -370,29 +379,8 @@ impl ModelServer {
                 };
                 conn.set_nonblocking(false).ok();
                 conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let head_end = loop {
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break p + 4;
-                    }
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => break 0,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                if head_end == 0 {
-                    continue;
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-                while buf.len() < head_end + len {
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body: serde_json::Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(serde_json::Value::Null);
+                let Some((_, request_body)) = read_request(&mut conn) else { continue };
+                let body: serde_json::Value = serde_json::from_slice(&request_body).unwrap_or(serde_json::Value::Null);
                 rq.lock().unwrap().push(body);
                 let (status, headers, reply) = sc.lock().unwrap().pop_front().unwrap_or((500, vec![], serde_json::json!({"error": {"message": "the test's script is exhausted", "type": "server_error"}})));
                 let text = reply.to_string();
