@@ -24,6 +24,9 @@ pub struct Diagnosis {
     pub prevention: Vec<String>,
     /// Repairs to try in order; the next is tried when one does not heal.
     pub plan: Vec<Action>,
+    /// Whether the model may investigate when the plan is empty (not for a
+    /// cascade: the cause is known and restarting dependants is wrong).
+    pub investigate: bool,
 }
 
 impl Diagnosis {
@@ -35,6 +38,7 @@ impl Diagnosis {
 pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diagnosis {
     if result.status == Status::Error {
         return Diagnosis {
+            investigate: true,
             class: "check-error",
             title: format!("Check {} could not run", spec.name),
             steps: vec![format!("the check itself failed, so nothing is known about {}: {}", code(&result.target), code(&result.summary))],
@@ -55,6 +59,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             let mut plan = Vec::new();
             run_repair(&mut plan);
             Diagnosis {
+                investigate: true,
                 class: "http-down",
                 title: format!("{} is unhealthy ({})", url, spec.name),
                 steps: vec![format!("GET {}: {}", code(url), code(&result.summary))],
@@ -66,6 +71,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             let mut plan = Vec::new();
             run_repair(&mut plan);
             Diagnosis {
+                investigate: true,
                 class: "tcp-down",
                 title: format!("{address} refuses connections ({})", spec.name),
                 steps: vec![format!("connect to {}: {}", code(address), code(&result.summary))],
@@ -77,6 +83,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             let mut plan = Vec::new();
             run_repair(&mut plan);
             Diagnosis {
+                investigate: true,
                 class: "exec-failed",
                 title: format!("Check command failed ({})", spec.name),
                 steps: vec![format!("{} → {}", code(&result.target), code(&result.summary))],
@@ -92,6 +99,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             run_repair(&mut plan);
             let days = result.evidence.get("days_left").and_then(|v| v.as_i64());
             Diagnosis {
+                investigate: true,
                 class: if days.is_some_and(|d| d < 0) || result.summary.contains("expired") { "cert-expired" } else { "cert-expiring" },
                 title: format!("Certificate of {} expires soon ({})", result.target, spec.name),
                 steps: vec![
@@ -111,6 +119,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             };
             let plan = repair.iter().map(|c| Action::RestartProcess { process: process.clone(), command: c.clone() }).collect();
             Diagnosis {
+                investigate: true,
                 class: "process-down",
                 title: format!("{process} is not running ({})", spec.name),
                 steps: vec![code(&result.summary)],
@@ -129,6 +138,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 _ => ("backup-corrupt", "the file does not pass its integrity test: the job failed midway or the file was damaged"),
             };
             Diagnosis {
+                investigate: true,
                 class,
                 title: format!("Backup check failed: {} ({})", path.display(), spec.name),
                 steps: vec![code(&result.summary), format!("likely cause: {cause}")],
@@ -140,6 +150,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             let mut plan = Vec::new();
             run_repair(&mut plan);
             Diagnosis {
+                investigate: true,
                 class: if result.series.is_empty() && result.evidence.get("series_count").and_then(|v| v.as_u64()) == Some(0) { "metric-absent" } else { "metric-threshold" },
                 title: format!("{} ({})", result.target, spec.name),
                 steps: vec![format!("query {}: {}", code(query), code(&result.summary))],
@@ -158,10 +169,27 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             };
             run_repair(&mut plan);
             Diagnosis {
+                investigate: true,
                 class: "service-down",
                 title: format!("{what} is down{} ({})", spec.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(), spec.name),
                 steps: vec![code(&result.summary)],
                 prevention: vec!["let the service manager restart it (systemd Restart=on-failure) and alert on restart loops".into()],
+                plan,
+            }
+        }
+        ProbeSpec::K8sPods { scope, .. } => crate::k8s::diagnose::pods(result, scope.context.as_deref()),
+        ProbeSpec::K8sDeployments { scope, .. } => crate::k8s::diagnose::deployment(result, scope.context.as_deref()),
+        ProbeSpec::K8sNodes { scope } => crate::k8s::diagnose::node(result, scope.context.as_deref()),
+        ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service(result),
+        ProbeSpec::Dependency { target, dependants, .. } => {
+            let mut plan = Vec::new();
+            run_repair(&mut plan);
+            Diagnosis {
+                investigate: true,
+                class: "dependency-down",
+                title: format!("Dependency {} is down ({})", target.describe(), spec.name),
+                steps: vec![code(&result.summary), format!("its dependants (pods matching {}) fail with it; they are not restarted", code(dependants))],
+                prevention: vec!["make dependants degrade instead of failing readiness when a shared dependency is down (see the cascade seed)".into()],
                 plan,
             }
         }
@@ -179,6 +207,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 steps.push(format!("largest processes by memory: {}", top.join(", ")));
             }
             Diagnosis {
+                investigate: true,
                 class,
                 title: format!("{} on this host ({})", result.summary.split(" (").next().unwrap_or(&result.summary), spec.name),
                 steps,
@@ -202,6 +231,7 @@ fn remote_disk(path: &Path, host: &str, result: &CheckResult, policy: &Policy) -
         steps.push(format!("no clean root of AGENTS.md lies under {} on {host}", code(&path.display().to_string())));
     }
     Diagnosis {
+        investigate: true,
         class: if result.summary.contains("inodes") { "inodes-full" } else { "disk-full" },
         title: format!("Disk almost full: {} on {host}", path.display()),
         steps,
@@ -326,6 +356,7 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
         steps.push(format!("no clean root of AGENTS.md lies on this filesystem: nightshift may not clean anything under {}", code(&path.display().to_string())));
     }
     Diagnosis {
+        investigate: true,
         class: if inodes { "inodes-full" } else { "disk-full" },
         title: format!("Disk almost full: {}", path.display()),
         steps,

@@ -86,8 +86,17 @@ impl ActionKind {
     pub fn available(self) -> bool {
         match self {
             Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
-            Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode => false,
+            Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit => true,
+            Self::OpenPr | Self::ReplaceNode => false,
         }
+    }
+
+    /// Whether success means the problem is fixed. Containment (cordon,
+    /// drain) and proposals (a limit change for review) succeed without
+    /// healing: the incident stays with a human; their success is checked by
+    /// the action itself, not by the failing check passing.
+    pub fn heals(self) -> bool {
+        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr)
     }
 
     /// Whether the action changes anything. Only notifying is read-only.
@@ -190,6 +199,59 @@ pub enum Action {
         webhook: String,
         message: String,
     },
+    /// Delete a pod so its controller replaces it.
+    RestartPod {
+        namespace: String,
+        pod: String,
+        /// A kubeconfig context; the current one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Restart a Deployment's pods in a rolling way (`kubectl rollout restart`).
+    RolloutRestart {
+        namespace: String,
+        deployment: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Roll a Deployment back to its previous revision (`kubectl rollout undo`).
+    RolloutUndo {
+        namespace: String,
+        deployment: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Set a Deployment's replicas (refused while an autoscaler owns them).
+    Scale {
+        namespace: String,
+        deployment: String,
+        replicas: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Mark a node unschedulable.
+    CordonNode {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Cordon a node and evict its pods, honouring PodDisruptionBudgets.
+    DrainNode {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Propose a higher memory limit for a Deployment's container: the change
+    /// is produced for review (a pull request), never applied to the cluster.
+    RaiseMemoryLimit {
+        namespace: String,
+        deployment: String,
+        container: String,
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
 }
 
 impl Action {
@@ -202,12 +264,37 @@ impl Action {
             Action::RunCommand { .. } => ActionKind::RunCommand,
             Action::Notify { .. } => ActionKind::Notify,
             Action::SendWebhook { .. } => ActionKind::SendWebhook,
+            Action::RestartPod { .. } => ActionKind::RestartPod,
+            Action::RolloutRestart { .. } => ActionKind::RolloutRestart,
+            Action::RolloutUndo { .. } => ActionKind::RolloutUndo,
+            Action::Scale { .. } => ActionKind::Scale,
+            Action::CordonNode { .. } => ActionKind::CordonNode,
+            Action::DrainNode { .. } => ActionKind::DrainNode,
+            Action::RaiseMemoryLimit { .. } => ActionKind::RaiseMemoryLimit,
+        }
+    }
+
+    /// The kubeconfig context of a Kubernetes action.
+    pub fn context(&self) -> Option<&str> {
+        match self {
+            Action::RestartPod { context, .. }
+            | Action::RolloutRestart { context, .. }
+            | Action::RolloutUndo { context, .. }
+            | Action::Scale { context, .. }
+            | Action::CordonNode { context, .. }
+            | Action::DrainNode { context, .. }
+            | Action::RaiseMemoryLimit { context, .. } => context.as_deref(),
+            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => None,
         }
     }
 
     pub fn target(&self) -> Target {
         let host = match self {
             Action::CleanLogs { host, .. } | Action::RestartService { host, .. } => host.clone(),
+            _ => None,
+        };
+        let namespace = match self {
+            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } => Some(namespace.clone()),
             _ => None,
         };
         let id = match self {
@@ -218,14 +305,20 @@ impl Action {
             Action::RunCommand { command } => command.clone(),
             Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
             Action::SendWebhook { webhook, .. } => format!("webhook {webhook}"),
+            Action::RestartPod { namespace, pod, .. } => format!("{namespace}/{pod}"),
+            Action::RolloutRestart { namespace, deployment, .. } | Action::RolloutUndo { namespace, deployment, .. } | Action::Scale { namespace, deployment, .. } => format!("{namespace}/{deployment}"),
+            Action::RaiseMemoryLimit { namespace, deployment, container, .. } => format!("{namespace}/{deployment}/{container}"),
+            Action::CordonNode { node, .. } | Action::DrainNode { node, .. } => node.clone(),
         };
-        Target { id, namespace: None, host }
+        Target { id, namespace, host }
     }
 
     /// How many instances the action touches.
     pub fn blast_radius(&self) -> u32 {
         match self {
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } => 1,
+            Action::Scale { replicas, .. } => (*replicas).max(1) as u32,
         }
     }
 
@@ -239,6 +332,13 @@ impl Action {
             Action::RunCommand { command } => format!("run declared command `{command}`"),
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),
             Action::SendWebhook { webhook, .. } => format!("send a message to webhook {webhook}"),
+            Action::RestartPod { namespace, pod, .. } => format!("restart pod {namespace}/{pod} (delete it; its controller replaces it)"),
+            Action::RolloutRestart { namespace, deployment, .. } => format!("rolling restart of deployment {namespace}/{deployment}"),
+            Action::RolloutUndo { namespace, deployment, .. } => format!("roll deployment {namespace}/{deployment} back to its previous revision"),
+            Action::Scale { namespace, deployment, replicas, .. } => format!("scale deployment {namespace}/{deployment} to {replicas} replicas"),
+            Action::CordonNode { node, .. } => format!("cordon node {node}"),
+            Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
+            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}"),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod disk;
 pub mod exec;
 pub mod http;
+pub mod kube;
 pub mod process;
 pub mod prometheus;
 pub mod remote;
@@ -128,6 +129,11 @@ pub enum ProbeSpec {
     Load { max_per_core: f64 },
     Cpu { max_percent: f64, window: Duration },
     Service { by: ServiceRef },
+    K8sPods { scope: kube::Scope, rules: crate::k8s::observe::PodRules },
+    K8sDeployments { scope: kube::Scope, grace: Duration },
+    K8sNodes { scope: kube::Scope },
+    K8sServices { scope: kube::Scope },
+    Dependency { target: kube::DependencyTarget, dependants: String, scope: kube::Scope },
 }
 
 /// Shared, lazily built resources for one run of checks.
@@ -138,17 +144,28 @@ pub struct Context {
     http: OnceLock<reqwest::Client>,
     /// SSH sessions to the inventory's hosts, opened on first use.
     pub remote: Option<Arc<crate::remote::Pool>>,
+    /// Kubernetes clients by context, built on first use.
+    pub kube: Arc<crate::k8s::Clients>,
+    /// The daemon's watch cache of the current context, when it runs one.
+    pub kube_cache: Option<Arc<crate::k8s::watch::Cache>>,
 }
 
 impl Context {
     pub fn new(workdir: PathBuf) -> Self {
-        Self { workdir, http: OnceLock::new(), remote: None }
+        Self { workdir, ..Default::default() }
     }
 
     /// A context that can reach the inventory's hosts.
     pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::workspace::heartbeat::HostSpec>) -> Self {
         let remote = (!hosts.is_empty()).then(|| Arc::new(crate::remote::Pool::new(hosts)));
-        Self { workdir, http: OnceLock::new(), remote }
+        Self { workdir, remote, ..Default::default() }
+    }
+
+    /// Shares Kubernetes clients and the daemon's watch cache.
+    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::k8s::watch::Cache>>) -> Self {
+        self.kube = clients;
+        self.kube_cache = cache;
+        self
     }
 
     /// One HTTP client for every http check of the run, built on first use.
@@ -191,6 +208,24 @@ impl ProbeSpec {
             ProbeSpec::Load { .. } => resources::Load::KIND,
             ProbeSpec::Cpu { .. } => resources::Cpu::KIND,
             ProbeSpec::Service { .. } => "service",
+            ProbeSpec::K8sPods { .. } => "k8s-pods",
+            ProbeSpec::K8sDeployments { .. } => "k8s-deployments",
+            ProbeSpec::K8sNodes { .. } => "k8s-nodes",
+            ProbeSpec::K8sServices { .. } => "k8s-services",
+            ProbeSpec::Dependency { .. } => "dependency",
+        }
+    }
+
+    /// Whether the check reads a Kubernetes cluster (the daemon's watch wakes it).
+    pub fn is_kubernetes(&self) -> bool {
+        matches!(self, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sDeployments { .. } | ProbeSpec::K8sNodes { .. } | ProbeSpec::K8sServices { .. })
+    }
+
+    /// The kubeconfig context of a Kubernetes check.
+    pub fn kube_context(&self) -> Option<&str> {
+        match self {
+            ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } | ProbeSpec::Dependency { scope, .. } => scope.context.as_deref(),
+            _ => None,
         }
     }
 
@@ -211,6 +246,8 @@ impl ProbeSpec {
             ProbeSpec::Cpu { .. } => resources::Cpu { max_percent: 0.0, window: Duration::ZERO }.target(),
             ProbeSpec::Service { by: ServiceRef::Unit(u) } => u.clone(),
             ProbeSpec::Service { by: ServiceRef::Pidfile(p) } => p.display().to_string(),
+            ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } => format!("k8s:{}", scope.describe()),
+            ProbeSpec::Dependency { target, .. } => target.describe(),
         }
     }
 
@@ -236,6 +273,11 @@ impl ProbeSpec {
             ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
             ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
             ProbeSpec::Service { by } => remote::service(by, None, ctx).await,
+            ProbeSpec::K8sPods { scope, rules } => kube::pods(scope, rules, ctx).await,
+            ProbeSpec::K8sDeployments { scope, grace } => kube::deployments(scope, *grace, ctx).await,
+            ProbeSpec::K8sNodes { scope } => kube::nodes(scope, ctx).await,
+            ProbeSpec::K8sServices { scope } => kube::services(scope, ctx).await,
+            ProbeSpec::Dependency { target, dependants, scope } => kube::dependency(target, dependants, scope, ctx).await,
         }
     }
 }
@@ -267,14 +309,18 @@ pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
     }
 }
 
+/// Redacts every string in the evidence, nested ones too (pod messages, events).
 fn redact_evidence(evidence: Map<String, Value>) -> Map<String, Value> {
-    evidence
-        .into_iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => (k, Value::String(crate::redact::redact(&s))),
-            other => (k, other),
-        })
-        .collect()
+    evidence.into_iter().map(|(k, v)| (k, redact_value(v))).collect()
+}
+
+fn redact_value(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(crate::redact::redact(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact_value).collect()),
+        Value::Object(m) => Value::Object(redact_evidence(m)),
+        other => other,
+    }
 }
 
 /// Runs checks concurrently, at most `limit` at once; results keep the input order.

@@ -42,6 +42,19 @@ impl Runner<'_> {
                 format!("run `{command}`: {}", self.ws.policy.commands.get(command).map_or("(not declared)", String::as_str))
             }
             Action::Notify { .. } | Action::SendWebhook { .. } => action.describe(),
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::Scale { .. } | Action::CordonNode { .. } => action.describe(),
+            Action::RolloutUndo { namespace, deployment, context } => match self.ctx.kube.get(context.as_deref()).await {
+                Ok(c) => crate::k8s::repair::preview_undo(&c, namespace, deployment).await,
+                Err(e) => e,
+            },
+            Action::DrainNode { node, context } => match self.ctx.kube.get(context.as_deref()).await {
+                Ok(c) => crate::k8s::repair::preview_drain(&c, node).await,
+                Err(e) => e,
+            },
+            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, context } => match self.ctx.kube.get(context.as_deref()).await {
+                Ok(c) => crate::k8s::repair::memory_proposal(&c, namespace, deployment, container, from, to).await.unwrap_or_else(|e| e),
+                Err(e) => e,
+            },
         }
     }
 
@@ -67,7 +80,9 @@ impl Runner<'_> {
             Ok(o) => (ActionResult::Ok, o),
             Err(e) => (ActionResult::Failed, e),
         };
+        // Containment and proposals check their own effect; the check keeps failing after them.
         if result == ActionResult::Ok
+            && kind.heals()
             && let Some(spec) = spec {
                 let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
                 if healthy {
@@ -112,6 +127,20 @@ impl Runner<'_> {
                 actions::notify::deliver(&[w], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
+                let client = self.ctx.kube.get(action.context()).await?;
+                use crate::k8s::repair;
+                match action {
+                    Action::RestartPod { namespace, pod, .. } => repair::restart_pod(&client, namespace, pod).await,
+                    Action::RolloutRestart { namespace, deployment, .. } => repair::rollout_restart(&client, namespace, deployment).await,
+                    Action::RolloutUndo { namespace, deployment, .. } => repair::rollout_undo(&client, namespace, deployment).await,
+                    Action::Scale { namespace, deployment, replicas, .. } => repair::scale(&client, namespace, deployment, *replicas).await,
+                    Action::CordonNode { node, .. } => repair::cordon(&client, node).await,
+                    Action::DrainNode { node, .. } => repair::drain(&client, node, repair::DRAIN_TIMEOUT).await,
+                    Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => repair::memory_proposal(&client, namespace, deployment, container, from, to).await,
+                    _ => Err(format!("{} is not a Kubernetes action", action.kind())),
+                }
+            }
         }
     }
 

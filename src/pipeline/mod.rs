@@ -35,6 +35,7 @@ mod execute;
 mod investigate;
 mod notify;
 mod recall;
+mod kube;
 mod recover;
 
 pub use alerts::{Alert, AlertError, parse_alertmanager};
@@ -126,6 +127,20 @@ pub struct Runner<'a> {
     said_model_off: bool,
     /// Model tokens spent in this run: (prompt, completion).
     tokens: (u64, u64),
+    /// Declared dependencies that are down in this pass: their dependants' failures are a cascade.
+    down: Vec<DownDependency>,
+    /// Check names run in this pass even when not due (the daemon's watch saw a change).
+    forced: Vec<String>,
+}
+
+/// A `dependency` check that fails, with what depends on it.
+#[derive(Debug, Clone)]
+struct DownDependency {
+    check: String,
+    target: String,
+    dependants: String,
+    namespace: Option<String>,
+    summary: String,
 }
 
 pub(super) fn now() -> DateTime<Utc> {
@@ -168,6 +183,8 @@ impl<'a> Runner<'a> {
             model: crate::llm::resolve(ws.policy.model.as_ref(), |k| std::env::var(k).ok().filter(|v| !v.is_empty())),
             said_model_off: false,
             tokens: (0, 0),
+            down: Vec::new(),
+            forced: Vec::new(),
         };
         Ok((runner, lock))
     }
@@ -183,17 +200,30 @@ impl<'a> Runner<'a> {
         self
     }
 
+    /// Shares Kubernetes clients (and the daemon's watch cache) across passes.
+    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::k8s::watch::Cache>>) -> Self {
+        self.ctx = Arc::new(Context::with_hosts(self.ws.root.clone(), self.ws.heartbeat.hosts.clone()).with_kube(clients, cache));
+        self
+    }
+
+    /// Runs these checks in this pass even when they are not due.
+    pub fn with_forced(mut self, names: Vec<String>) -> Self {
+        self.forced = names;
+        self
+    }
+
     pub async fn heartbeat(mut self, all: bool) -> Result<RunReport, RunError> {
         self.reconcile_journal().await?;
         self.carry_out_approvals().await?;
         let alerts = std::mem::take(&mut self.alerts);
         self.ingest_alerts(alerts).await?;
         let t = now();
-        let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.state.is_due(&c.name, &c.schedule, t)).collect();
+        let due: Vec<&CheckSpec> = self.ws.heartbeat.checks.iter().filter(|c| all || self.forced.contains(&c.name) || self.state.is_due(&c.name, &c.schedule, t)).collect();
         let mut results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
         for (spec, result) in due.iter().zip(results.iter_mut()) {
             self.disk_trend(spec, result);
         }
+        self.down = self.down_dependencies(&due, &results);
         for (spec, result) in due.iter().zip(&results) {
             self.after_check(spec, result).await?;
         }
@@ -257,6 +287,10 @@ impl<'a> Runner<'a> {
                 .collect();
             if failing_series.is_empty() {
                 current.push(self.handle_incident(spec, result).await?);
+            }
+            let (cascades, failing_series) = self.cascades(spec, failing_series);
+            for r in &cascades {
+                current.push(self.handle_incident(spec, r).await?);
             }
             for r in &failing_series {
                 current.push(self.handle_incident(spec, r).await?);
@@ -350,6 +384,7 @@ impl<'a> Runner<'a> {
         if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
             self.remote_disk_findings(host, path, &mut diag.steps).await;
         }
+        self.kube_findings(spec, result, &mut diag).await;
         let fp = diag.fingerprint(&spec.name, &result.target);
         let current = self.state.open.get(&fp).cloned();
         let (earlier_ids, past) = self.earlier(&fp, current.as_deref());
@@ -383,7 +418,7 @@ impl<'a> Runner<'a> {
         let mut blocked = plan.is_empty();
         if !waiting.is_empty() {
             self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));
-        } else if plan.is_empty() && diag.class != "check-error" && (new || inc.status == IncidentStatus::Open) {
+        } else if plan.is_empty() && diag.class != "check-error" && diag.investigate && (new || inc.status == IncidentStatus::Open) {
             // No runbook step, no remembered fix: the model investigates, if there is one.
             let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
             if let Some(inv) = self.investigate(spec, &mut inc, result, &past_tries).await? {
@@ -398,6 +433,8 @@ impl<'a> Runner<'a> {
                 let result = step.result;
                 reports.push(step);
                 match result {
+                    // Containment (cordon, drain) and proposals succeed without healing: go on, then a human.
+                    ActionResult::Ok if !action.kind().heals() => blocked = true,
                     ActionResult::Ok => {
                         healed = true;
                         break;

@@ -50,6 +50,12 @@ pub struct App {
     pub slack_secret: Option<String>,
     pub execute: bool,
     pub last_pass: Mutex<Option<String>>,
+    /// Kubernetes clients shared by every pass.
+    pub kube: Arc<crate::k8s::Clients>,
+    /// The watch cache of the current context, when a Kubernetes check uses it.
+    pub kube_cache: Mutex<Option<Arc<crate::k8s::watch::Cache>>>,
+    /// Set by the watch: the next pass runs the Kubernetes checks even if not due.
+    pub kube_changed: std::sync::atomic::AtomicBool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -74,7 +80,12 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
         slack_secret: env("SLACK_SIGNING_SECRET"),
         execute,
         last_pass: Mutex::new(None),
+        kube: Arc::new(crate::k8s::Clients::default()),
+        kube_cache: Mutex::new(None),
+        kube_changed: std::sync::atomic::AtomicBool::new(false),
     });
+    let kube_wake = Arc::new(tokio::sync::Notify::new());
+    start_watch(&app, &kube_wake).await;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     info!(listen = %addr, mode = if execute { "execute" } else { "policy" }, "nightshift serving");
@@ -97,7 +108,11 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = app.wake.notified() => {}
-            _ = hup.recv() => reload(&app),
+            _ = kube_wake.notified() => app.kube_changed.store(true, std::sync::atomic::Ordering::Release),
+            _ = hup.recv() => {
+                reload(&app);
+                start_watch(&app, &kube_wake).await;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -106,6 +121,27 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// Starts the watch cache when a Kubernetes check reads the current context
+/// and none runs yet. Without a reachable configuration the checks report
+/// the error themselves.
+async fn start_watch(app: &App, wake: &Arc<tokio::sync::Notify>) {
+    let wanted = app.ws.read().is_ok_and(|ws| ws.heartbeat.checks.iter().any(|c| c.probe.is_kubernetes() && c.probe.kube_context().is_none()));
+    let running = app.kube_cache.lock().is_ok_and(|c| c.is_some());
+    if !wanted || running {
+        return;
+    }
+    match app.kube.get(None).await {
+        Ok(client) => {
+            let cache = crate::k8s::watch::start(client, wake.clone());
+            info!("watching pods, deployments and nodes");
+            if let Ok(mut c) = app.kube_cache.lock() {
+                *c = Some(cache);
+            }
+        }
+        Err(e) => warn!(error = %e, "no Kubernetes watch; the checks will report why"),
+    }
 }
 
 /// SIGHUP: a workspace that validates replaces the running one; one that
@@ -155,7 +191,13 @@ async fn pass(app: &App) -> bool {
     };
     runner.announce = false;
     runner.wait_for_windows = false;
-    match runner.with_alerts(alerts).heartbeat(false).await {
+    let cache = app.kube_cache.lock().ok().and_then(|c| c.clone());
+    let forced: Vec<String> = if app.kube_changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+        ws.heartbeat.checks.iter().filter(|c| c.probe.is_kubernetes() && c.probe.kube_context().is_none()).map(|c| c.name.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    match runner.with_alerts(alerts).with_kube(app.kube.clone(), cache).with_forced(forced).heartbeat(false).await {
         Ok(report) => {
             if n_alerts > 0
                 && let Err(e) = intake::commit_offset(&app.intake_path, offset) {

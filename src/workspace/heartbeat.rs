@@ -128,13 +128,16 @@ const KINDS: &[(&str, &[&str])] = &[
     ("load", &["max_per_core"]),
     ("cpu", &["max_percent", "window"]),
     ("service", &["unit", "pidfile"]),
+    ("k8s-pods", &["context", "namespace", "selector", "max_restarts", "ready_grace", "pending_grace"]),
+    ("k8s-deployments", &["context", "namespace", "selector", "grace"]),
+    ("k8s-nodes", &["context", "selector"]),
+    ("k8s-services", &["context", "namespace", "selector"]),
+    ("dependency", &["target", "dependants", "namespace", "context"]),
 ];
 
 /// Kinds that run on an inventory host with `host:`.
 const REMOTE_KINDS: &[&str] = &["disk", "exec", "load", "memory", "service"];
 
-/// Kinds DESIGN.md names that this build cannot run yet.
-const LATER_KINDS: &[&str] = &["dependency", "k8s-pods", "k8s-deployments", "k8s-nodes", "k8s-services"];
 
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-')
@@ -442,9 +445,34 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             }
             Some(ProbeSpec::Cpu { max_percent: max_percent?, window })
         }
-        other if LATER_KINDS.contains(&other) => {
-            problems.push(m.key_line("kind"), format!("{what}: kind `{other}` is not supported by this build yet"), format!("use one of: {}", kind_names()));
-            None
+        "k8s-pods" => {
+            let scope = scope(m, problems);
+            let max_restarts = m.int("max_restarts", 0, 100_000, problems).unwrap_or(5) as i32;
+            let ready_grace = grace(m, "ready_grace", 60, problems);
+            let pending_grace = grace(m, "pending_grace", 300, problems);
+            Some(ProbeSpec::K8sPods { scope, rules: crate::k8s::observe::PodRules { max_restarts, ready_grace, pending_grace } })
+        }
+        "k8s-deployments" => Some(ProbeSpec::K8sDeployments { scope: scope(m, problems), grace: grace(m, "grace", 120, problems) }),
+        "k8s-nodes" => Some(ProbeSpec::K8sNodes { scope: scope(m, problems) }),
+        "k8s-services" => Some(ProbeSpec::K8sServices { scope: scope(m, problems) }),
+        "dependency" => {
+            let scope = scope(m, problems);
+            let dependants = m.required_str("dependants", problems);
+            let target = m.required_str("target", problems)?;
+            let target = if target.starts_with("http://") || target.starts_with("https://") {
+                if reqwest::Url::parse(&target).is_err() {
+                    problems.push(m.key_line("target"), format!("{what}: `{target}` is not a URL"), "write e.g. http://db.internal:8080/healthz");
+                }
+                crate::checks::kube::DependencyTarget::Http(target)
+            } else if let Some((ns, name)) = target.split_once('/').filter(|(ns, n)| is_dns_label(ns) && is_dns_label(n)) {
+                crate::checks::kube::DependencyTarget::Service { namespace: ns.to_string(), name: name.to_string() }
+            } else if target.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)) {
+                crate::checks::kube::DependencyTarget::Tcp(target)
+            } else {
+                problems.push(m.key_line("target"), format!("{what}: `{target}` is neither a Service, a URL nor host:port"), "write a Service as namespace/name (e.g. shop/postgres), or http://host/healthz, or host:5432");
+                return None;
+            };
+            Some(ProbeSpec::Dependency { target, dependants: dependants?, scope })
         }
         other => {
             let names: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
@@ -456,6 +484,38 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             None
         }
     }
+}
+
+/// `context`, `namespace` and `selector` of a Kubernetes kind.
+fn scope(m: &MapReader<'_>, problems: &mut Problems) -> crate::checks::kube::Scope {
+    let context = m.str("context", problems);
+    if context.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        problems.push(m.key_line("context"), format!("{}: `context` is empty", m.what), "name a kubeconfig context, or remove `context:` to use the current one");
+    }
+    let namespace = m.str("namespace", problems);
+    if let Some(ns) = namespace.as_deref().filter(|ns| !is_dns_label(ns)) {
+        problems.push(m.key_line("namespace"), format!("{}: `{ns}` is not a namespace name", m.what), "write a lowercase DNS label such as shop, or remove `namespace:` for all namespaces");
+    }
+    for key in ["selector", "dependants"] {
+        if let Some(sel) = m.get(key).and_then(|n| n.scalar_text())
+            && let Err(e) = crate::k8s::parse_selector(&sel)
+        {
+            problems.push(m.key_line(key), format!("{}: {key}: {e}", m.what), "write a label selector such as `app=web,tier in (front,api)`");
+        }
+    }
+    crate::checks::kube::Scope { context, namespace, selector: m.str("selector", problems) }
+}
+
+fn grace(m: &MapReader<'_>, key: &str, default_secs: u64, problems: &mut Problems) -> Duration {
+    let d = m.duration(key, problems).map_or(Duration::from_secs(default_secs), HumanDuration::as_duration);
+    if d > Duration::from_secs(86_400) {
+        problems.push(m.key_line(key), format!("{}: `{key}` is longer than a day", m.what), format!("write e.g. `{key}: 2m`"));
+    }
+    d
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-') && !s.ends_with('-')
 }
 
 fn required_number(m: &MapReader<'_>, key: &str, min: f64, max: f64, example: &str, problems: &mut Problems) -> Option<f64> {

@@ -1,0 +1,301 @@
+//! Deterministic diagnosis of what the Kubernetes checks found: the class,
+//! the evidence a senior on-call engineer would gather (status, events, the
+//! last log lines) and the ordered repair plan. Logs, events and messages are
+//! untrusted text: they are quoted as evidence and never choose an action
+//! beyond the fixed classes below.
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, LogParams};
+use kube::Client;
+
+use super::observe::{PodFacts, one_line};
+use super::quantity;
+use crate::actions::Action;
+use crate::checks::CheckResult;
+use crate::memory::code;
+use crate::runbooks::Diagnosis;
+
+/// Lines of the previous container's log kept as evidence.
+pub const LOG_LINES: i64 = 20;
+
+fn ev<'a>(r: &'a CheckResult, key: &str) -> &'a str {
+    r.evidence.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+pub fn pod_facts(r: &CheckResult) -> Vec<PodFacts> {
+    r.evidence.get("pods").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+}
+
+/// A pods-check series: what is wrong with the workload's pods.
+pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
+    if let Some(dep) = r.evidence.get("cascade").and_then(|v| v.as_str()) {
+        return cascade(r, dep);
+    }
+    let facts = pod_facts(r);
+    let (ns, kind, workload) = (ev(r, "namespace"), ev(r, "workload_kind"), ev(r, "workload"));
+    let Some(first) = facts.first() else {
+        return Diagnosis { class: "pod-unhealthy", title: format!("{} is unhealthy", r.target), steps: vec![code(&r.summary)], prevention: Vec::new(), plan: Vec::new(), investigate: true };
+    };
+    let mut steps: Vec<String> = facts.iter().take(5).map(describe).collect();
+    if facts.len() > 5 {
+        steps.push(format!("… and {} more pod(s) like these", facts.len() - 5));
+    }
+    let restart = Action::RestartPod { namespace: ns.into(), pod: first.name.clone(), context: context.map(str::to_string) };
+    let is_deployment = kind == "Deployment";
+    let oom = first.last_exit.as_ref().is_some_and(|e| e.reason == "OOMKilled");
+    let (class, title, plan, prevention): (&'static str, String, Vec<Action>, Vec<String>) = match first.reason.as_str() {
+        "CrashLoopBackOff" | "Restarting" if oom => {
+            let mut plan = vec![restart];
+            let limit = first.memory_limit.clone();
+            match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), is_deployment) {
+                (Some(from), Some(to), true) => {
+                    steps.push(format!("container {} was OOMKilled at its memory limit {} (request {}): usage reached the limit", code(first.container.as_deref().unwrap_or("?")), code(from), code(first.memory_request.as_deref().unwrap_or("unset"))));
+                    plan.push(Action::RaiseMemoryLimit { namespace: ns.into(), deployment: workload.into(), container: first.container.clone().unwrap_or_default(), from: from.clone(), to, context: context.map(str::to_string) });
+                }
+                (None, _, _) => steps.push("the container has no memory limit: the node ran out of memory and the kernel chose it".into()),
+                _ => {}
+            }
+            ("pod-oom", format!("{ns}/{workload} is OOMKilled in a loop"), plan, vec!["size the memory limit from the container's real peak usage (plus headroom) in the manifest, not by restarting".into(), "a restart only buys time: merge the limit change".into()])
+        }
+        "CrashLoopBackOff" | "Restarting" => (
+            "pod-crashloop",
+            format!("{ns}/{workload} is crash-looping"),
+            vec![restart],
+            vec!["read the last log lines of the previous container: an application that exits on start needs its configuration or dependency fixed".into()],
+        ),
+        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
+            steps.push(format!("image {} cannot be pulled", code(first.image.as_deref().unwrap_or("?"))));
+            let plan = if is_deployment { vec![Action::RolloutUndo { namespace: ns.into(), deployment: workload.into(), context: context.map(str::to_string) }] } else { Vec::new() };
+            ("pod-image-pull", format!("{ns}/{workload} cannot pull its image"), plan, vec!["check the image name, tag and registry credentials (imagePullSecrets) before deploying; pin images by digest".into()])
+        }
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => (
+            "pod-config-error",
+            format!("{ns}/{workload} cannot create its container"),
+            Vec::new(),
+            vec!["a referenced Secret, ConfigMap or key is missing or wrong: create it or fix the reference".into()],
+        ),
+        "Unschedulable" | "Pending" => (
+            "pod-unschedulable",
+            format!("{ns}/{workload} cannot be scheduled"),
+            Vec::new(),
+            vec!["match requests, node selectors, affinities and tolerations to the nodes that exist, or add capacity".into()],
+        ),
+        "NotReady" => (
+            "pod-not-ready",
+            format!("{ns}/{workload} fails its readiness probe"),
+            Vec::new(),
+            vec!["find what the readiness probe waits for (a dependency, a warm-up) before restarting anything: a restart does not fix a missing dependency".into()],
+        ),
+        _ => ("pod-failed", format!("{ns}/{workload} has failed pods"), Vec::new(), vec!["read the pod's status message and events".into()]),
+    };
+    Diagnosis { class, title, steps, prevention, plan, investigate: true }
+}
+
+/// Dependants failing together because a declared dependency is down: the
+/// incident names the dependency; restarting the dependants would not help.
+fn cascade(r: &CheckResult, check: &str) -> Diagnosis {
+    let dependency = ev(r, "dependency");
+    let workloads: Vec<String> = r.evidence.get("workloads").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).map(code).collect()).unwrap_or_default();
+    let mut steps = vec![
+        format!("dependency {} (check {}) is down: {}", code(dependency), code(check), code(ev(r, "dependency_status"))),
+        format!("{} workload(s) that depend on it fail at the same time: {}", workloads.len(), workloads.join(", ")),
+    ];
+    steps.extend(pod_facts(r).iter().take(5).map(describe));
+    steps.push(format!("the dependants are not restarted: they recover when {} does", code(dependency)));
+    Diagnosis {
+        class: "cascade",
+        title: format!("Cascade: {} is down and its dependants fail", dependency),
+        steps,
+        prevention: vec!["readiness probes should not fail on a shared dependency (degrade instead), or every dependant drops out of its Service at once".into()],
+        plan: Vec::new(),
+        investigate: false,
+    }
+}
+
+fn describe(f: &PodFacts) -> String {
+    let mut s = format!("pod {} is {} ({})", code(&f.name), code(&f.reason), f.phase);
+    if let Some(m) = &f.message {
+        s.push_str(&format!(": {}", code(&one_line(m))));
+    }
+    if f.restarts > 0 {
+        s.push_str(&format!("; {} restarts", f.restarts));
+    }
+    if let Some(e) = &f.last_exit {
+        s.push_str(&format!("; last exit {} code {}{}", code(&e.reason), e.exit_code, e.finished.as_ref().map(|t| format!(" at {t}")).unwrap_or_default()));
+    }
+    if let Some(n) = &f.node {
+        s.push_str(&format!("; node {}", code(n)));
+    }
+    s
+}
+
+pub fn deployment(r: &CheckResult, context: Option<&str>) -> Diagnosis {
+    let (ns, name) = (ev(r, "namespace"), ev(r, "deployment"));
+    let reason = ev(r, "reason");
+    let images: Vec<String> = r.evidence.get("images").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).map(code).collect()).unwrap_or_default();
+    let mut steps = vec![format!("{}: {}", code(reason), code(ev(r, "message")))];
+    steps.push(format!(
+        "revision {}: {} replicas wanted, {} updated, {} ready, {} available; image {}",
+        ev(r, "revision"),
+        r.evidence.get("replicas").and_then(|v| v.as_i64()).unwrap_or(0),
+        r.evidence.get("updated").and_then(|v| v.as_i64()).unwrap_or(0),
+        r.evidence.get("ready").and_then(|v| v.as_i64()).unwrap_or(0),
+        r.evidence.get("available").and_then(|v| v.as_i64()).unwrap_or(0),
+        images.join(", ")
+    ));
+    if reason == "ProgressDeadlineExceeded" {
+        Diagnosis {
+            class: "rollout-stuck",
+            title: format!("The rollout of {ns}/{name} is stuck"),
+            steps,
+            prevention: vec!["gate rollouts on readiness in CI/CD (e.g. `kubectl rollout status` or progressive delivery) so a bad revision never becomes the only one".into()],
+            plan: vec![Action::RolloutUndo { namespace: ns.into(), deployment: name.into(), context: context.map(str::to_string) }],
+            investigate: true,
+        }
+    } else {
+        Diagnosis {
+            class: "deployment-unavailable",
+            title: format!("{ns}/{name} lacks available replicas"),
+            steps,
+            prevention: vec!["the pods check names why the replicas are missing; keep a PodDisruptionBudget and enough replicas to survive one failure".into()],
+            plan: Vec::new(),
+            investigate: true,
+        }
+    }
+}
+
+pub fn node(r: &CheckResult, context: Option<&str>) -> Diagnosis {
+    let name = ev(r, "node").to_string();
+    let conditions: Vec<String> = r.evidence.get("conditions").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).map(code).collect()).unwrap_or_default();
+    let mut steps = vec![format!("node {}: {}", code(&name), conditions.join("; "))];
+    if r.evidence.get("unschedulable").and_then(|v| v.as_bool()) == Some(true) {
+        steps.push("the node is already cordoned".into());
+    }
+    let ctx = context.map(str::to_string);
+    if ev(r, "reason") == "NotReady" {
+        Diagnosis {
+            class: "node-not-ready",
+            title: format!("Node {name} is NotReady"),
+            steps,
+            prevention: vec!["replace nodes that stop reporting (node auto-repair) and keep workloads spread with PodDisruptionBudgets and topology spread".into()],
+            plan: vec![Action::CordonNode { node: name.clone(), context: ctx.clone() }, Action::DrainNode { node: name, context: ctx }],
+            investigate: true,
+        }
+    } else {
+        Diagnosis {
+            class: "node-pressure",
+            title: format!("Node {name} is under resource pressure"),
+            steps,
+            prevention: vec!["set requests that match real usage so the scheduler does not overcommit the node; alert on node allocatable, not only on pods".into()],
+            plan: vec![Action::CordonNode { node: name, context: ctx }],
+            investigate: true,
+        }
+    }
+}
+
+pub fn service(r: &CheckResult) -> Diagnosis {
+    Diagnosis {
+        class: "service-no-endpoints",
+        title: format!("{} has no ready endpoints", r.target),
+        steps: vec![code(&r.summary), "every pod behind the Service fails readiness, or its selector matches no pod".into()],
+        prevention: vec!["keep at least two ready replicas behind every Service and alert on endpoints, not only on pods".into()],
+        plan: Vec::new(),
+        investigate: true,
+    }
+}
+
+/// Adds events and the last log lines to a pods diagnosis, and tells a
+/// liveness-probe kill or a startup-probe failure from an application exit.
+pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
+    let facts = pod_facts(r);
+    let ns = ev(r, "namespace");
+    for f in facts.iter().take(2) {
+        let events = pod_events(client, ns, &f.name).await;
+        match &events {
+            Ok(list) if !list.is_empty() => d.steps.push(format!("events of {}: {}", code(&f.name), list.join("; "))),
+            Ok(_) => {}
+            Err(e) => d.steps.push(format!("could not read the events of {}: {}", code(&f.name), code(e))),
+        }
+        if d.class == "pod-crashloop"
+            && let Ok(list) = &events
+        {
+            if list.iter().any(|e| e.contains("Liveness probe failed")) {
+                d.class = "pod-liveness-failing";
+                d.title = d.title.replace("is crash-looping", "is killed by its liveness probe");
+                d.prevention = vec!["the liveness probe kills a container that is slow, not dead: raise its initialDelaySeconds/failureThreshold or add a startupProbe".into()];
+            } else if list.iter().any(|e| e.contains("Startup probe failed")) {
+                d.class = "pod-startup-failing";
+                d.title = d.title.replace("is crash-looping", "never finishes starting");
+            }
+        }
+        if f.restarts > 0 || f.phase == "Running" {
+            let lp = LogParams { container: f.container.clone(), previous: f.restarts > 0, tail_lines: Some(LOG_LINES), limit_bytes: Some(16 * 1024), ..Default::default() };
+            match Api::<Pod>::namespaced(client.clone(), ns).logs(&f.name, &lp).await {
+                Ok(text) if !text.trim().is_empty() => d.steps.push(format!("last log lines of {} ({} container):\n\n```text\n{}\n```", code(&f.name), if lp.previous { "previous" } else { "current" }, crate::redact::redact(text.trim_end()).replace("```", "'''"))),
+                Ok(_) => {}
+                Err(e) => d.steps.push(format!("logs of {}: {}", code(&f.name), code(&super::explain(&e, "reading logs")))),
+            }
+        }
+        if f.message.as_deref().is_some_and(|m| m.contains("PersistentVolumeClaim")) {
+            for e in claim_events(client, ns).await {
+                d.steps.push(format!("volume claim: {e}"));
+            }
+        }
+    }
+}
+
+/// A pod's events, newest last, as `Warning BackOff ×12: message`. Events
+/// written through events.k8s.io have no count or timestamps in core/v1; their
+/// eventTime orders them.
+async fn pod_events(client: &Client, ns: &str, pod: &str) -> Result<Vec<String>, String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default().fields(&format!("involvedObject.name={pod},involvedObject.kind=Pod"))).await.map_err(|e| super::explain(&e, "listing events"))?;
+    Ok(render_events(list.items, 6))
+}
+
+async fn claim_events(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default().fields("involvedObject.kind=PersistentVolumeClaim")).await {
+        Ok(list) => render_events(list.items, 3),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn render_events(mut items: Vec<Event>, keep: usize) -> Vec<String> {
+    let when = |e: &Event| {
+        e.last_timestamp.as_ref().map(super::observe::time).or(e.event_time.as_ref().map(|t| super::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))).or(e.first_timestamp.as_ref().map(super::observe::time)).unwrap_or_default()
+    };
+    items.sort_by_key(when);
+    let n = items.len();
+    items
+        .into_iter()
+        .skip(n.saturating_sub(keep))
+        .map(|e| {
+            let count = e.count.filter(|c| *c > 1).map(|c| format!(" ×{c}")).unwrap_or_default();
+            format!("{} {}{count}: {}", e.type_.as_deref().unwrap_or("Normal"), e.reason.as_deref().unwrap_or(""), code(&crate::redact::redact(&one_line(e.message.as_deref().unwrap_or("")))))
+        })
+        .collect()
+}
+
+/// The ReplicaSets of a stuck rollout: which revision runs which image, how many ready.
+pub async fn rollout_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
+    let (ns, name) = (ev(r, "namespace"), ev(r, "deployment"));
+    let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let labels: Vec<String> = r.evidence.get("labels").and_then(|v| v.as_object()).map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect()).unwrap_or_default();
+    let Ok(list) = api.list(&ListParams::default().labels(&labels.join(","))).await else { return };
+    let mut revs: Vec<(i64, String)> = list
+        .items
+        .iter()
+        .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.kind == "Deployment" && o.name == name))
+        .filter_map(|rs| {
+            let rev: i64 = rs.metadata.annotations.as_ref()?.get("deployment.kubernetes.io/revision")?.parse().ok()?;
+            let image = rs.spec.as_ref()?.template.as_ref()?.spec.as_ref()?.containers.iter().filter_map(|c| c.image.clone()).collect::<Vec<_>>().join(", ");
+            let st = rs.status.as_ref();
+            Some((rev, format!("revision {rev}: {} ({} of {} ready)", code(&image), st.and_then(|s| s.ready_replicas).unwrap_or(0), st.map_or(0, |s| s.replicas))))
+        })
+        .collect();
+    revs.sort();
+    if !revs.is_empty() {
+        d.steps.push(format!("history: {}", revs.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join("; ")));
+    }
+}

@@ -1,0 +1,97 @@
+//! Kubernetes in the pass: the evidence a diagnosis reads from the cluster
+//! (events, logs, rollout history), and cascades: dependants of a declared
+//! dependency that is down are one incident naming the dependency, and are
+//! not restarted.
+
+use serde_json::{Map, Value};
+
+use super::{DownDependency, Runner};
+use crate::checks::{CheckResult, ProbeSpec, Status};
+use crate::memory::code;
+use crate::runbooks::Diagnosis;
+use crate::workspace::heartbeat::CheckSpec;
+
+impl Runner<'_> {
+    /// The declared dependencies that are down: failing in this pass, or
+    /// failing when they last ran if they were not due.
+    pub(super) fn down_dependencies(&self, due: &[&CheckSpec], results: &[CheckResult]) -> Vec<DownDependency> {
+        let mut out = Vec::new();
+        for spec in &self.ws.heartbeat.checks {
+            let ProbeSpec::Dependency { target, dependants, scope } = &spec.probe else { continue };
+            let now = due.iter().zip(results).find(|(s, _)| s.name == spec.name).map(|(_, r)| (r.status, r.summary.clone()));
+            let (status, summary) = match now {
+                Some(x) => x,
+                None => match self.state.checks.get(&spec.name) {
+                    Some(s) => (s.status, s.summary.clone()),
+                    None => continue,
+                },
+            };
+            if status == Status::Failing {
+                out.push(DownDependency { check: spec.name.clone(), target: target.describe(), dependants: dependants.clone(), namespace: scope.namespace.clone(), summary });
+            }
+        }
+        out
+    }
+
+    /// Splits a pods check's failing workloads into cascades (one result per
+    /// down dependency whose dependants they are) and the rest.
+    pub(super) fn cascades(&self, spec: &CheckSpec, failing: Vec<CheckResult>) -> (Vec<CheckResult>, Vec<CheckResult>) {
+        if !matches!(spec.probe, ProbeSpec::K8sPods { .. }) || self.down.is_empty() {
+            return (Vec::new(), failing);
+        }
+        let mut groups: Vec<(DownDependency, Vec<CheckResult>)> = Vec::new();
+        let mut rest = Vec::new();
+        for r in failing {
+            let labels: std::collections::BTreeMap<String, String> = r.evidence.get("labels").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+            let ns = r.evidence.get("namespace").and_then(|v| v.as_str()).unwrap_or("");
+            let dep = self.down.iter().find(|d| d.namespace.as_deref().is_none_or(|n| n == ns) && crate::k8s::selector_matches(&d.dependants, &labels));
+            match dep {
+                Some(d) => match groups.iter_mut().find(|(g, _)| g.check == d.check) {
+                    Some((_, list)) => list.push(r),
+                    None => groups.push((d.clone(), vec![r])),
+                },
+                None => rest.push(r),
+            }
+        }
+        let cascades = groups
+            .into_iter()
+            .map(|(dep, list)| {
+                let workloads: Vec<String> = list.iter().map(|r| r.target.clone()).collect();
+                let pods: usize = list.iter().map(|r| r.evidence.get("pods").and_then(|v| v.as_array()).map_or(0, Vec::len)).sum();
+                let mut evidence = Map::new();
+                evidence.insert("cascade".into(), Value::String(dep.check.clone()));
+                evidence.insert("dependency".into(), Value::String(dep.target.clone()));
+                evidence.insert("dependency_status".into(), Value::String(dep.summary.clone()));
+                evidence.insert("workloads".into(), workloads.clone().into());
+                evidence.insert("pods".into(), list.iter().flat_map(|r| r.evidence.get("pods").and_then(|v| v.as_array()).cloned().unwrap_or_default()).collect::<Vec<_>>().into());
+                let summary = format!("{pods} pod(s) in {} workload(s) fail because dependency {} is down: {}", workloads.len(), dep.target, workloads.join(", "));
+                CheckResult { target: format!("cascade/{}", dep.check), status: Status::Failing, summary, evidence, series: Vec::new(), ..list[0].clone() }
+            })
+            .collect();
+        (cascades, rest)
+    }
+
+    /// Adds what the cluster says (events, logs, revisions) to a Kubernetes diagnosis.
+    pub(super) async fn kube_findings(&self, spec: &CheckSpec, result: &CheckResult, diag: &mut Diagnosis) {
+        let context = spec.probe.kube_context();
+        let wants = match (&spec.probe, diag.class) {
+            (ProbeSpec::K8sPods { .. }, "cascade") => false,
+            (ProbeSpec::K8sPods { .. }, _) | (ProbeSpec::K8sDeployments { .. }, "rollout-stuck") => true,
+            _ => false,
+        };
+        if !wants || result.status == Status::Error {
+            return;
+        }
+        let client = match self.ctx.kube.get(context).await {
+            Ok(c) => c,
+            Err(e) => {
+                diag.steps.push(format!("could not gather evidence from the cluster: {}", code(&e)));
+                return;
+            }
+        };
+        match &spec.probe {
+            ProbeSpec::K8sPods { .. } => crate::k8s::diagnose::pod_findings(&client, result, diag).await,
+            _ => crate::k8s::diagnose::rollout_findings(&client, result, diag).await,
+        }
+    }
+}
