@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub mod kubelet;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nightshift")
 }

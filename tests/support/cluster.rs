@@ -1,0 +1,272 @@
+//! The real Kubernetes test control plane (scripts/test-cluster.sh: etcd,
+//! kube-apiserver, kube-controller-manager and kube-scheduler 1.20 on
+//! loopback, no kubelet; see support::kubelet for the simulated one), and
+//! helpers for tests against it: a fresh namespace per test, a Deployment
+//! builder, and waiting on objects.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, PodTemplateSpec, ResourceRequirements, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::kubelet;
+
+/// The started control plane and an admin client for it.
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub client: kube::Client,
+}
+
+/// The script's outcome, once per process: the kubeconfig path, or why
+/// there is no cluster (the script's message).
+static STARTED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Starts the test control plane unless it runs (scripts/test-cluster.sh
+/// start) and connects to it. `None`, after a `SKIP:` line on stderr, when
+/// its binaries (or etcd) are missing — unless NIGHTSHIFT_REQUIRE_CLUSTER=1,
+/// which makes that a failure. Any other failure to start panics.
+pub async fn cluster() -> Option<Cluster> {
+    let started = tokio::task::spawn_blocking(|| STARTED.get_or_init(start_script).clone()).await.expect("the cluster start task");
+    let kubeconfig = match started {
+        Ok(path) => path,
+        Err(reason) => {
+            if std::env::var("NIGHTSHIFT_REQUIRE_CLUSTER").as_deref() == Ok("1") {
+                panic!("NIGHTSHIFT_REQUIRE_CLUSTER=1 but there is no Kubernetes test cluster: {reason}");
+            }
+            eprintln!("SKIP: no Kubernetes test cluster ({reason}); run scripts/test-cluster.sh build");
+            return None;
+        }
+    };
+    let client = client(&kubeconfig).await;
+    Some(Cluster { kubeconfig, client })
+}
+
+fn start_script() -> Result<PathBuf, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-cluster.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() {
+        // The script says "… is missing" for its binaries and for etcd; anything else is a real failure.
+        if stderr.contains("is missing") {
+            return Err(stderr.lines().last().unwrap_or("").to_string());
+        }
+        panic!("scripts/test-cluster.sh start failed ({}):\n{stderr}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = stdout.lines().last().map(str::trim).unwrap_or("");
+    assert!(!path.is_empty() && Path::new(path).is_file(), "scripts/test-cluster.sh start printed no kubeconfig: {stdout}\n{stderr}");
+    Ok(PathBuf::from(path))
+}
+
+/// The kubeconfig of the test cluster: the one `cluster()` got from the
+/// script in this process, else where the script puts it by default.
+pub fn kubeconfig_path() -> PathBuf {
+    if let Some(Ok(p)) = STARTED.get() {
+        return p.clone();
+    }
+    let root = std::env::var_os("NIGHTSHIFT_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/nightshift"));
+    let dir = std::env::var_os("NIGHTSHIFT_CLUSTER_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("cluster"));
+    dir.join("kubeconfig")
+}
+
+/// A client from a kubeconfig file, for the current tokio runtime.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    nightshift::install_crypto_provider();
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap_or_else(|e| panic!("reading {}: {e}", kubeconfig.display()));
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("a client configuration from the kubeconfig");
+    kube::Client::try_from(config).expect("a kube client")
+}
+
+static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
+
+impl Cluster {
+    /// Creates a fresh namespace, `<prefix>-<pid>-<n>-<random>`, and waits
+    /// until its `default` ServiceAccount has its token (pods are refused before).
+    /// Namespaces are left behind (deleting one whose pods are on simulated
+    /// nodes needs a simulator to finish the pods' deletions); the first
+    /// `Kubelet::start` of a later process removes them (see
+    /// `kubelet::process_labels`).
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+        let suffix = format!("-{}-{n}-{}", std::process::id(), random_suffix(5));
+        let mut base: String = prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        base.truncate(63 - suffix.len());
+        let base = base.trim_matches('-');
+        let name = format!("{}{suffix}", if base.is_empty() { "t" } else { base });
+        let ns = Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), labels: Some(kubelet::process_labels()), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client.clone()).create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &name);
+        let start = Instant::now();
+        loop {
+            // 1.20 admits pods only once the token controller has given the account its token Secret.
+            if sas.get_opt("default").await.ok().flatten().is_some_and(|sa| sa.secrets.is_some_and(|s| !s.is_empty())) {
+                return name;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "namespace {name}: no default ServiceAccount after 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `len` random characters from [a-z0-9].
+pub fn random_suffix(len: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    let mut x = h.finish();
+    (0..len)
+        .map(|_| {
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize] as char;
+            x /= 36;
+            c
+        })
+        .collect()
+}
+
+/// A valid Deployment: `replicas` pods labelled `app=<name>`, one container
+/// `app` (image registry.example/app:1, memory request 128Mi, limit 256Mi),
+/// and the pod-template annotation `sim.nightshift.test/behavior: <behavior>`
+/// that tells the simulated kubelet what the container does. Change it with
+/// the `DeploymentExt` methods or by mutating the fields.
+pub fn deployment(name: &str, replicas: i32, behavior: &str) -> Deployment {
+    let labels: std::collections::BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
+    let resources = ResourceRequirements {
+        limits: Some([("memory".to_string(), Quantity("256Mi".into()))].into()),
+        requests: Some([("memory".to_string(), Quantity("128Mi".into()))].into()),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta { name: Some(name.to_string()), labels: Some(labels.clone()), ..Default::default() },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some([(kubelet::BEHAVIOR.to_string(), behavior.to_string())].into()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container { name: "app".into(), image: Some("registry.example/app:1".into()), resources: Some(resources), ..Default::default() }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builder-style changes to a Deployment from `deployment()`.
+pub trait DeploymentExt: Sized {
+    /// Sets a pod-template annotation (see the `kubelet::` annotation names).
+    fn annotate(self, key: &str, value: &str) -> Self;
+    /// Sets spec.progressDeadlineSeconds.
+    fn progress_deadline(self, seconds: i32) -> Self;
+    /// Puts the pods on the namespace's dedicated node(s) (`Kubelet::add_node(_, true)`):
+    /// a nodeSelector and a toleration for the dedicated taint.
+    fn dedicated(self, namespace: &str) -> Self;
+    /// The pod template's spec, for other changes.
+    fn pod_spec(&mut self) -> &mut PodSpec;
+}
+
+impl DeploymentExt for Deployment {
+    fn annotate(mut self, key: &str, value: &str) -> Self {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        let meta = spec.template.metadata.get_or_insert_with(Default::default);
+        meta.annotations.get_or_insert_with(Default::default).insert(key.to_string(), value.to_string());
+        self
+    }
+
+    fn progress_deadline(mut self, seconds: i32) -> Self {
+        self.spec.get_or_insert_with(Default::default).progress_deadline_seconds = Some(seconds);
+        self
+    }
+
+    fn dedicated(mut self, namespace: &str) -> Self {
+        kubelet::dedicate(self.pod_spec(), namespace);
+        self
+    }
+
+    fn pod_spec(&mut self) -> &mut PodSpec {
+        self.spec.get_or_insert_with(Default::default).template.spec.get_or_insert_with(Default::default)
+    }
+}
+
+/// Polls `name` (every 100 ms) until `pred` holds and returns it; panics
+/// after `limit` with the last object's status.
+pub async fn wait_for<K, F>(api: &Api<K>, name: &str, limit: Duration, mut pred: F) -> K
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+    F: FnMut(&K) -> bool,
+{
+    let start = Instant::now();
+    let mut last: Option<K> = None;
+    let mut last_err = String::new();
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) => {
+                if pred(&obj) {
+                    return obj;
+                }
+                last = Some(obj);
+            }
+            Ok(None) => {
+                last = None;
+                last_err = "not found".into();
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+        if start.elapsed() >= limit {
+            let shown = match &last {
+                Some(obj) => {
+                    let v = serde_json::to_value(obj).unwrap_or_default();
+                    let status = v.get("status").cloned().unwrap_or(v);
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                }
+                None => last_err,
+            };
+            panic!("{} {name}: the condition did not hold within {limit:?}; last seen status:\n{shown}", K::kind(&()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `f` (every 100 ms) until it returns `Some`; panics after `limit`
+/// with `what` and the last value `f` described through `Err`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match f().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if start.elapsed() >= limit {
+            panic!("{what}: not within {limit:?}; last: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
