@@ -117,7 +117,8 @@ KUBECONFIG
 
 spawn() {
   local name="$1"; shift
-  setsid "$@" >"$dir/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemons must not inherit (and so keep holding) start's lock.
+  setsid "$@" >"$dir/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/$name.pid"
 }
 
