@@ -40,7 +40,7 @@ impl Clients {
 /// else the in-cluster service account. Errors say which source failed.
 pub async fn connect(context: Option<&str>) -> Result<Client, String> {
     crate::install_crypto_provider();
-    let mut config = match context {
+    let config = match context {
         None => Config::infer().await.map_err(|e| {
             format!("no Kubernetes configuration: {e} (set KUBECONFIG, write ~/.kube/config, or run in a pod with a service account)")
         })?,
@@ -50,9 +50,25 @@ pub async fn connect(context: Option<&str>) -> Result<Client, String> {
             Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| format!("kubeconfig context `{ctx}`: {e}"))?
         }
     };
+    finish(config)
+}
+
+/// A client from one kubeconfig file (tests, tools), with the same settings.
+pub async fn connect_file(path: &std::path::Path, context: Option<&str>) -> Result<Client, String> {
+    crate::install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    finish(config)
+}
+
+fn finish(mut config: Config) -> Result<Client, String> {
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
     config.write_timeout = Some(Duration::from_secs(30));
+    // No hidden retries: a 429 from an eviction is a PodDisruptionBudget's answer, which
+    // the drain handles itself, and a heartbeat must not stall for minutes on Retry-After.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
 }
 

@@ -181,18 +181,22 @@ pub fn pods(list: &[Pod], rules: &PodRules, now: DateTime<Utc>) -> Outcome {
         total: usize,
         bad: Vec<PodFacts>,
         labels: BTreeMap<String, String>,
+        /// Pods neither healthy-and-ready nor unhealthy yet: starting, or going away.
+        settling: bool,
     }
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for pod in list {
         let (kind, name) = super::workload_of(pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let key = format!("{ns}/{}/{name}", kind.to_ascii_lowercase());
-        let g = groups.entry(key).or_insert_with(|| Group { kind, total: 0, bad: Vec::new(), labels: workload_labels(pod) });
+        let g = groups.entry(key).or_insert_with(|| Group { kind, total: 0, bad: Vec::new(), labels: workload_labels(pod), settling: false });
         g.total += 1;
-        if let Some(f) = pod_problem(pod, rules, now) {
-            g.bad.push(f);
+        match pod_problem(pod, rules, now) {
+            Some(f) => g.bad.push(f),
+            None => g.settling |= is_settling(pod),
         }
     }
+    let settling: Vec<Value> = groups.iter().filter(|(_, g)| g.settling).map(|(t, _)| Value::String(t.clone())).collect();
     let mut series = Vec::new();
     let mut unhealthy = 0;
     for (target, g) in groups.into_iter().filter(|(_, g)| !g.bad.is_empty()) {
@@ -223,20 +227,42 @@ pub fn pods(list: &[Pod], rules: &PodRules, now: DateTime<Utc>) -> Outcome {
     };
     out.evidence.insert("pods".into(), list.len().into());
     out.evidence.insert("unhealthy".into(), unhealthy.into());
+    out.evidence.insert("settling".into(), settling.into());
     out.series = series;
     out
+}
+
+/// A pod that is not (yet, or any more) a settled, ready member of its workload.
+fn is_settling(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return true;
+    }
+    let Some(status) = pod.status.as_ref() else { return true };
+    match status.phase.as_deref() {
+        Some("Succeeded") => false,
+        Some("Running") => !status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"),
+        _ => true,
+    }
 }
 
 /// The `k8s-deployments` verdict: stuck rollouts and deployments without
 /// their available replicas for longer than `grace`.
 pub fn deployments(list: &[Deployment], grace: Duration, now: DateTime<Utc>) -> Outcome {
     let mut series = Vec::new();
+    let mut settling = Vec::new();
     for d in list {
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let name = d.metadata.name.clone().unwrap_or_default();
-        let Some(status) = d.status.as_ref() else { continue };
+        let Some(status) = d.status.as_ref() else {
+            settling.push(Value::String(format!("{ns}/deployment/{name}")));
+            continue;
+        };
         let spec_replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let available = status.available_replicas.unwrap_or(0);
+        // A rollout in flight: not yet observed, not all updated, or not all available.
+        if status.observed_generation < d.metadata.generation || status.updated_replicas.unwrap_or(0) < spec_replicas || available < spec_replicas || status.replicas.unwrap_or(0) > spec_replicas {
+            settling.push(Value::String(format!("{ns}/deployment/{name}")));
+        }
         let cond = |t: &str| status.conditions.iter().flatten().find(|c| c.type_ == t);
         let stuck = cond("Progressing").filter(|c| c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
         let unavailable = cond("Available").filter(|c| c.status == "False").filter(|c| older_than(c.last_transition_time.as_ref().map(time).unwrap_or(now), now, grace));
@@ -273,7 +299,9 @@ pub fn deployments(list: &[Deployment], grace: Duration, now: DateTime<Utc>) -> 
         let summary = format!("{target}: {reason}: {} ({available}/{spec_replicas} available)", one_line(&message));
         series.push(Series { target, status: Status::Failing, summary, evidence });
     }
-    finish(series, list.len(), "deployment(s)")
+    let mut out = finish(series, list.len(), "deployment(s)");
+    out.evidence.insert("settling".into(), settling.into());
+    out
 }
 
 /// The `k8s-nodes` verdict: not Ready, or under memory, disk or PID pressure.

@@ -146,6 +146,9 @@ impl Runner<'_> {
 
     /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.
     pub(super) async fn verify(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
+        if spec.probe.is_kubernetes() {
+            return self.verify_settled(spec, target).await;
+        }
         let mut last = String::new();
         for wait in [0u64, 300, 700, 1000] {
             tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -157,4 +160,45 @@ impl Runner<'_> {
         }
         (false, last)
     }
+
+    /// Kubernetes repairs take effect through controllers: the target is
+    /// healthy when it is settled (its pods ready, its rollout complete) and
+    /// unhealthy on two polls in a row; a target that keeps settling fails
+    /// after `KUBE_VERIFY`.
+    async fn verify_settled(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
+        let started = std::time::Instant::now();
+        let (mut good, mut bad) = (0, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        loop {
+            let r = checks::run_one(spec, &self.ctx).await;
+            let settling = target.is_some_and(|t| r.evidence.get("settling").and_then(|v| v.as_array()).is_some_and(|a| a.iter().any(|x| x.as_str() == Some(t))));
+            let last = match target.and_then(|t| r.series.iter().find(|s| s.target == t)) {
+                Some(s) => s.summary.clone(),
+                None if settling => format!("{} is still settling", target.unwrap_or("")),
+                None => r.summary.clone(),
+            };
+            if r.status == checks::Status::Error {
+                (good, bad) = (0, bad + 1);
+            } else if settling {
+                (good, bad) = (0, 0);
+            } else if healthy_for(&r, target) {
+                (good, bad) = (good + 1, 0);
+            } else {
+                (good, bad) = (0, bad + 1);
+            }
+            if good >= 2 {
+                return (true, last);
+            }
+            if bad >= 2 {
+                return (false, last);
+            }
+            if started.elapsed() >= KUBE_VERIFY {
+                return (false, format!("not settled within {}: {last}", crate::duration::format(KUBE_VERIFY)));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
+
+/// How long a Kubernetes repair may take to settle before it counts as failed.
+pub const KUBE_VERIFY: Duration = Duration::from_secs(90);

@@ -1,0 +1,386 @@
+//! nightshift against the real Kubernetes control plane (scripts/test-cluster.sh)
+//! with the simulated kubelet: the checks, the diagnosis with events and logs,
+//! the repairs through the policy gate, cascades, and the daemon's watch.
+//! Every test owns a namespace; the built binary runs as a user would run it,
+//! with KUBECONFIG pointing at the test cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use support::cluster::{self, Cluster, DeploymentExt, deployment, eventually, wait_for};
+use support::kubelet::{self, Kubelet, NodeState};
+use support::{Run, Ws};
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+async fn nightshift(ws: &Ws, c: &Cluster, args: &[&str]) -> Run {
+    let mut cmd = ws.cmd(args);
+    cmd.env("KUBECONFIG", &c.kubeconfig);
+    tokio::task::spawn_blocking(move || Run::from(cmd.output().unwrap())).await.unwrap()
+}
+
+async fn nightshift_json(ws: &Ws, c: &Cluster, args: &[&str]) -> (i32, Value) {
+    let r = nightshift(ws, c, args).await;
+    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
+    (r.code, v)
+}
+
+async fn create(c: &Cluster, ns: &str, d: Deployment) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), ns);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    api
+}
+
+async fn pods_of(c: &Cluster, ns: &str, app: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(c.client.clone(), ns);
+    api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect()
+}
+
+/// Waits until every pod of `app` shows `pred` (and there are `n`).
+async fn pods_are(c: &Cluster, ns: &str, app: &str, n: usize, what: &str, pred: impl Fn(&Pod) -> bool) -> Vec<Pod> {
+    eventually(LIMIT, what, || async {
+        let pods = pods_of(c, ns, app).await;
+        if pods.len() == n && pods.iter().all(&pred) { Ok(pods) } else { Err(format!("{} pod(s): {:?}", pods.len(), pods.iter().map(|p| p.status.clone()).collect::<Vec<_>>())) }
+    })
+    .await
+}
+
+fn waiting(p: &Pod, reason: &str) -> bool {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn incident<'a>(v: &'a Value, class_part: &str) -> &'a Value {
+    v["incidents"].as_array().unwrap().iter().find(|i| i["fingerprint"].as_str().unwrap().contains(class_part)).unwrap_or_else(|| panic!("no incident with {class_part}: {v:#}"))
+}
+
+fn note(ws: &Ws, id: &str) -> String {
+    std::fs::read_to_string(ws.memory().join("incidents").join(format!("{id}.md"))).unwrap()
+}
+
+fn pods_check(ns: &str) -> String {
+    format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    max_restarts: 3\n    ready_grace: 0s\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_looping_pod_is_restarted_and_a_memory_limit_change_proposed() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("oom").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let deployments = create(&c, &ns, deployment("api", 1, "oom").annotate(kubelet::LOG, "starting\njava.lang.OutOfMemoryError: Java heap space")).await;
+    let before = pods_are(&c, &ns, "api", 1, "the pod OOM-loops", |p| waiting(p, "CrashLoopBackOff")).await;
+    let ws = Ws::new("mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: raise_memory_limit\n    decide: auto\n", &pods_check(&ns));
+
+    let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    assert_eq!(code, 1, "{v:#}");
+    let inc = incident(&v, ":pod-oom:");
+    assert_eq!(inc["fingerprint"], format!("pods:pod-oom:{ns}/deployment/api"), "one incident per workload, not per pod");
+    let actions = inc["actions"].as_array().unwrap();
+    assert_eq!(actions[0]["action"], "restart_pod", "{inc:#}");
+    assert_eq!(actions[0]["target"], format!("{ns}/{}", before[0].metadata.name.as_deref().unwrap()));
+    assert!(actions[0]["outcome"].as_str().unwrap().contains("still failing"), "the replacement OOMs too, and verification says so: {inc:#}");
+    assert_eq!(actions[1]["action"], "raise_memory_limit", "{inc:#}");
+    assert_eq!(actions[1]["result"], "ok");
+    let proposal = actions[1]["outcome"].as_str().unwrap();
+    assert!(proposal.contains("memory limit 256Mi → 384Mi") && proposal.contains("request 128Mi → 192Mi"), "{proposal}");
+    assert_eq!(inc["status"], "needs-human", "a proposal waits for review: {inc:#}");
+
+    // The pod was replaced; the limit in the cluster is untouched (the change is for review).
+    let after = pods_are(&c, &ns, "api", 1, "a replacement pod", |p| p.metadata.uid != before[0].metadata.uid).await;
+    assert_ne!(after[0].metadata.uid, before[0].metadata.uid);
+    let d = deployments.get("api").await.unwrap();
+    let limit = &d.spec.unwrap().template.spec.unwrap().containers[0].resources.clone().unwrap().limits.unwrap()["memory"];
+    assert_eq!(limit.0, "256Mi");
+    let text = note(&ws, inc["id"].as_str().unwrap());
+    assert!(text.contains("OOMKilled") && text.contains("256Mi"), "{text}");
+    assert!(text.contains("OutOfMemoryError: Java heap space"), "the previous container's last log lines are evidence: {text}");
+    assert!(text.contains("384Mi"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loops_are_told_apart_by_events_and_logs_and_nothing_runs_in_dry_run() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("crash").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let secret_log = "loading config\nconnecting to postgres://app:Sup3rS3cretPw@db:5432/app\npanic: config key `queue.url` missing";
+    create(&c, &ns, deployment("worker", 1, "crashloop").annotate(kubelet::EXIT_CODE, "2").annotate(kubelet::LOG, secret_log)).await;
+    create(&c, &ns, deployment("probe", 1, "liveness")).await;
+    create(&c, &ns, deployment("pull", 1, "imagepull")).await;
+    let mut picky = deployment("picky", 1, "running");
+    picky.pod_spec().node_selector = Some([("disktype".to_string(), "nvme".to_string())].into());
+    create(&c, &ns, picky).await;
+    pods_are(&c, &ns, "worker", 1, "crashloop", |p| waiting(p, "CrashLoopBackOff")).await;
+    pods_are(&c, &ns, "probe", 1, "liveness kills", |p| waiting(p, "CrashLoopBackOff")).await;
+    pods_are(&c, &ns, "pull", 1, "image pull fails", |p| waiting(p, "ImagePullBackOff")).await;
+    pods_are(&c, &ns, "picky", 1, "unschedulable", |p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("Unschedulable")))).await;
+    // The kubelet reports the liveness kill as an event; the diagnosis reads it.
+    eventually(LIMIT, "the liveness probe's Unhealthy event", || async {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), &ns);
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        if list.items.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("Liveness probe failed"))) { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+    })
+    .await;
+    let uids: Vec<_> = pods_of(&c, &ns, "worker").await.into_iter().map(|p| p.metadata.uid).collect();
+    let ws = Ws::new("rules:\n  - action: restart_pod\n    decide: auto\n", &pods_check(&ns));
+
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    let worker = incident(&v, &format!("{ns}/deployment/worker"));
+    assert!(worker["fingerprint"].as_str().unwrap().contains(":pod-crashloop:"), "{worker:#}");
+    assert_eq!(worker["actions"][0]["result"], "dry-run", "dry-run is the default: {worker:#}");
+    let probe = incident(&v, &format!("{ns}/deployment/probe"));
+    assert!(probe["fingerprint"].as_str().unwrap().contains(":pod-liveness-failing:"), "a liveness kill is not an application exit: {probe:#}");
+    let pull = incident(&v, &format!("{ns}/deployment/pull"));
+    assert!(pull["fingerprint"].as_str().unwrap().contains(":pod-image-pull:"), "{pull:#}");
+    assert_eq!(pull["actions"][0]["action"], "rollout_undo");
+    assert!(pull["actions"][0]["outcome"].as_str().unwrap().contains("no revision before 1"), "the first revision has nothing to go back to: {pull:#}");
+    let picky = incident(&v, &format!("{ns}/deployment/picky"));
+    assert!(picky["fingerprint"].as_str().unwrap().contains(":pod-unschedulable:"), "{picky:#}");
+    assert!(picky["diagnosis"].to_string().contains("node(s) didn't match"), "the scheduler's reason is the evidence: {picky:#}");
+
+    let text = note(&ws, worker["id"].as_str().unwrap());
+    assert!(text.contains("panic: config key `queue.url` missing"), "{text}");
+    assert!(text.contains("code 2"), "the exit code: {text}");
+    assert!(text.contains("BackOff"), "the kubelet's events: {text}");
+    assert!(!text.contains("Sup3rS3cretPw"), "secrets in logs are redacted before memory: {text}");
+    let memory_text = std::process::Command::new("git").arg("-C").arg(ws.memory()).args(["grep", "-c", "Sup3rS3cretPw"]).output().unwrap();
+    assert!(memory_text.stdout.is_empty(), "no secret anywhere in the memory");
+    let still: Vec<_> = pods_of(&c, &ns, "worker").await.into_iter().map(|p| p.metadata.uid).collect();
+    assert_eq!(still, uids, "dry-run deleted nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollout_is_rolled_back_after_its_abort_window() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("rollout").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let api = create(&c, &ns, deployment("web", 2, "running").progress_deadline(3)).await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))).await;
+    // Revision 2: a new image whose pods never become ready.
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    wait_for(&api, "web", LIMIT, |d| {
+        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
+    })
+    .await;
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: rollout_undo\n    decide: abort-window\n    abort_window: 2s\n",
+        &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n"),
+    );
+    let r = nightshift(&ws, &c, &["heartbeat"]).await;
+    assert!(r.stdout.contains(&format!("roll deployment {ns}/web back to its previous revision in 2s, abort with: nightshift abort")), "{}\n{}", r.stdout, r.stderr);
+
+    let d = wait_for(&api, "web", LIMIT, |d| d.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).map(String::as_str) == Some("3")).await;
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+    assert_eq!(image.as_deref(), Some("registry.example/app:1"), "the template is revision 1's again");
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2))).await;
+    let audit = ws.audit_text();
+    assert!(audit.contains("rollout_undo") && audit.contains("- decision: abort-window") && audit.contains("- result: ok"), "{audit}");
+    assert!(audit.contains("from revision 2 (registry.example/app:2) to revision 1 (registry.example/app:1)"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_node_is_cordoned_then_drained_after_confirmation() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("drain").await;
+    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let sick = format!("{ns}-a");
+    kubelet.add_node(&sick, true).await;
+    create(&c, &ns, deployment("db", 2, "running").dedicated(&ns)).await;
+    pods_are(&c, &ns, "db", 2, "both replicas run on the node", |p| ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(sick.as_str())).await;
+    let healthy = format!("{ns}-b");
+    kubelet.add_node(&healthy, true).await;
+    kubelet.set_node(&sick, NodeState::NotReady).await;
+
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: cordon_node\n    decide: auto\n  - action: drain_node\n    decide: confirm\n",
+        &format!("checks:\n  - name: nodes\n    kind: k8s-nodes\n    selector: sim.nightshift.test/owner={ns}\n"),
+    );
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    let inc = incident(&v, &format!(":node-not-ready:node/{sick}"));
+    assert_eq!(inc["actions"][0]["action"], "cordon_node");
+    assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
+    assert_eq!(inc["actions"][1]["action"], "drain_node");
+    assert_eq!(inc["actions"][1]["result"], "pending", "a drain waits for a human: {inc:#}");
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    assert_eq!(nodes.get(&sick).await.unwrap().spec.unwrap().unschedulable, Some(true));
+    assert_eq!(pods_of(&c, &ns, "db").await.len(), 2, "nothing evicted before the approval");
+
+    let (_, approvals) = nightshift_json(&ws, &c, &["approvals", "--json"]).await;
+    let id = approvals.as_array().unwrap().iter().find(|a| a["action"]["action"] == "drain_node").unwrap()["id"].as_str().unwrap().to_string();
+    let r = nightshift(&ws, &c, &["approve", &id]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = nightshift(&ws, &c, &["heartbeat"]).await;
+    assert!(r.code <= 1, "{}{}", r.stdout, r.stderr);
+
+    let moved = pods_are(&c, &ns, "db", 2, "both replicas moved to the healthy node", |p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(healthy.as_str())).await;
+    assert_eq!(moved.len(), 2);
+    let audit = ws.audit_text();
+    assert!(audit.contains("drain_node") && audit.contains("- approved by: "), "{audit}");
+    assert!(audit.contains("evicted 2 pod(s) (policy/v1beta1)"), "evictions through the API this server serves: {audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_honours_pod_disruption_budgets() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("pdb").await;
+    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let node = format!("{ns}-a");
+    kubelet.add_node(&node, true).await;
+    create(&c, &ns, deployment("db", 2, "running").dedicated(&ns)).await;
+    create(&c, &ns, deployment("cache", 1, "running").dedicated(&ns)).await;
+    pods_are(&c, &ns, "db", 2, "db runs on the node", ready).await;
+    pods_are(&c, &ns, "cache", 1, "cache runs on the node", ready).await;
+    // No disruption allowed for db (policy/v1beta1: what a 1.20 server serves).
+    let gvk = kube::api::GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget");
+    let resource = kube::api::ApiResource::from_gvk(&gvk);
+    let pdb = kube::api::DynamicObject::new("db", &resource).data(json!({"spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "db"}}}}));
+    let pdbs: Api<kube::api::DynamicObject> = Api::namespaced_with(c.client.clone(), &ns, &resource);
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    eventually(LIMIT, "the budget's status", || async {
+        let p = pdbs.get("db").await.map_err(|e| e.to_string())?;
+        if p.data["status"]["currentHealthy"] == 2 { Ok(()) } else { Err(p.data["status"].to_string()) }
+    })
+    .await;
+
+    let client = nightshift::k8s::connect_file(&c.kubeconfig, None).await.unwrap();
+    let preview = nightshift::k8s::repair::preview_drain(&client, &node).await;
+    assert!(preview.contains("evict 3 pod(s)"), "{preview}");
+    let err = nightshift::k8s::repair::drain(&client, &node, Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.contains("cordoned node") && err.contains("PodDisruptionBudget still holds back") && err.contains("/db-"), "{err}");
+    assert!(err.contains("evicted 1"), "what the budget allows (cache) is evicted: {err}");
+    assert_eq!(pods_of(&c, &ns, "db").await.len(), 2, "the budget kept both db pods");
+    assert!(pods_of(&c, &ns, "db").await.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())));
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    assert_eq!(nodes.get(&node).await.unwrap().spec.unwrap().unschedulable, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_names_the_shared_dependency_and_restarts_no_dependant() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("cascade").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    create(&c, &ns, deployment("db", 1, "not-ready")).await;
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}})).unwrap();
+    Api::<Service>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &svc).await.unwrap();
+    for app in ["checkout", "cart", "search"] {
+        let mut d = deployment(app, 2, "not-ready");
+        d.spec.as_mut().unwrap().template.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert("tier".into(), "front".into());
+        create(&c, &ns, d).await;
+    }
+    for app in ["checkout", "cart", "search"] {
+        pods_are(&c, &ns, app, 2, "dependants fail readiness", |p| p.status.as_ref().is_some_and(|s| s.phase.as_deref() == Some("Running")) && !ready(p)).await;
+    }
+    let uids: Vec<_> = pods_of(&c, &ns, "checkout").await.into_iter().map(|p| p.metadata.uid).collect();
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n",
+        &format!("{}  - name: db\n    kind: dependency\n    target: {ns}/db\n    dependants: tier=front\n    namespace: {ns}\n", pods_check(&ns)),
+    );
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    let cascade = incident(&v, ":cascade:");
+    assert_eq!(cascade["fingerprint"], "pods:cascade:cascade/db");
+    assert!(cascade["title"].as_str().unwrap().contains(&format!("{ns}/service/db")), "the incident names the dependency: {cascade:#}");
+    let text = cascade["diagnosis"].to_string();
+    for app in ["checkout", "cart", "search"] {
+        assert!(text.contains(&format!("{ns}/deployment/{app}")), "{text}");
+    }
+    assert!(cascade["actions"].as_array().unwrap().is_empty(), "no dependant is restarted: {cascade:#}");
+    let all = v["incidents"].as_array().unwrap();
+    assert!(!all.iter().any(|i| i["fingerprint"].as_str().unwrap().contains("/deployment/checkout")), "no separate incidents for the dependants: {v:#}");
+    assert!(all.iter().any(|i| i["fingerprint"] == format!("db:dependency-down:{ns}/service/db")), "the dependency has its own incident: {v:#}");
+    assert!(all.iter().flat_map(|i| i["actions"].as_array().unwrap()).all(|a| a["action"] != "restart_pod" || a["target"].as_str().unwrap().contains("/db-")), "{v:#}");
+    let still: Vec<_> = pods_of(&c, &ns, "checkout").await.into_iter().map(|p| p.metadata.uid).collect();
+    assert_eq!(still, uids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_opens_an_incident_from_the_watch_without_waiting_for_the_heartbeat() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("watch").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    create(&c, &ns, deployment("api", 1, "running")).await;
+    let pods = pods_are(&c, &ns, "api", 1, "running", ready).await;
+    // The check is due once an hour: only the watch can bring it forward.
+    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    every: 1h\n    ready_grace: 0s\n"));
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let serve = tokio::task::block_in_place(|| support::Serve::start(&ws, &[], &[("KUBECONFIG", &kubeconfig)]));
+    eventually(LIMIT, "the first pass", || async { if ws.memory().join("state/state.json").exists() { Ok(()) } else { Err("no state yet".into()) } }).await;
+    assert!(ws.incident_files().is_empty());
+
+    let pod = pods[0].metadata.name.clone().unwrap();
+    let patch = json!({"metadata": {"annotations": {kubelet::BEHAVIOR: "crashloop"}}});
+    Api::<Pod>::namespaced(c.client.clone(), &ns).patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let file = eventually(Duration::from_secs(15), "an incident opened by the watch", || async {
+        ws.incident_files().into_iter().next().ok_or_else(|| "none yet".to_string())
+    })
+    .await;
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("CrashLoopBackOff") && text.contains(&format!("{ns}/deployment/api")), "{text}");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_refuses_under_an_autoscaler_and_rollout_restart_rolls_every_pod() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("scale").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let api = create(&c, &ns, deployment("web", 2, "running")).await;
+    create(&c, &ns, deployment("queue", 1, "running")).await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))).await;
+    let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "queue"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "queue"}, "minReplicas": 1, "maxReplicas": 5}});
+    let hpa: k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler = serde_json::from_value(hpa).unwrap();
+    Api::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &hpa).await.unwrap();
+
+    let client = nightshift::k8s::connect_file(&c.kubeconfig, None).await.unwrap();
+    let refused = nightshift::k8s::repair::scale(&client, &ns, "queue", 3).await.unwrap_err();
+    assert!(refused.contains("HorizontalPodAutoscaler") && refused.contains("owns the replicas"), "{refused}");
+    let done = nightshift::k8s::repair::scale(&client, &ns, "web", 3).await.unwrap();
+    assert_eq!(done, format!("scaled {ns}/web from 2 to 3 replicas"));
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(3))).await;
+
+    let before: Vec<_> = pods_of(&c, &ns, "web").await.into_iter().map(|p| p.metadata.uid).collect();
+    nightshift::k8s::repair::rollout_restart(&client, &ns, "web").await.unwrap();
+    pods_are(&c, &ns, "web", 3, "every pod replaced and ready", |p| ready(p) && !before.contains(&p.metadata.uid)).await;
+    let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "bare"}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}})).unwrap();
+    Api::<Pod>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &bare).await.unwrap();
+    let refused = nightshift::k8s::repair::restart_pod(&client, &ns, "bare").await.unwrap_err();
+    assert!(refused.contains("has no controller"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_missing_cluster_is_a_check_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {server: 'https://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: abc}\ncontexts:\n- name: gone\n  context: {cluster: gone, user: u}\ncurrent-context: gone\n",
+    )
+    .unwrap();
+    let ws = Ws::new("mode: dry-run\n", "checks:\n  - name: pods\n    kind: k8s-pods\n  - name: other\n    kind: k8s-nodes\n    context: no-such-context\n");
+    let out = ws.cmd(&["check", "--json"]).env("KUBECONFIG", &kubeconfig).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let checks = &v["checks"];
+    assert_eq!(checks[0]["status"], "error", "{v:#}");
+    assert!(checks[0]["summary"].as_str().unwrap().contains("cannot reach the cluster"), "{v:#}");
+    assert_eq!(checks[1]["status"], "error");
+    assert!(checks[1]["summary"].as_str().unwrap().contains("no-such-context"), "{v:#}");
+
+    let home = tempfile::tempdir().unwrap();
+    let out = ws.cmd(&["heartbeat", "--json"]).env("KUBECONFIG", dir.path().join("missing")).env("HOME", home.path()).env_remove("KUBERNETES_SERVICE_HOST").output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inc = &v["incidents"][0];
+    assert!(inc["fingerprint"].as_str().unwrap().starts_with("pods:check-error:"), "an incident about the check, not the pods: {v:#}");
+    assert!(v["checks"][0]["summary"].as_str().unwrap().contains("Kubernetes"), "{v:#}");
+}
