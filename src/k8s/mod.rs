@@ -69,7 +69,19 @@ fn finish(mut config: Config) -> Result<Client, String> {
     // No hidden retries: a 429 from an eviction is a PodDisruptionBudget's answer, which
     // the drain handles itself, and a heartbeat must not stall for minutes on Retry-After.
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    let counted = builder.with_layer(&tower::util::MapRequestLayer::new(|req| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req
+    }));
+    Ok(counted.build())
+}
+
+/// Requests sent to Kubernetes API servers by this process (watches count once per (re)connect).
+pub static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn requests() -> u64 {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A Kubernetes error as a person reads it: what was asked, and what to do.

@@ -98,6 +98,9 @@ pub struct RunReport {
     pub notes: Vec<String>,
     /// Model tokens spent in the run: prompt, completion.
     pub tokens: (u64, u64),
+    /// Requests this run sent to Kubernetes API servers.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kube_requests: u64,
     #[serde(skip)]
     pub failing: bool,
 }
@@ -131,6 +134,8 @@ pub struct Runner<'a> {
     down: Vec<DownDependency>,
     /// Check names run in this pass even when not due (the daemon's watch saw a change).
     forced: Vec<String>,
+    /// The process's Kubernetes request count when the run began.
+    kube_requests_at_start: u64,
 }
 
 /// A `dependency` check that fails, with what depends on it.
@@ -141,6 +146,10 @@ struct DownDependency {
     dependants: String,
     namespace: Option<String>,
     summary: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub(super) fn now() -> DateTime<Utc> {
@@ -185,6 +194,7 @@ impl<'a> Runner<'a> {
             tokens: (0, 0),
             down: Vec::new(),
             forced: Vec::new(),
+            kube_requests_at_start: crate::k8s::requests(),
         };
         Ok((runner, lock))
     }
@@ -580,6 +590,7 @@ impl<'a> Runner<'a> {
         }
         self.report.status = if self.report.failing { "failing" } else { "ok" };
         self.report.tokens = self.tokens;
+        self.report.kube_requests = crate::k8s::requests().saturating_sub(self.kube_requests_at_start);
         Ok(self.report)
     }
 }

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub alerts_received: Counter,
     pub passes: Counter,
     pub last_pass_timestamp: Gauge,
+    pub kube_requests: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -75,6 +76,8 @@ impl Default for Metrics {
         let alerts_received = Counter::default();
         let passes = Counter::default();
         let last_pass_timestamp = Gauge::default();
+        let kube_requests = Counter::default();
+        registry.register("nightshift_kube_requests", "Requests the passes sent to Kubernetes API servers (the watch cache makes this flat in the pod count)", kube_requests.clone());
         registry.register("nightshift_checks", "Check runs by check and status", checks.clone());
         registry.register("nightshift_incidents", "Incidents opened by type and severity", incidents.clone());
         registry.register("nightshift_actions", "Decided actions by action, decision and outcome", actions.clone());
@@ -89,13 +92,14 @@ impl Default for Metrics {
         for kind in ["prompt", "completion"] {
             let _ = llm_tokens.get_or_create(&TokenKind { kind: kind.into() });
         }
-        Self { registry, checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp }
+        Self { registry, checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp, kube_requests }
     }
 }
 
 impl Metrics {
     /// Counts what one pass did.
     pub fn record(&self, report: &RunReport) {
+        self.kube_requests.inc_by(report.kube_requests);
         for c in &report.checks {
             self.checks.get_or_create(&CheckLabels { check: c.name.clone(), status: c.status.as_str().into() }).inc();
         }
