@@ -384,3 +384,141 @@ async fn an_unreachable_or_missing_cluster_is_a_check_error_not_a_crash() {
     assert!(inc["fingerprint"].as_str().unwrap().starts_with("pods:check-error:"), "an incident about the check, not the pods: {v:#}");
     assert!(v["checks"][0]["summary"].as_str().unwrap().contains("Kubernetes"), "{v:#}");
 }
+
+/// The YAML documents of a manifest file, as JSON values.
+fn manifest(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    text.split("\n---\n").map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap_or_else(|e| panic!("{path}: {e}"))).filter(|v| !v.is_null()).collect()
+}
+
+fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>, what: &str) {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what} should be forbidden to nightshift's account: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_role_grants_what_the_actions_need_and_nothing_more() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("rbac").await;
+    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let node = format!("{ns}-a");
+    kubelet.add_node(&node, true).await;
+
+    // deploy/kubernetes/rbac.yaml's role, bound to an account in this namespace.
+    let docs = manifest("deploy/kubernetes/rbac.yaml");
+    let mut role: ClusterRole = serde_json::from_value(docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap().clone()).unwrap();
+    role.metadata.name = Some(format!("nightshift-{ns}"));
+    Api::<ClusterRole>::all(c.client.clone()).create(&PostParams::default(), &role).await.unwrap();
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "nightshift"}})).unwrap();
+    Api::<ServiceAccount>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &sa).await.unwrap();
+    let mut binding: ClusterRoleBinding = serde_json::from_value(docs.iter().find(|d| d["kind"] == "ClusterRoleBinding").unwrap().clone()).unwrap();
+    binding.metadata.name = Some(format!("nightshift-{ns}"));
+    binding.role_ref.name = format!("nightshift-{ns}");
+    binding.subjects.as_mut().unwrap()[0].namespace = Some(ns.clone());
+    Api::<ClusterRoleBinding>::all(c.client.clone()).create(&PostParams::default(), &binding).await.unwrap();
+    let token = eventually(LIMIT, "the account's token", || async {
+        let sa = Api::<ServiceAccount>::namespaced(c.client.clone(), &ns).get("nightshift").await.map_err(|e| e.to_string())?;
+        let name = sa.secrets.and_then(|s| s.first().and_then(|r| r.name.clone())).ok_or("no token secret yet")?;
+        let secret = Api::<Secret>::namespaced(c.client.clone(), &ns).get(&name).await.map_err(|e| e.to_string())?;
+        let token = secret.data.and_then(|d| d.get("token").cloned()).ok_or("no token yet")?;
+        Ok(String::from_utf8(token.0).unwrap())
+    })
+    .await;
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
+    kubeconfig.auth_infos[0].auth_info.as_mut().unwrap().token = Some(token.into());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    let sa = nightshift::k8s::connect_file(&path, None).await.unwrap();
+
+    // Workloads to act on: two revisions of web (rollout_undo needs history), on the test's node.
+    let api = create(&c, &ns, deployment("web", 2, "running").dedicated(&ns).annotate(kubelet::LOG, "listening on :8080")).await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))).await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2) && s.replicas == Some(2))).await;
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).unwrap();
+    Api::<Service>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &svc).await.unwrap();
+
+    // Every check, as the account, evaluates (none is an error).
+    let ws = Ws::new(
+        "mode: dry-run\n",
+        &format!(
+            "checks:\n  - {{name: pods, kind: k8s-pods, namespace: {ns}}}\n  - {{name: rollouts, kind: k8s-deployments, namespace: {ns}}}\n  - {{name: nodes, kind: k8s-nodes}}\n  - {{name: services, kind: k8s-services, namespace: {ns}}}\n  - {{name: web, kind: dependency, target: {ns}/web, dependants: app=front}}\n"
+        ),
+    );
+    let out = ws.cmd(&["check", "--json"]).env("KUBECONFIG", &path).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for check in v["checks"].as_array().unwrap() {
+        assert_ne!(check["status"], "error", "{check:#}");
+    }
+    // Diagnosis evidence and the watch.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(sa.clone(), &ns);
+    events.list(&ListParams::default()).await.unwrap();
+    let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
+    let logs = Api::<Pod>::namespaced(sa.clone(), &ns).logs(&pod, &Default::default()).await.unwrap();
+    assert!(logs.contains("listening on :8080"), "{logs}");
+    let cache = nightshift::k8s::watch::start(sa.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+    eventually(LIMIT, "the watch cache lists and watches as the account", || async { if cache.is_live() { Ok(()) } else { Err("not live".into()) } }).await;
+
+    // Every repair, as the account.
+    use nightshift::k8s::repair;
+    repair::scale(&sa, &ns, "web", 3).await.unwrap();
+    let undone = repair::rollout_undo(&sa, &ns, "web").await.unwrap();
+    assert!(undone.ends_with("to revision 1 (registry.example/app:1)"), "{undone}");
+    repair::rollout_restart(&sa, &ns, "web").await.unwrap();
+    repair::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
+    let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
+    repair::restart_pod(&sa, &ns, &pod).await.unwrap();
+    repair::cordon(&sa, &node).await.unwrap();
+    let drained = repair::drain(&sa, &node, Duration::from_secs(60)).await.unwrap();
+    assert!(drained.contains("evicted"), "{drained}");
+
+    // And nothing more.
+    forbidden(Api::<Secret>::namespaced(sa.clone(), &ns).list(&ListParams::default()).await, "listing secrets");
+    forbidden(Api::<ConfigMap>::namespaced(sa.clone(), &ns).list(&ListParams::default()).await, "listing configmaps");
+    forbidden(Api::<Deployment>::namespaced(sa.clone(), &ns).delete("web", &Default::default()).await, "deleting a deployment");
+    forbidden(Api::<Deployment>::namespaced(sa.clone(), &ns).create(&PostParams::default(), &deployment("extra", 1, "running")).await, "creating a deployment");
+    let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a", "image": "b"}]}})).unwrap();
+    forbidden(Api::<Pod>::namespaced(sa.clone(), &ns).create(&PostParams::default(), &bare).await, "creating a pod");
+    forbidden(Api::<Service>::namespaced(sa.clone(), &ns).delete("web", &Default::default()).await, "deleting a service");
+    forbidden(Api::<Node>::all(sa.clone()).delete(&node, &Default::default()).await, "deleting a node");
+    forbidden(Api::<k8s_openapi::api::core::v1::Namespace>::all(sa.clone()).list(&ListParams::default()).await, "listing namespaces");
+    forbidden(Api::<ClusterRole>::all(sa.clone()).list(&ListParams::default()).await, "reading RBAC");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_manifests_are_accepted_by_the_api_server_and_their_workspace_validates() {
+    let Some(c) = cluster::cluster().await else { return };
+    let docs = manifest("deploy/kubernetes/nightshift.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"]);
+    // The workspace in the ConfigMap validates.
+    let cm = &docs[1]["data"];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("AGENTS.md"), cm["AGENTS.md"].as_str().unwrap()).unwrap();
+    std::fs::write(dir.path().join("HEARTBEAT.md"), cm["HEARTBEAT.md"].as_str().unwrap()).unwrap();
+    let out = std::process::Command::new(support::bin()).arg("--workspace").arg(dir.path()).arg("validate").output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The API server accepts every object (a server-side dry run, in a fresh namespace).
+    let ns = c.namespace("deploy").await;
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    for doc in docs.iter().chain(manifest("deploy/kubernetes/rbac.yaml").iter()) {
+        let mut doc = doc.clone();
+        if doc["metadata"]["namespace"].is_string() {
+            doc["metadata"]["namespace"] = json!(ns);
+        }
+        let gvk = kube::api::GroupVersionKind::try_from(&serde_json::from_value::<kube::api::TypeMeta>(doc.clone()).unwrap()).unwrap();
+        let resource = kube::api::ApiResource::from_gvk(&gvk);
+        let obj: kube::api::DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+        let api: Api<kube::api::DynamicObject> = match doc["kind"].as_str().unwrap() {
+            "Namespace" | "ClusterRole" | "ClusterRoleBinding" => Api::all_with(c.client.clone(), &resource),
+            _ => Api::namespaced_with(c.client.clone(), &ns, &resource),
+        };
+        api.create(&dry, &obj).await.unwrap_or_else(|e| panic!("{} rejected: {e}", doc["kind"]));
+    }
+}

@@ -94,23 +94,30 @@ pub async fn preview_undo(client: &Client, namespace: &str, deployment: &str) ->
 /// `kubectl rollout undo`: the Deployment's template becomes the previous
 /// revision's (its pod-template-hash label left out); the controller rolls.
 pub async fn rollout_undo(client: &Client, namespace: &str, deployment: &str) -> Result<String, String> {
-    let (mut d, current, prev, rs) = undo_plan(client, namespace, deployment).await?;
-    let Some(mut template) = rs.spec.and_then(|s| s.template) else {
-        return Err(format!("revision {prev} of {namespace}/{deployment} has no pod template"));
-    };
-    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-        labels.remove("pod-template-hash");
+    // Controllers write the Deployment too: on a conflict, read it again and redo (client-go's RetryOnConflict).
+    for attempt in 1..=5 {
+        let (mut d, current, prev, rs) = undo_plan(client, namespace, deployment).await?;
+        let Some(mut template) = rs.spec.and_then(|s| s.template) else {
+            return Err(format!("revision {prev} of {namespace}/{deployment} has no pod template"));
+        };
+        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove("pod-template-hash");
+        }
+        let from = d.spec.as_ref().map(|s| images(&s.template)).unwrap_or_default();
+        let to = images(&template);
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = template;
+        }
+        d.metadata.managed_fields = None;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        // A replace carries the resourceVersion just read: a concurrent change makes it fail, not overwrite.
+        match api.replace(deployment, &PostParams::default(), &d).await {
+            Ok(_) => return Ok(format!("rolled {namespace}/{deployment} back from revision {current} ({from}) to revision {prev} ({to})")),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 5 => tokio::time::sleep(Duration::from_millis(100 * attempt)).await,
+            Err(e) => return Err(explain(&e, &format!("rolling back deployment {namespace}/{deployment}"))),
+        }
     }
-    let from = d.spec.as_ref().map(|s| images(&s.template)).unwrap_or_default();
-    let to = images(&template);
-    if let Some(spec) = d.spec.as_mut() {
-        spec.template = template;
-    }
-    d.metadata.managed_fields = None;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    // A replace carries the resourceVersion just read: a concurrent change makes it fail, not overwrite.
-    api.replace(deployment, &PostParams::default(), &d).await.map_err(|e| explain(&e, &format!("rolling back deployment {namespace}/{deployment}")))?;
-    Ok(format!("rolled {namespace}/{deployment} back from revision {current} ({from}) to revision {prev} ({to})"))
+    Err(format!("deployment {namespace}/{deployment} kept changing while rolling it back; try again"))
 }
 
 /// The autoscaler that owns a Deployment's replicas, if any.
