@@ -117,7 +117,7 @@ fn a_hostile_log_line_and_an_obedient_model_change_nothing() {
     let results: Vec<String> = reqs[1]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").map(|m| m["content"].as_str().unwrap().to_string()).collect();
     assert_eq!(results[0], "denied: unknown action \"delete_namespace\"");
     assert!(results[1].starts_with("denied: command \"kubectl delete namespace production\" is not declared"), "{}", results[1]);
-    assert_eq!(results[2], "denied: drain_node cannot be taken on this incident by this build");
+    assert_eq!(results[2], "denied: drain_node is not one of the repair tool's actions");
     let audit = ws.audit_text();
     assert_eq!(audit.matches("- result: denied").count(), 3, "{audit}");
     assert!(audit.contains("delete_namespace on"), "{audit}");

@@ -321,8 +321,10 @@ impl Runner<'_> {
                     self.audit_refusal(inc, &requested, &v.to_string(), &why);
                     return Ok((format!("denied: {why}"), None));
                 }
-                if !ActionKind::from_name(&requested).is_some_and(|k| k.available() && k != ActionKind::Notify) {
-                    let why = format!("{requested} cannot be taken on this incident by this build");
+                // The model gets a smaller set than the runbooks: no cluster or node changes of its own choosing.
+                let offered = serde_json::from_value::<tools::RepairKind>(Value::String(requested.clone())).is_ok();
+                if !offered || !ActionKind::from_name(&requested).is_some_and(|k| k.available() && k != ActionKind::Notify) {
+                    let why = format!("{requested} is not one of the repair tool's actions");
                     self.audit_refusal(inc, &requested, &v.to_string(), &why);
                     return Ok((format!("denied: {why}"), None));
                 }
