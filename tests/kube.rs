@@ -105,6 +105,14 @@ async fn an_oom_looping_pod_is_restarted_and_a_memory_limit_change_proposed() {
     assert!(text.contains("OOMKilled") && text.contains("256Mi"), "{text}");
     assert!(text.contains("OutOfMemoryError: Java heap space"), "the previous container's last log lines are evidence: {text}");
     assert!(text.contains("384Mi"), "{text}");
+
+    // The replacement loops too: the next pass does not restart the workload again within the
+    // cooldown, though the pod has a new name (restarts count by workload).
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, ":pod-oom:");
+    assert_eq!(inc["actions"][0]["action"], "restart_pod");
+    assert_eq!(inc["actions"][0]["decision"], "cooldown", "{inc:#}");
+    assert_eq!(pods_of(&c, &ns, "api").await[0].metadata.uid, after[0].metadata.uid, "no second restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

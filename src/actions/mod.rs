@@ -203,6 +203,10 @@ pub enum Action {
     RestartPod {
         namespace: String,
         pod: String,
+        /// The pod's workload (`deployment/checkout`): pods come and go, the
+        /// workload is what cooldowns, hourly limits and memory count.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workload: Option<String>,
         /// A kubeconfig context; the current one when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
@@ -311,6 +315,21 @@ impl Action {
             Action::CordonNode { node, .. } | Action::DrainNode { node, .. } => node.clone(),
         };
         Target { id, namespace, host }
+    }
+
+    /// What cooldowns, hourly limits and the memory of past tries count by:
+    /// the target, except a pod restart counts by its workload (each restart
+    /// makes a new pod name, and the loop must still be noticed).
+    pub fn rate_key(&self) -> String {
+        match self {
+            Action::RestartPod { namespace, workload: Some(w), .. } => format!("{namespace}/{w}"),
+            _ => self.target().id,
+        }
+    }
+
+    /// The same remedy for the same thing (a restart of any pod of one workload).
+    pub fn same_remedy(&self, other: &Action) -> bool {
+        self.kind() == other.kind() && self.rate_key() == other.rate_key()
     }
 
     /// How many instances the action touches.

@@ -40,7 +40,7 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
     if facts.len() > 5 {
         steps.push(format!("… and {} more pod(s) like these", facts.len() - 5));
     }
-    let restart = Action::RestartPod { namespace: ns.into(), pod: first.name.clone(), context: context.map(str::to_string) };
+    let restart = Action::RestartPod { namespace: ns.into(), pod: first.name.clone(), workload: Some(format!("{}/{workload}", kind.to_ascii_lowercase())), context: context.map(str::to_string) };
     let is_deployment = kind == "Deployment";
     let oom = first.last_exit.as_ref().is_some_and(|e| e.reason == "OOMKilled");
     let (class, title, plan, prevention): (&'static str, String, Vec<Action>, Vec<String>) = match first.reason.as_str() {

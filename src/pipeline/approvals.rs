@@ -82,7 +82,7 @@ impl Runner<'_> {
         let spec = a.check.as_deref().and_then(|c| self.spec(c));
         let mut subject = Subject::for_action(&a.action, a.check.as_deref(), a.level);
         subject.check = a.check.clone();
-        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.target().id, now()));
+        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.rate_key(), now()));
         let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
             (_, _, true) => Decision::Confirm,
             _ => Decision::AbortWindow,

@@ -64,7 +64,6 @@ impl Runner<'_> {
         let service = spec.map(|s| s.name.clone()).or_else(|| incident.map(|i| i.check.clone())).unwrap_or_else(|| "nightshift".into());
         let incident = incident.map(|i| i.id.clone());
         let kind = action.kind();
-        let target = action.target().id;
         if !kind.is_mutating() {
             let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
             let dead = self.mem.state_dir().join("dead-letters.jsonl");
@@ -93,7 +92,7 @@ impl Runner<'_> {
                 }
             }
         self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
-        self.state.record(kind, &target, now(), result);
+        self.state.record(kind, &action.rate_key(), now(), result);
         Ok((result, outcome))
     }
 

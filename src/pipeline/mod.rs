@@ -482,7 +482,7 @@ impl<'a> Runner<'a> {
         let t = now();
         let target = action.target().id;
         if action.kind().is_mutating()
-            && let Some(last) = self.state.last_attempt(action.kind(), &target) {
+            && let Some(last) = self.state.last_attempt(action.kind(), &action.rate_key()) {
                 let cooldown = chrono::Duration::from_std(spec.cooldown).unwrap_or_default();
                 if t - last < cooldown {
                     let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
@@ -491,8 +491,8 @@ impl<'a> Runner<'a> {
                 }
             }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
-        let mut history = self.state.history(action.kind(), &target, t);
-        let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| &a.action == action).collect();
+        let mut history = self.state.history(action.kind(), &action.rate_key(), t);
+        let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| a.action.same_remedy(action)).collect();
         if tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)) {
             history.distrusted = Some(format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
         }

@@ -26,12 +26,12 @@ impl Runner<'_> {
 
 /// The fix to reuse: the latest one that healed an earlier incident of the fingerprint.
 pub(super) fn recall(past: &[(Attempt, String)]) -> Option<(Action, String)> {
-    past.iter().rev().find(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating()).map(|(a, id)| (a.action.clone(), id.clone()))
+    past.iter().rev().find(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating() && a.action.kind() != crate::actions::ActionKind::RestartPod).map(|(a, id)| (a.action.clone(), id.clone()))
 }
 
 /// (succeeded, tried) of one fix over the attempts.
 pub(super) fn success(past: &[(Attempt, String)], fix: &Action) -> (usize, usize) {
-    let tries: Vec<_> = past.iter().filter(|(a, _)| &a.action == fix).collect();
+    let tries: Vec<_> = past.iter().filter(|(a, _)| a.action.same_remedy(fix)).collect();
     (tries.iter().filter(|(a, _)| a.result == ActionResult::Ok).count(), tries.len())
 }
 

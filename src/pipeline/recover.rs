@@ -24,7 +24,7 @@ impl Runner<'_> {
             };
             let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
             self.mem.journal(&JournalEntry::End { id: u.id.clone(), at: now(), result: ActionResult::Interrupted, detail: outcome.clone() })?;
-            self.state.record(u.action.kind(), &u.action.target().id, u.at, ActionResult::Interrupted);
+            self.state.record(u.action.kind(), &u.action.rate_key(), u.at, ActionResult::Interrupted);
             let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
             let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
             let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0);
