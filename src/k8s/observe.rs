@@ -122,6 +122,11 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
             return Some(facts);
         }
     }
+    if phase == "Unknown" {
+        facts.reason = "Unknown".into();
+        facts.message = Some(status.message.clone().unwrap_or_else(|| "the pod's node stopped reporting its state".into()));
+        return Some(facts);
+    }
     if phase == "Failed" {
         facts.reason = "Failed".into();
         facts.message = status.message.clone().or(status.reason.clone());
@@ -377,4 +382,70 @@ fn finish(series: Vec<Series>, total: usize, what: &str) -> Outcome {
 pub fn one_line(s: &str) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.chars().count() > 240 { format!("{}…", s.chars().take(240).collect::<String>()) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RULES: PodRules = PodRules { max_restarts: 3, ready_grace: Duration::from_secs(60), pending_grace: Duration::from_secs(300) };
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-5d9c-abcde", "namespace": "shop", "creationTimestamp": "2026-11-23T11:00:00Z",
+                "labels": {"app": "web", "pod-template-hash": "5d9c"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9c", "uid": "u", "controller": true}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:1", "resources": {"limits": {"memory": "512Mi"}}}]},
+            "status": status,
+        }))
+        .unwrap_or_default()
+    }
+
+    fn reason(status: serde_json::Value) -> Option<String> {
+        pod_problem(&pod(status), &RULES, now()).map(|f| f.reason)
+    }
+
+    #[test]
+    fn pod_states_as_kubernetes_reports_them() {
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        assert_eq!(reason(json!({"phase": "Running", "conditions": ready, "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]})), None);
+        // An init container that crash-loops keeps the pod Pending.
+        assert_eq!(
+            reason(json!({"phase": "Pending", "initContainerStatuses": [{"name": "migrate", "image": "m:1", "imageID": "", "ready": false, "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]})).as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        // Pulling an image for a minute is not a problem yet; a long Pending is.
+        assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]})).as_deref(), Some("Pending"));
+        assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]})).as_deref(), Some("Unschedulable"));
+        assert_eq!(reason(json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."})).as_deref(), Some("Failed"));
+        assert_eq!(reason(json!({"phase": "Unknown"})).as_deref(), Some("Unknown"));
+        assert_eq!(reason(json!({"phase": "Succeeded"})), None);
+        // Many restarts long ago and running fine now: healthy.
+        let old = json!({"phase": "Running", "conditions": ready, "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 40, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-20T00:00:00Z"}}}]});
+        assert_eq!(reason(old), None);
+        let recent = json!({"phase": "Running", "conditions": ready, "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 40, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-11-23T11:58:00Z"}}}]});
+        let f = pod_problem(&pod(recent), &RULES, now());
+        assert_eq!(f.as_ref().map(|f| (f.reason.as_str(), f.memory_limit.as_deref())), Some(("Restarting", Some("512Mi"))));
+        // Unready for less than the grace: not yet.
+        assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:59:30Z"}]})), None);
+        assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:50:00Z"}]})).as_deref(), Some("NotReady"));
+    }
+
+    #[test]
+    fn one_series_per_workload_named_by_its_deployment() {
+        let bad = json!({"phase": "Running", "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 5, "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}]});
+        let mut second = pod(bad.clone());
+        second.metadata.name = Some("web-5d9c-fghij".into());
+        let out = pods(&[pod(bad), second], &RULES, now());
+        assert_eq!(out.status, Status::Failing);
+        assert_eq!(out.series.len(), 1);
+        assert_eq!(out.series[0].target, "shop/deployment/web");
+        assert!(out.series[0].summary.contains("2 of 2 pod(s) unhealthy: CrashLoopBackOff (last exit: Error code 2, 5 restarts)"), "{}", out.series[0].summary);
+        assert_eq!(out.series[0].evidence["labels"], json!({"app": "web"}), "the template hash is not a workload label");
+    }
 }
