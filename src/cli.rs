@@ -238,6 +238,7 @@ fn json_report(r: &RunReport) -> serde_json::Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "notes": r.notes,
+        "kube_requests": r.kube_requests,
     })
 }
 

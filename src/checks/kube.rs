@@ -2,6 +2,7 @@
 //! namespace and selector (or a read of the daemon's watch cache), never one
 //! request per pod. A missing or unreachable cluster is a check error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -147,37 +148,45 @@ pub async fn dependency(target: &DependencyTarget, dependants: &str, scope: &Sco
     out
 }
 
-async fn list_pods(scope: &Scope, ctx: &Context) -> Result<Vec<Pod>, String> {
-    if scope.context.is_none()
-        && let Some(cache) = &ctx.kube_cache
-        && let Some(pods) = cache.pods()
-    {
-        return Ok(pods.iter().filter(|p| scope.holds(&p.metadata)).map(|p| (**p).clone()).collect());
-    }
-    let client = ctx.kube.get(scope.context.as_deref()).await?;
-    scope.api::<Pod>(client).list(&scope.params()).await.map(|l| l.items).map_err(|e| explain(&e, "listing pods"))
+/// The daemon's watch cache, when this check may read it (it watches the
+/// current context only). Its reads wait for the first list rather than
+/// listing everything a second time beside it.
+fn cache<'a>(scope: &Scope, ctx: &'a Context) -> Option<&'a crate::k8s::watch::Cache> {
+    ctx.kube_cache.as_deref().filter(|_| scope.context.is_none())
 }
 
-async fn list_deployments(scope: &Scope, ctx: &Context) -> Result<Vec<Deployment>, String> {
-    if scope.context.is_none()
-        && let Some(cache) = &ctx.kube_cache
-        && let Some(list) = cache.deployments()
-    {
-        return Ok(list.iter().filter(|d| scope.holds(&d.metadata)).map(|d| (**d).clone()).collect());
+/// How long a check waits for the watch's first list before listing itself.
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(30);
+
+async fn cached<T>(read: Option<impl Future<Output = Option<T>>>) -> Option<T> {
+    match read {
+        Some(r) => r.await,
+        None => None,
     }
-    let client = ctx.kube.get(scope.context.as_deref()).await?;
-    scope.api::<Deployment>(client).list(&scope.params()).await.map(|l| l.items).map_err(|e| explain(&e, "listing deployments"))
 }
 
-async fn list_nodes(scope: &Scope, ctx: &Context) -> Result<Vec<Node>, String> {
-    if scope.context.is_none()
-        && let Some(cache) = &ctx.kube_cache
-        && let Some(list) = cache.nodes()
-    {
-        return Ok(list.iter().filter(|n| scope.selector.as_ref().is_none_or(|s| selector_matches(s, n.metadata.labels.as_ref().unwrap_or(&Default::default())))).map(|n| (**n).clone()).collect());
+async fn list_pods(scope: &Scope, ctx: &Context) -> Result<Vec<Arc<Pod>>, String> {
+    if let Some(pods) = cached(cache(scope, ctx).map(|c| c.pods(FIRST_LIST_WAIT))).await {
+        return Ok(pods.into_iter().filter(|p| scope.holds(&p.metadata)).collect());
     }
     let client = ctx.kube.get(scope.context.as_deref()).await?;
-    Api::<Node>::all(client).list(&scope.params()).await.map(|l| l.items).map_err(|e| explain(&e, "listing nodes"))
+    scope.api::<Pod>(client).list(&scope.params()).await.map(|l| l.items.into_iter().map(Arc::new).collect()).map_err(|e| explain(&e, "listing pods"))
+}
+
+async fn list_deployments(scope: &Scope, ctx: &Context) -> Result<Vec<Arc<Deployment>>, String> {
+    if let Some(list) = cached(cache(scope, ctx).map(|c| c.deployments(FIRST_LIST_WAIT))).await {
+        return Ok(list.into_iter().filter(|d| scope.holds(&d.metadata)).collect());
+    }
+    let client = ctx.kube.get(scope.context.as_deref()).await?;
+    scope.api::<Deployment>(client).list(&scope.params()).await.map(|l| l.items.into_iter().map(Arc::new).collect()).map_err(|e| explain(&e, "listing deployments"))
+}
+
+async fn list_nodes(scope: &Scope, ctx: &Context) -> Result<Vec<Arc<Node>>, String> {
+    if let Some(list) = cached(cache(scope, ctx).map(|c| c.nodes(FIRST_LIST_WAIT))).await {
+        return Ok(list.into_iter().filter(|n| scope.selector.as_ref().is_none_or(|s| selector_matches(s, n.metadata.labels.as_ref().unwrap_or(&Default::default())))).collect());
+    }
+    let client = ctx.kube.get(scope.context.as_deref()).await?;
+    Api::<Node>::all(client).list(&scope.params()).await.map(|l| l.items.into_iter().map(Arc::new).collect()).map_err(|e| explain(&e, "listing nodes"))
 }
 
 /// Ready and not-ready endpoint counts by (namespace, service): from

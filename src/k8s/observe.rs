@@ -3,6 +3,7 @@
 //! diagnosis needs. No requests here: the checks list once (or read the watch
 //! cache) and hand the objects over.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -180,7 +181,8 @@ fn workload_labels(pod: &Pod) -> BTreeMap<String, String> {
 }
 
 /// The `k8s-pods` verdict: one failing series per workload with unhealthy pods.
-pub fn pods(list: &[Pod], rules: &PodRules, now: DateTime<Utc>) -> Outcome {
+/// `list` holds pods or the watch cache's shared pods (no copy per pass).
+pub fn pods<P: Borrow<Pod>>(list: &[P], rules: &PodRules, now: DateTime<Utc>) -> Outcome {
     struct Group {
         kind: String,
         total: usize,
@@ -191,6 +193,7 @@ pub fn pods(list: &[Pod], rules: &PodRules, now: DateTime<Utc>) -> Outcome {
     }
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for pod in list {
+        let pod = pod.borrow();
         let (kind, name) = super::workload_of(pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let key = format!("{ns}/{}/{name}", kind.to_ascii_lowercase());
@@ -252,10 +255,11 @@ fn is_settling(pod: &Pod) -> bool {
 
 /// The `k8s-deployments` verdict: stuck rollouts and deployments without
 /// their available replicas for longer than `grace`.
-pub fn deployments(list: &[Deployment], grace: Duration, now: DateTime<Utc>) -> Outcome {
+pub fn deployments<D: Borrow<Deployment>>(list: &[D], grace: Duration, now: DateTime<Utc>) -> Outcome {
     let mut series = Vec::new();
     let mut settling = Vec::new();
     for d in list {
+        let d = d.borrow();
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let name = d.metadata.name.clone().unwrap_or_default();
         let Some(status) = d.status.as_ref() else {
@@ -310,9 +314,10 @@ pub fn deployments(list: &[Deployment], grace: Duration, now: DateTime<Utc>) -> 
 }
 
 /// The `k8s-nodes` verdict: not Ready, or under memory, disk or PID pressure.
-pub fn nodes(list: &[Node]) -> Outcome {
+pub fn nodes<N: Borrow<Node>>(list: &[N]) -> Outcome {
     let mut series = Vec::new();
     for n in list {
+        let n = n.borrow();
         let name = n.metadata.name.clone().unwrap_or_default();
         let conditions = n.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         let mut bad = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -26,10 +26,22 @@ use super::observe::{self, PodRules};
 struct Reflected<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     live: AtomicBool,
+    /// Whether a list has ever completed: before that, readers wait for it.
+    listed: AtomicBool,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Reflected<K> {
-    fn read(&self) -> Option<Vec<Arc<K>>> {
+    fn new(store: Store<K>) -> Self {
+        Self { store, live: AtomicBool::new(false), listed: AtomicBool::new(false) }
+    }
+
+    /// The cached objects; until the first list completes, waits up to
+    /// `wait` for it. `None` while the watch is broken: the caller lists.
+    async fn read(&self, wait: Duration) -> Option<Vec<Arc<K>>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.listed.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.live.load(Ordering::Acquire).then(|| self.store.state())
     }
 }
@@ -44,17 +56,19 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Pods of every namespace, or `None` until the first list completes and while the watch is broken.
-    pub fn pods(&self) -> Option<Vec<Arc<Pod>>> {
-        self.pods.read()
+    /// Pods of every namespace. Waits up to `wait` for the first list (a
+    /// check listing beside it would hold every pod twice); `None` when it
+    /// has not completed by then and while the watch is broken.
+    pub async fn pods(&self, wait: Duration) -> Option<Vec<Arc<Pod>>> {
+        self.pods.read(wait).await
     }
 
-    pub fn deployments(&self) -> Option<Vec<Arc<Deployment>>> {
-        self.deployments.read()
+    pub async fn deployments(&self, wait: Duration) -> Option<Vec<Arc<Deployment>>> {
+        self.deployments.read(wait).await
     }
 
-    pub fn nodes(&self) -> Option<Vec<Arc<Node>>> {
-        self.nodes.read()
+    pub async fn nodes(&self, wait: Duration) -> Option<Vec<Arc<Node>>> {
+        self.nodes.read(wait).await
     }
 
     /// Whether all three kinds are listed and watched.
@@ -80,9 +94,9 @@ pub fn start(client: kube::Client, wake: Arc<Notify>) -> Arc<Cache> {
     let (deployments, deploy_writer) = reflector::store();
     let (nodes, node_writer) = reflector::store();
     let cache = Arc::new(Cache {
-        pods: Reflected { store: pods, live: AtomicBool::new(false) },
-        deployments: Reflected { store: deployments, live: AtomicBool::new(false) },
-        nodes: Reflected { store: nodes, live: AtomicBool::new(false) },
+        pods: Reflected::new(pods),
+        deployments: Reflected::new(deployments),
+        nodes: Reflected::new(nodes),
         events: AtomicU64::new(0),
         tasks: Mutex::new(Vec::new()),
     });
@@ -92,9 +106,9 @@ pub fn start(client: kube::Client, wake: Arc<Notify>) -> Arc<Cache> {
     let deploy_health = |d: &Deployment| observe::deployments(std::slice::from_ref(d), Duration::ZERO, chrono::Utc::now()).summary;
     let node_health = |n: &Node| observe::nodes(std::slice::from_ref(n)).summary;
     let tasks = vec![
-        tokio::spawn(run(Api::<Pod>::all(client.clone()), pod_writer, Arc::downgrade(&cache), |c| &c.pods, pod_health, wake.clone())),
-        tokio::spawn(run(Api::<Deployment>::all(client.clone()), deploy_writer, Arc::downgrade(&cache), |c| &c.deployments, deploy_health, wake.clone())),
-        tokio::spawn(run(Api::<Node>::all(client), node_writer, Arc::downgrade(&cache), |c| &c.nodes, node_health, wake)),
+        tokio::spawn(run(Api::<Pod>::all(client.clone()), pod_writer, Arc::downgrade(&cache), |c| &c.pods, slim_pod, pod_health, wake.clone())),
+        tokio::spawn(run(Api::<Deployment>::all(client.clone()), deploy_writer, Arc::downgrade(&cache), |c| &c.deployments, slim_deployment, deploy_health, wake.clone())),
+        tokio::spawn(run(Api::<Node>::all(client), node_writer, Arc::downgrade(&cache), |c| &c.nodes, slim_node, node_health, wake)),
     ];
     if let Ok(mut t) = cache.tasks.lock() {
         *t = tasks;
@@ -102,14 +116,46 @@ pub fn start(client: kube::Client, wake: Arc<Notify>) -> Arc<Cache> {
     cache
 }
 
-async fn run<K, S, H>(api: Api<K>, writer: reflector::store::Writer<K>, cache: std::sync::Weak<Cache>, slot: S, health: H, wake: Arc<Notify>)
+/// What the checks read of a cached pod: its identity, labels and owners,
+/// node, containers' names, images and resources, and its status. The rest
+/// (annotations, volumes, environment, probes, managed fields) is most of a
+/// pod's size; the diagnosis reads the live pod when it needs more.
+fn slim_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+    if let Some(spec) = p.spec.as_mut() {
+        let keep = |c: &Container| Container { name: c.name.clone(), image: c.image.clone(), resources: c.resources.clone(), ..Default::default() };
+        *spec = PodSpec { node_name: spec.node_name.take(), containers: spec.containers.iter().map(keep).collect(), init_containers: spec.init_containers.as_ref().map(|cs| cs.iter().map(keep).collect()), ..Default::default() };
+    }
+}
+
+/// Deployments keep their spec (template images, selector, paused) and
+/// annotations (the revision) but not the last-applied copy of themselves.
+fn slim_deployment(d: &mut Deployment) {
+    d.metadata.managed_fields = None;
+    if let Some(a) = d.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Nodes keep spec and conditions; images pulled and volumes attached go.
+fn slim_node(n: &mut Node) {
+    n.metadata.managed_fields = None;
+    if let Some(status) = n.status.as_mut() {
+        status.images = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<K, S, H>(api: Api<K>, writer: reflector::store::Writer<K>, cache: std::sync::Weak<Cache>, slot: S, slim: fn(&mut K), health: H, wake: Arc<Notify>)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     S: Fn(&Cache) -> &Reflected<K>,
     H: Fn(&K) -> String,
 {
-    // Managed fields are most of an object's size and nothing here reads them.
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff().modify(|o: &mut K| o.meta_mut().managed_fields = None).reflect(writer);
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff().modify(slim).reflect(writer);
     let mut stream = std::pin::pin!(stream);
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut initial = true;
@@ -127,6 +173,7 @@ where
             }
             Ok(Event::InitDone) => {
                 reflected.live.store(true, Ordering::Release);
+                reflected.listed.store(true, Ordering::Release);
                 if initial {
                     wake.notify_one();
                 }
