@@ -2,8 +2,12 @@
 # The Kubernetes test control plane (v1.20.2: the newest whose source Debian
 # carries), on loopback: etcd from Debian's etcd-server; kube-apiserver,
 # kube-controller-manager and kube-scheduler built from Debian's `kubernetes`
-# source package with Debian's Go and cached under ~/.cache/nightshift/k8s-1.20.2
-# (about 12 minutes once on 2 cores; see ../shared/TEST-CLUSTER-NOTES.md).
+# source package with Debian's Go and cached under ~/.cache/nightshift/k8s-1.20.2-r2
+# (about 12 minutes once on 2 cores; see ../shared/TEST-CLUSTER-NOTES.md). The
+# vendored github.com/modern-go/reflect2 1.0.1 is swapped for Debian's 1.0.2:
+# built with Go 1.18 or later, 1.0.1 iterates maps with the wrong iterator
+# size (modern-go/reflect2#26) and the apiserver can die with "fatal error:
+# fault" while encoding objects; the "-r2" cache replaces binaries built without it.
 # There is no kubelet: the tests' simulated kubelet (tests/support/kubelet.rs)
 # registers nodes and drives pod status.
 #
@@ -18,7 +22,7 @@
 # etcd uses the two ports after it).
 set -euo pipefail
 root="${NIGHTSHIFT_CACHE:-$HOME/.cache/nightshift}"
-cache="$root/k8s-1.20.2"
+cache="$root/k8s-1.20.2-r2"
 dir="${NIGHTSHIFT_CLUSTER_DIR:-$root/cluster}"
 port="${NIGHTSHIFT_CLUSTER_PORT:-16443}"
 etcd_client=$((port + 1))
@@ -42,7 +46,7 @@ build() {
     fi
   fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends golang-go rsync etcd-server dpkg-dev >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends golang-go rsync etcd-server dpkg-dev golang-github-modern-go-reflect2-dev >/dev/null
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && apt-get source --download-only kubernetes >/dev/null)
@@ -50,6 +54,10 @@ build() {
   mkdir -p "$work/src"
   tar xf "$orig" -C "$work/src"
   top="$(find "$work/src" -mindepth 1 -maxdepth 1 -type d | head -n 1)"
+  # reflect2 1.0.2 (Go 1.18+ map iteration); go.mod's replace and vendor/modules.txt must agree.
+  rsync -a --delete --exclude go.mod --exclude '*_test.go' /usr/share/gocode/src/github.com/modern-go/reflect2/ "$top/vendor/github.com/modern-go/reflect2/"
+  sed -i 's#\(github.com/modern-go/reflect2\) v1.0.1#\1 v1.0.2#g' "$top/go.mod" "$top/vendor/modules.txt"
+  grep -q 'modern-go/reflect2 v1.0.2' "$top/vendor/modules.txt"
   (cd "$top" && GOPATH="$PWD/.go" CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor \
      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >/dev/null)
   mkdir -p "$cache"
