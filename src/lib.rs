@@ -10,6 +10,7 @@ pub mod actions;
 pub mod checks;
 pub mod cli;
 pub mod duration;
+pub mod infra;
 pub mod k8s;
 pub mod llm;
 pub mod memory;

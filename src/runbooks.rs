@@ -177,7 +177,13 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
-        ProbeSpec::K8sPods { scope, .. } => crate::k8s::diagnose::pods(result, scope.context.as_deref()),
+        ProbeSpec::K8sPods { scope, .. } => {
+            let mut d = crate::k8s::diagnose::pods(result, scope.context.as_deref());
+            if policy.repository.is_some() {
+                as_pull_requests(&mut d.plan);
+            }
+            d
+        }
         ProbeSpec::K8sDeployments { scope, .. } => crate::k8s::diagnose::deployment(result, scope.context.as_deref()),
         ProbeSpec::K8sNodes { scope } => crate::k8s::diagnose::node(result, scope.context.as_deref()),
         ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service(result),
@@ -366,5 +372,22 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
             "disable or size-limit core dumps (systemd-coredump MaxUse=)".into(),
         ],
         plan,
+    }
+}
+
+/// With an infrastructure repository configured, a memory-limit proposal
+/// becomes a pull request that raises the limit in the workload's manifest
+/// (the manifest is what the cluster is deployed from; the factor applies to
+/// the value written there).
+fn as_pull_requests(plan: &mut [Action]) {
+    for a in plan.iter_mut() {
+        if let Action::RaiseMemoryLimit { namespace, deployment, container, .. } = a {
+            *a = Action::OpenPr {
+                namespace: namespace.clone(),
+                kind: "Deployment".into(),
+                name: deployment.clone(),
+                change: crate::infra::PrChange::RaiseMemory { container: Some(container.clone()).filter(|c| !c.is_empty()), factor: None },
+            };
+        }
     }
 }

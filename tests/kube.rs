@@ -116,6 +116,61 @@ async fn an_oom_looping_pod_is_restarted_and_a_memory_limit_change_proposed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_loop_with_an_infrastructure_repository_becomes_a_pull_request_linked_from_the_note() {
+    let Some(c) = cluster::cluster().await else { return };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let token = "ghp_kubeTestTokenForTheStandIn0123456789";
+    let Some(gh) = support::github::GitHub::start(token) else { return };
+    let ns = c.namespace("oompr").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    create(&c, &ns, deployment("api", 1, "oom")).await;
+    pods_are(&c, &ns, "api", 1, "the pod OOM-loops", |p| waiting(p, "CrashLoopBackOff")).await;
+    // The manifest the cluster was deployed from, as the team keeps it.
+    let manifest = format!(
+        "# api, deployed by CI\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: {ns}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example/app:1\n          resources:\n            limits:\n              memory: 256Mi # raised after the 2026-09 incident\n            requests:\n              memory: 128Mi\n"
+    );
+    let repo = support::infra_repo::InfraRepo::new(&[(&format!("apps/{ns}/api.yaml"), &manifest)]);
+    gh.with_git_remote("acme", "infra", &repo.remote());
+    let policy = format!(
+        "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: open_pr\n    decide: auto\nrepository:\n  remote: {}\n  repo: acme/infra\n  api_url: {}\n  token_env: NIGHTSHIFT_PR_TOKEN\n  cache: repo-cache\n  manifests: apps/{{namespace}}/{{name}}.yaml\n",
+        repo.remote().display(),
+        gh.url()
+    );
+    let ws = Ws::new(&policy, &pods_check(&ns));
+
+    let mut cmd = ws.cmd(&["heartbeat", "--json"]);
+    cmd.env("KUBECONFIG", &c.kubeconfig).env("NIGHTSHIFT_PR_TOKEN", token);
+    let r = tokio::task::spawn_blocking(move || support::Run::from(cmd.output().unwrap())).await.unwrap();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
+    let inc = incident(&v, ":pod-oom:");
+    let actions = inc["actions"].as_array().unwrap();
+    assert_eq!(actions[0]["action"], "restart_pod", "{inc:#}");
+    let pr = actions.iter().find(|a| a["action"] == "open_pr").unwrap_or_else(|| panic!("no open_pr: {inc:#}"));
+    assert_eq!((pr["decision"].as_str(), pr["result"].as_str()), (Some("auto"), Some("ok")), "{pr:#}");
+    assert_eq!(pr["target"], format!("{ns}/api"));
+    assert!(!actions.iter().any(|a| a["action"] == "raise_memory_limit"), "with a repository the proposal is the pull request: {inc:#}");
+
+    let pulls = gh.pulls("acme", "infra");
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let branch = format!("nightshift/{}", inc["id"].as_str().unwrap());
+    assert_eq!(pulls[0].head, branch);
+    let changed = support::infra_repo::changed_lines(&repo.diff("main", &branch));
+    assert_eq!(changed, ["-              memory: 256Mi # raised after the 2026-09 incident", "+              memory: 384Mi # raised after the 2026-09 incident", "-              memory: 128Mi", "+              memory: 192Mi"]);
+    assert!(pulls[0].body.contains("OOMKilled"), "the evidence is in the body: {}", pulls[0].body);
+    assert!(pulls[0].body.contains("auto (rule for open_pr at AGENTS.md line"), "the decision that allowed it: {}", pulls[0].body);
+    // The note links the pull request back, and the audit has the action.
+    let text = note(&ws, inc["id"].as_str().unwrap());
+    assert!(text.contains(&format!("/acme/infra/pull/{}", pulls[0].number)), "{text}");
+    let audit = std::fs::read_dir(ws.memory().join("audit")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+    assert!(audit.contains("open_pr"), "{audit}");
+    // The cluster's limit is untouched: the change waits for review.
+    let d: Api<Deployment> = Api::namespaced(c.client.clone(), &ns);
+    let d = d.get("api").await.unwrap();
+    assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].resources.clone().unwrap().limits.unwrap()["memory"].0, "256Mi");
+    gh.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loops_are_told_apart_by_events_and_logs_and_nothing_runs_in_dry_run() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("crash").await;

@@ -87,7 +87,8 @@ impl ActionKind {
         match self {
             Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
             Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit => true,
-            Self::OpenPr | Self::ReplaceNode => false,
+            Self::OpenPr => true,
+            Self::ReplaceNode => false,
         }
     }
 
@@ -256,6 +257,23 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
+    /// Open (or update) a pull request in the infrastructure repository
+    /// (AGENTS.md `repository:`) with one typed change to a workload's
+    /// manifest, on a `nightshift/` branch; never pushed to the base branch.
+    OpenPr {
+        namespace: String,
+        /// The workload's kind as its manifest says (`Deployment` when absent).
+        #[serde(default = "deployment_kind")]
+        kind: String,
+        /// The workload's name.
+        name: String,
+        /// What the pull request changes.
+        change: crate::infra::PrChange,
+    },
+}
+
+fn deployment_kind() -> String {
+    "Deployment".into()
 }
 
 impl Action {
@@ -275,6 +293,7 @@ impl Action {
             Action::CordonNode { .. } => ActionKind::CordonNode,
             Action::DrainNode { .. } => ActionKind::DrainNode,
             Action::RaiseMemoryLimit { .. } => ActionKind::RaiseMemoryLimit,
+            Action::OpenPr { .. } => ActionKind::OpenPr,
         }
     }
 
@@ -288,7 +307,7 @@ impl Action {
             | Action::CordonNode { context, .. }
             | Action::DrainNode { context, .. }
             | Action::RaiseMemoryLimit { context, .. } => context.as_deref(),
-            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => None,
+            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } | Action::OpenPr { .. } => None,
         }
     }
 
@@ -298,7 +317,7 @@ impl Action {
             _ => None,
         };
         let namespace = match self {
-            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } => Some(namespace.clone()),
+            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } | Action::OpenPr { namespace, .. } => Some(namespace.clone()),
             _ => None,
         };
         let id = match self {
@@ -313,6 +332,7 @@ impl Action {
             Action::RolloutRestart { namespace, deployment, .. } | Action::RolloutUndo { namespace, deployment, .. } | Action::Scale { namespace, deployment, .. } => format!("{namespace}/{deployment}"),
             Action::RaiseMemoryLimit { namespace, deployment, container, .. } => format!("{namespace}/{deployment}/{container}"),
             Action::CordonNode { node, .. } | Action::DrainNode { node, .. } => node.clone(),
+            Action::OpenPr { namespace, name, .. } => format!("{namespace}/{name}"),
         };
         Target { id, namespace, host }
     }
@@ -336,7 +356,7 @@ impl Action {
     pub fn blast_radius(&self) -> u32 {
         match self {
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
-            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } => 1,
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } => 1,
             Action::Scale { replicas, .. } => (*replicas).max(1) as u32,
         }
     }
@@ -358,6 +378,7 @@ impl Action {
             Action::CordonNode { node, .. } => format!("cordon node {node}"),
             Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
             Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}"),
+            Action::OpenPr { namespace, kind, name, change } => format!("open a pull request for {} {namespace}/{name}: {}", kind.to_ascii_lowercase(), change.describe()),
         }
     }
 }

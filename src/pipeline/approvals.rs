@@ -103,7 +103,7 @@ impl Runner<'_> {
             (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
         } else {
             let started = Instant::now();
-            let (r, o) = self.execute(&a.action, inc.as_ref(), spec).await?;
+            let (r, o) = self.execute(&a.action, inc.as_ref(), spec, &format!("{}, {route} ({})", match a.kind { ApprovalKind::Confirm => "confirm", ApprovalKind::AbortWindow => "abort-window" }, a.reason)).await?;
             (r, o, started.elapsed().as_millis() as u64)
         };
         let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);

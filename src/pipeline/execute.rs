@@ -55,13 +55,47 @@ impl Runner<'_> {
                 Ok(c) => crate::k8s::repair::memory_proposal(&c, namespace, deployment, container, from, to).await.unwrap_or_else(|e| e),
                 Err(e) => e,
             },
+            Action::OpenPr { .. } => match self.pr_request(action, None, "") {
+                Ok((cfg, req)) => crate::infra::preview(&cfg, &req).await,
+                Err(e) => e,
+            },
         }
     }
 
-    /// Runs a mutating action behind the journal, then verifies by re-running the check.
-    pub(super) async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>) -> Result<(ActionResult, String), RunError> {
+    /// The repository and request of an `open_pr`, with the incident's
+    /// evidence for the pull request's body.
+    fn pr_request(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<(crate::infra::RepoConfig, crate::infra::PrRequest), String> {
+        let Action::OpenPr { namespace, kind, name, change } = action else { return Err("not a pull request".into()) };
+        let Some(repo) = &self.ws.policy.repository else {
+            return Err("no `repository:` in AGENTS.md's policy: nightshift has nowhere to open pull requests (add remote:, and the token variable)".into());
+        };
+        let mut cfg = repo.clone();
+        cfg.cache = crate::infra::resolve_cache(&self.ws.root, &cfg.cache.to_string_lossy());
+        let context = crate::infra::PrContext {
+            incident: incident.map(|i| i.id.clone()),
+            title: incident.map(|i| i.title.clone()),
+            severity: incident.map(|i| i.severity.as_str().to_string()),
+            detected: incident.map(|i| i.detected.clone()),
+            check: incident.map(|i| i.check.clone()),
+            evidence: incident.map(|i| i.diagnosis.clone()).unwrap_or_default(),
+            allowed: format!("{} on {}: {allowed}", action.kind(), action.target().id),
+        };
+        let target = crate::infra::manifest::Target { kind: kind.clone(), namespace: namespace.clone(), name: name.clone() };
+        Ok((cfg, crate::infra::PrRequest { target, change: change.clone(), context }))
+    }
+
+    async fn open_pr(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
+        let (cfg, req) = self.pr_request(action, incident, allowed)?;
+        crate::infra::open_pr(&cfg, &req).await.map(|o| o.describe())
+    }
+
+    /// Runs a mutating action behind the journal, then verifies by re-running
+    /// the check. `allowed` is the policy decision that let it run, for
+    /// actions that show it to people (a pull request's body).
+    pub(super) async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>, allowed: &str) -> Result<(ActionResult, String), RunError> {
         let target_of = incident.map(|i| fingerprint_target(&i.fingerprint).to_string());
         let service = spec.map(|s| s.name.clone()).or_else(|| incident.map(|i| i.check.clone())).unwrap_or_else(|| "nightshift".into());
+        let about = incident;
         let incident = incident.map(|i| i.id.clone());
         let kind = action.kind();
         if !kind.is_mutating() {
@@ -74,7 +108,10 @@ impl Runner<'_> {
         }
         let id = new_id("j-");
         self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
-        let ran = self.run_action(action).await;
+        let ran = match action {
+            Action::OpenPr { .. } => self.open_pr(action, about, allowed).await,
+            _ => self.run_action(action).await,
+        };
         let (mut result, mut outcome) = match ran {
             Ok(o) => (ActionResult::Ok, o),
             Err(e) => (ActionResult::Failed, e),
@@ -126,6 +163,7 @@ impl Runner<'_> {
                 actions::notify::deliver(&[w], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
+            Action::OpenPr { .. } => self.open_pr(action, None, "").await,
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
                 use crate::k8s::repair;

@@ -530,7 +530,7 @@ impl<'a> Runner<'a> {
             }
             Decision::Auto => {
                 let started = Instant::now();
-                let (result, outcome) = self.execute(action, Some(inc), Some(spec)).await?;
+                let (result, outcome) = self.execute(action, Some(inc), Some(spec), &format!("{} ({})", verdict.decision, verdict.reason)).await?;
                 Ok((result, outcome, "policy".into(), started.elapsed().as_millis() as u64))
             }
         }

@@ -77,7 +77,7 @@ impl Runner<'_> {
         let (result, outcome) = if verdict.decision >= Decision::Alert {
             (ActionResult::Denied, format!("refused: {}", verdict.reason))
         } else {
-            self.execute(&action, Some(inc), None).await?
+            self.execute(&action, Some(inc), None, "").await?
         };
         reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0));
         Ok(())
@@ -120,7 +120,7 @@ impl Runner<'_> {
             self.state.notified.remove(&key);
             let message = format!("{} more notification(s) for {key} since {}: {}", w.suppressed, timestamp(w.opened), w.examples.join(" | "));
             let action = Action::Notify { severity: w.severity.unwrap_or(Severity::Warning), message };
-            let (result, outcome) = self.execute(&action, None, None).await?;
+            let (result, outcome) = self.execute(&action, None, None, "").await?;
             let verdict = policy::Verdict { decision: Decision::Auto, reason: "summary of an aggregation window".into(), abort_window: None };
             self.record(None, None, &action, &verdict, "policy".into(), result, outcome, 0);
         }

@@ -141,6 +141,8 @@ pub struct Policy {
     pub notify_window: Duration,
     /// The `model:` block, if any (the environment can also turn the model on).
     pub model: Option<crate::llm::ModelSpec>,
+    /// The `repository:` block: where permanent fixes go as pull requests.
+    pub repository: Option<crate::infra::RepoConfig>,
 }
 
 impl Default for Policy {
@@ -160,6 +162,7 @@ impl Default for Policy {
             webhooks: Vec::new(),
             notify_window: Duration::from_secs(15 * 60),
             model: None,
+            repository: None,
         }
     }
 }

@@ -21,7 +21,7 @@ const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
 const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
-const REPOSITORY_KEYS: &[&str] = &["remote", "token_env", "base", "cache", "manifests", "api_url", "author"];
+const REPOSITORY_KEYS: &[&str] = &["remote", "repo", "token_env", "base", "cache", "manifests", "api_url", "author", "labels", "notes_url"];
 
 fn decision_hint() -> &'static str {
     "use auto, confirm, abort-window, alert or forbid"
@@ -161,21 +161,92 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             });
             m.finish(MODEL_KEYS, problems);
         }
-    for (key, known) in [("repository", REPOSITORY_KEYS)] {
-        if let Some(node) = top.get(key)
-            && let Some(m) = MapReader::new(node, key, problems) {
-                for k in known {
-                    m.get(k);
-                }
-                secrets_named(&m, key, problems);
-                m.finish(known, problems);
-            }
-    }
+    if let Some(node) = top.get("repository")
+        && let Some(m) = MapReader::new(node, "repository", problems) {
+            secrets_named(&m, "repository", problems);
+            p.repository = repository(&m, problems);
+            m.finish(REPOSITORY_KEYS, problems);
+        }
     top.finish(TOP_KEYS, problems);
     for (line, msg) in crate::policy::check_examples(&p) {
         problems.push(Some(line), msg, "fix the rule or the example: examples are the rule's tests");
     }
     p
+}
+
+/// The `repository:` block: where pull requests go and how manifests are found.
+fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::infra::RepoConfig> {
+    use crate::infra::{DEFAULT_API, RepoConfig, manifest::Locate};
+    let remote = m.required_str("remote", problems)?;
+    // Every key is read (and checked) even when one is wrong, so one run lists every problem.
+    let owner_repo = match m.str("repo", problems) {
+        Some(r) => match r.split_once('/') {
+            Some((o, n)) if !o.is_empty() && !n.is_empty() && !n.contains('/') => Some((o.to_string(), n.to_string())),
+            _ => {
+                problems.push(m.key_line("repo"), format!("repository: `repo: {r}` is not owner/name"), "write e.g. `repo: acme/infra`");
+                None
+            }
+        },
+        None => {
+            let on = RepoConfig::owner_repo(&remote);
+            if on.is_none() {
+                problems.push(m.key_line("remote"), format!("repository: cannot tell the GitHub repository from `{remote}`"), "add `repo: owner/name`");
+            }
+            on
+        }
+    };
+    let base = m.str("base", problems).unwrap_or_else(|| "main".into());
+    if base.is_empty() || base.starts_with("nightshift/") || base.contains("..") || base.contains(' ') {
+        problems.push(m.key_line("base"), format!("repository: `base: {base}` cannot be the base branch"), "name the branch pull requests target, e.g. `base: main` (nightshift pushes only nightshift/ branches)");
+    }
+    let manifests = match m.str("manifests", problems) {
+        None => Locate::Search,
+        Some(t) if t == "search" => Locate::Search,
+        Some(t) => {
+            let unknown: Vec<&str> = t.match_indices('{').filter_map(|(i, _)| t[i..].find('}').map(|j| &t[i..=i + j])).filter(|p| !["{namespace}", "{name}", "{kind}"].contains(p)).collect();
+            if t.starts_with('/') || t.split('/').any(|c| c == "..") || !unknown.is_empty() {
+                problems.push(m.key_line("manifests"), format!("repository: `manifests: {t}` is not a path template inside the repository"), "write `search` or a relative template with {namespace}, {name} and {kind}, e.g. k8s/overlays/{namespace}/{name}/");
+            }
+            Locate::Template(t)
+        }
+    };
+    let api_url = m.str("api_url", problems).unwrap_or_else(|| DEFAULT_API.into());
+    if reqwest::Url::parse(&api_url).is_err() {
+        problems.push(m.key_line("api_url"), format!("repository: `api_url: {api_url}` is not a URL"), "write https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise");
+    }
+    let (author_name, author_email) = match m.str("author", problems) {
+        None => ("nightshift".to_string(), "nightshift@localhost".to_string()),
+        Some(a) => match a.trim().strip_suffix('>').and_then(|a| a.split_once('<')) {
+            Some((n, e)) if !n.trim().is_empty() && e.contains('@') => (n.trim().to_string(), e.trim().to_string()),
+            _ => {
+                problems.push(m.key_line("author"), format!("repository: `author: {a}` is not `Name <email>`"), "write e.g. `author: nightshift <nightshift@acme.example>`");
+                ("nightshift".to_string(), "nightshift@localhost".to_string())
+            }
+        },
+    };
+    let notes_url = m.str("notes_url", problems);
+    if let Some(u) = notes_url.as_ref().filter(|u| !u.contains("{id}")) {
+        problems.push(m.key_line("notes_url"), format!("repository: `notes_url: {u}` has no {{id}}"), "write where notes are read, with {id} for the incident, e.g. https://git.acme.example/ops/memory/src/branch/main/incidents/{id}.md");
+    }
+    let cache = m.str("cache", problems);
+    let token_env = m.str("token_env", problems).unwrap_or_else(|| "GITHUB_TOKEN".into());
+    let labels = m.str_list("labels", problems).unwrap_or_else(|| vec!["nightshift".into()]);
+    let (owner, name) = owner_repo?;
+    let cache = cache.map_or_else(|| RepoConfig::default_cache(&owner, &name), std::path::PathBuf::from);
+    Some(RepoConfig {
+        remote,
+        token_env,
+        base,
+        cache,
+        manifests,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        author_name,
+        author_email,
+        labels,
+        notes_url,
+        owner,
+        name,
+    })
 }
 
 /// A key that would hold a secret itself (`api_key:`, `token:`) is refused.

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod github;
+pub mod infra_repo;
 pub mod kubelet;
 
 pub fn bin() -> &'static str {
