@@ -1,7 +1,10 @@
-//! Alertmanager alerts as incidents, through the same memory and notifications
+//! Alerts and events as incidents, through the same memory and notifications
 //! as failing checks: a firing alert opens (or updates) the incident of its
-//! label set, a resolved alert resolves it. Annotations are untrusted text:
-//! they go into the fenced evidence, never into titles or decisions.
+//! label set, a resolved alert resolves it. Three senders are understood:
+//! Alertmanager (webhook payload version 4), Argo CD notifications (the
+//! template in deploy/argocd) and a generic JSON event. Annotations, messages
+//! and summaries are untrusted text: they go into the fenced evidence, never
+//! into titles or decisions.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,16 @@ pub struct Alert {
     pub starts_at: String,
     #[serde(default)]
     pub fingerprint: String,
+    /// Who sent it: `alertmanager`, `argocd`, or the `source` of a generic event.
+    #[serde(default = "alertmanager")]
+    pub source: String,
+    /// An explicit severity (Argo CD, events); Alertmanager's is the `severity` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+fn alertmanager() -> String {
+    "alertmanager".into()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,9 +78,131 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
             annotations: strings(a.get("annotations").unwrap_or(&Value::Null), "annotations", i)?,
             starts_at: a.get("startsAt").and_then(Value::as_str).unwrap_or("").to_string(),
             fingerprint: a.get("fingerprint").and_then(Value::as_str).unwrap_or("").to_string(),
+            source: alertmanager(),
+            severity: None,
         });
     }
     Ok(out)
+}
+
+/// The longest label value or name an event may carry (Kubernetes names are at most 253).
+const MAX_LABEL: usize = 253;
+/// The longest free text (message, summary) kept from an event.
+const MAX_TEXT: usize = 8 * 1024;
+
+fn object(body: &[u8], what: &str) -> Result<serde_json::Map<String, Value>, AlertError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(AlertError(format!("{what} must be a JSON object"))),
+        Err(e) => Err(AlertError(format!("not JSON: {e}"))),
+    }
+}
+
+/// A string field: absent is None; present, it must be a string within `max` characters.
+fn field(m: &serde_json::Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, AlertError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > max => Err(AlertError(format!("\"{key}\" is longer than {max} characters"))),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Some(_) => Err(AlertError(format!("\"{key}\" must be a string"))),
+    }
+}
+
+fn required(m: &serde_json::Map<String, Value>, key: &str, max: usize, fix: &str) -> Result<String, AlertError> {
+    field(m, key, max)?.ok_or_else(|| AlertError(format!("\"{key}\" is missing: {fix}")))
+}
+
+/// Argo CD notification triggers (argocd-notifications' catalog) and what they mean here.
+const ARGO_FIRING: &[(&str, &str, Severity)] = &[
+    ("on-sync-failed", "ArgoCDSyncFailed", Severity::Critical),
+    ("on-health-degraded", "ArgoCDHealthDegraded", Severity::Critical),
+    ("on-sync-status-unknown", "ArgoCDSyncStatusUnknown", Severity::Warning),
+];
+const ARGO_RESOLVING: &[&str] = &["on-deployed", "on-sync-succeeded"];
+
+/// Validates an Argo CD notification (the webhook template in
+/// deploy/argocd/argocd-notifications-cm.yaml) and returns it as alerts: a
+/// failed sync or a degraded application fires, a deploy or a successful
+/// sync resolves what fired for the application. Other triggers are
+/// accepted and carry nothing (an empty list).
+pub fn parse_argocd(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
+    let m = object(body, "an Argo CD notification")?;
+    let fix = "use the webhook template of deploy/argocd/argocd-notifications-cm.yaml";
+    let app = required(&m, "app", MAX_LABEL, fix)?;
+    let trigger = required(&m, "trigger", MAX_LABEL, fix)?;
+    let namespace = field(&m, "namespace", MAX_LABEL)?;
+    let project = field(&m, "project", MAX_LABEL)?;
+    let mut annotations = BTreeMap::new();
+    for key in ["health", "sync", "phase", "revision", "repo", "message"] {
+        if let Some(v) = field(&m, key, MAX_TEXT)? {
+            annotations.insert(key.to_string(), v);
+        }
+    }
+    let status = if let Some((_, _, sev)) = ARGO_FIRING.iter().find(|(t, ..)| *t == trigger) {
+        Some(("firing", *sev))
+    } else if ARGO_RESOLVING.contains(&trigger.as_str()) {
+        Some(("resolved", Severity::Critical))
+    } else {
+        None
+    };
+    let Some((status, severity)) = status else { return Ok(Vec::new()) };
+    let mut labels = BTreeMap::from([("alertname".to_string(), "ArgoCDApplication".to_string()), ("app".to_string(), app)]);
+    if let Some(ns) = namespace {
+        labels.insert("namespace".into(), ns);
+    }
+    if let Some(p) = project {
+        labels.insert("project".into(), p);
+    }
+    annotations.insert("trigger".into(), trigger);
+    Ok(vec![Alert { status: status.into(), labels, annotations, starts_at: String::new(), fingerprint: String::new(), source: "argocd".into(), severity: Some(severity) }])
+}
+
+const EVENT_KEYS: &[&str] = &["source", "service", "severity", "summary", "labels", "status"];
+const RESERVED_LABELS: &[&str] = &["alertname", "source", "service", "severity"];
+
+/// Validates a generic event: `{"source", "service", "severity", "summary",
+/// "labels", "status"}` (source, service and summary required; severity
+/// info, warning or critical, default warning; status firing (default) or
+/// resolved; labels an object of strings that, with source and service,
+/// names what the event is about).
+pub fn parse_event(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
+    let m = object(body, "an event")?;
+    if let Some(k) = m.keys().find(|k| !EVENT_KEYS.contains(&k.as_str())) {
+        return Err(AlertError(format!("unknown field \"{k}\"; an event has {}", EVENT_KEYS.join(", "))));
+    }
+    let source = required(&m, "source", MAX_LABEL, "name the system that sends the event, e.g. \"jenkins\"")?;
+    let service = required(&m, "service", MAX_LABEL, "name the service the event is about")?;
+    let summary = required(&m, "summary", MAX_TEXT, "say what happened in a sentence")?;
+    let severity = match field(&m, "severity", MAX_LABEL)? {
+        None => Severity::Warning,
+        Some(s) => Severity::parse(&s.to_lowercase()).ok_or_else(|| AlertError(format!("\"severity\" is {s:?}; use info, warning or critical")))?,
+    };
+    let status = field(&m, "status", MAX_LABEL)?.unwrap_or_else(|| "firing".into());
+    if status != "firing" && status != "resolved" {
+        return Err(AlertError(format!("\"status\" is {status:?}; expected \"firing\" or \"resolved\"")));
+    }
+    let mut labels = match m.get("labels") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(v @ Value::Object(o)) => {
+            if o.len() > 32 {
+                return Err(AlertError("\"labels\" has more than 32 entries".into()));
+            }
+            let labels = strings(v, "labels", 0).map_err(|e| AlertError(e.0.replace("alerts[0].", "")))?;
+            if let Some((k, _)) = labels.iter().find(|(k, v)| k.is_empty() || k.len() > MAX_LABEL || v.len() > MAX_LABEL) {
+                return Err(AlertError(format!("labels.{k}: names and values must be 1-{MAX_LABEL} characters")));
+            }
+            if let Some(k) = labels.keys().find(|k| RESERVED_LABELS.contains(&k.as_str())) {
+                return Err(AlertError(format!("labels.{k} is reserved: use the top-level field")));
+            }
+            labels
+        }
+        Some(_) => return Err(AlertError("\"labels\" must be an object of strings".into())),
+    };
+    labels.insert("alertname".into(), "event".into());
+    labels.insert("source".into(), source.clone());
+    labels.insert("service".into(), service);
+    let annotations = BTreeMap::from([("summary".to_string(), summary)]);
+    Ok(vec![Alert { status, labels, annotations, starts_at: String::new(), fingerprint: String::new(), source, severity: Some(severity) }])
 }
 
 impl Alert {
@@ -86,7 +221,39 @@ impl Alert {
     }
 
     pub fn severity(&self) -> Severity {
-        self.labels.get("severity").and_then(|s| Severity::parse(&s.to_lowercase())).unwrap_or(Severity::Warning)
+        self.severity.or_else(|| self.labels.get("severity").and_then(|s| Severity::parse(&s.to_lowercase()))).unwrap_or(Severity::Warning)
+    }
+
+    /// The incident's title, from the names it carries (never from free text).
+    pub fn title(&self) -> String {
+        let label = |k: &str| self.labels.get(k).map_or("", String::as_str);
+        match self.source.as_str() {
+            "alertmanager" => format!("Alert {} on {}", self.name(), self.target()),
+            "argocd" => {
+                let what = match self.annotations.get("trigger").map(String::as_str) {
+                    Some("on-sync-failed") => "sync failed",
+                    Some("on-health-degraded") => "degraded",
+                    _ => "sync status unknown",
+                };
+                let ns = if label("namespace").is_empty() { String::new() } else { format!(" (namespace {})", label("namespace")) };
+                format!("Argo CD application {}{ns}: {what}", label("app"))
+            }
+            _ => format!("Event from {} about {} on {}", self.source, label("service"), self.target()),
+        }
+    }
+
+    /// The sender, as people name it.
+    pub fn sender(&self) -> &str {
+        match self.source.as_str() {
+            "alertmanager" => "Alertmanager",
+            "argocd" => "Argo CD",
+            other => other,
+        }
+    }
+
+    /// Whether the alert is about a rollout (the Kubernetes checks run at once).
+    pub fn is_rollout(&self) -> bool {
+        self.source == "argocd" && self.status == "firing"
     }
 }
 
@@ -107,7 +274,7 @@ impl Runner<'_> {
                     if let Ok(mut inc) = self.mem.read_incident(&id) {
                         inc.status = IncidentStatus::Resolved;
                         inc.resolved = Some(timestamp(now()));
-                        inc.actions.push(format!("{} Alertmanager reports the alert resolved", timestamp(now())));
+                        inc.actions.push(format!("{} {} reports it resolved", timestamp(now()), alert.sender()));
                         self.resolved_classes.insert(inc.class.clone());
                         self.mem.write_incident(&inc)?;
                         self.changed = true;
@@ -136,11 +303,15 @@ impl Runner<'_> {
             }
             None => Incident {
                 id: self.mem.new_incident_id(now(), &slug(&format!("alert-{}", alert.name()))),
-                title: format!("Alert {} on {}", alert.name(), alert.target()),
+                title: alert.title(),
                 fingerprint: fp.to_string(),
-                class: slug(alert.name()),
+                class: match alert.source.as_str() {
+                    "alertmanager" => slug(alert.name()),
+                    "argocd" => "rollout".into(),
+                    _ => "event".into(),
+                },
                 target: alert.target(),
-                check: format!("alert:{} (alertmanager)", alert.name()),
+                check: format!("alert:{} ({})", alert.name(), alert.source),
                 failing_since: Some(if alert.starts_at.is_empty() { t.clone() } else { alert.starts_at.clone() }),
                 attempts: Vec::new(),
                 tokens: 0,
@@ -153,8 +324,12 @@ impl Runner<'_> {
                 occurrences: seen,
                 evidence,
                 diagnosis: vec![
-                    format!("Alertmanager reports {} firing for {}", crate::memory::code(alert.name()), crate::memory::code(&alert.target())),
-                    "no runbook acts on alerts in this build: a human decides; the annotations are in the evidence".into(),
+                    format!("{} reports {} firing for {}", alert.sender(), crate::memory::code(alert.name()), crate::memory::code(&alert.target())),
+                    if alert.source == "argocd" {
+                        "a rollout went wrong: the daemon runs its Kubernetes checks at once, so a Deployment that does not become ready is diagnosed, and rolled back as the policy allows, in its own incident; the notification's message is in the evidence".into()
+                    } else {
+                        "no runbook acts on alerts in this build: a human decides; the annotations are in the evidence".into()
+                    },
                 ],
                 actions: Vec::new(),
                 prevention: vec!["give the alert a runbook link and, where it is safe, a declared repair".into()],

@@ -38,7 +38,7 @@ mod recall;
 mod kube;
 mod recover;
 
-pub use alerts::{Alert, AlertError, parse_alertmanager};
+pub use alerts::{Alert, AlertError, parse_alertmanager, parse_argocd, parse_event};
 pub use notify::NotifyWindow;
 use recall::{recall, success};
 

@@ -1,5 +1,6 @@
-//! The daemon's HTTP API (axum): health, metrics, Alertmanager intake, Slack
-//! interactions, and the approvals API. Unauthenticated or malformed requests
+//! The daemon's HTTP API (axum): health, metrics, the intake (Alertmanager,
+//! Argo CD notifications, generic events), Slack interactions, and the
+//! approvals API. Unauthenticated or malformed requests
 //! get 401/400 with a reason; bodies are size-limited; nothing a request
 //! carries changes the policy.
 
@@ -18,6 +19,8 @@ use crate::memory::approvals::{ApprovalStatus, DecideError};
 
 /// Largest Alertmanager payload accepted.
 pub const INTAKE_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest Argo CD notification or generic event accepted (one event each).
+pub const EVENT_LIMIT: usize = 256 * 1024;
 /// Largest body for every other route.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -26,6 +29,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/webhook/alertmanager", post(alertmanager).layer(DefaultBodyLimit::max(INTAKE_LIMIT)))
+        .route("/webhook/argocd", post(argocd).layer(DefaultBodyLimit::max(EVENT_LIMIT)))
+        .route("/webhook/events", post(events).layer(DefaultBodyLimit::max(EVENT_LIMIT)))
         .route("/slack/interactions", post(slack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .route("/approvals", get(approvals))
         .route("/approvals/{id}/{verb}", post(decide).layer(DefaultBodyLimit::max(BODY_LIMIT)))
@@ -65,14 +70,31 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn alertmanager(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    intake(&app, &headers, &body, crate::pipeline::parse_alertmanager).await
+}
+
+async fn argocd(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    intake(&app, &headers, &body, crate::pipeline::parse_argocd).await
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    intake(&app, &headers, &body, crate::pipeline::parse_event).await
+}
+
+/// Every intake route: the same token, validation before anything is kept,
+/// and a 200 only once the alerts are durably in the intake journal.
+async fn intake(app: &Arc<App>, headers: &HeaderMap, body: &[u8], parse: fn(&[u8]) -> Result<Vec<crate::pipeline::Alert>, crate::pipeline::AlertError>) -> Response {
     if app.intake_token.is_some()
-        && let Some(r) = unauthorized(&headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
+        && let Some(r) = unauthorized(headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
             return r;
         }
-    let alerts = match crate::pipeline::parse_alertmanager(&body) {
+    let alerts = match parse(body) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
+    if alerts.is_empty() {
+        return axum::Json(json!({ "accepted": 0 })).into_response();
+    }
     if let Err(e) = app.intake.append(&alerts).await {
         tracing::error!(error = %e, "intake journal append failed");
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("could not record the alerts durably: {e}"));

@@ -192,8 +192,10 @@ async fn pass(app: &App) -> bool {
     runner.announce = false;
     runner.wait_for_windows = false;
     let cache = app.kube_cache.lock().ok().and_then(|c| c.clone());
-    let forced: Vec<String> = if app.kube_changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
-        ws.heartbeat.checks.iter().filter(|c| c.probe.is_kubernetes() && c.probe.kube_context().is_none()).map(|c| c.name.clone()).collect()
+    // A change the watch saw, or a rollout Argo CD reports as failed: the Kubernetes checks run now.
+    let rollout = alerts.iter().any(crate::pipeline::Alert::is_rollout);
+    let forced: Vec<String> = if app.kube_changed.swap(false, std::sync::atomic::Ordering::AcqRel) | rollout {
+        ws.heartbeat.checks.iter().filter(|c| c.probe.is_kubernetes() && (rollout || c.probe.kube_context().is_none())).map(|c| c.name.clone()).collect()
     } else {
         Vec::new()
     };
