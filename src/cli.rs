@@ -60,6 +60,8 @@ pub enum Command {
     Approve { id: String },
     /// Refuse a pending action, or cancel one inside its abort window.
     Abort { id: String },
+    /// A human has taken an incident: its escalation stops.
+    Ack { id: String },
     /// The incident notes.
     Incidents {
         #[command(subcommand)]
@@ -188,6 +190,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Approvals { json } => approvals(&root, json),
         Command::Approve { id } => decide(&root, &id, true),
         Command::Abort { id } => decide(&root, &id, false),
+        Command::Ack { id } => ack(&root, &id),
         Command::Incidents { command } => incidents(&root, command.unwrap_or(IncidentsCommand::List)),
         Command::Audit { command: AuditCommand::Report { since, json } } => audit_report(&root, &since, json),
         Command::Memory { command: MemoryCommand::Compact { older_than } } => compact(&root, &older_than),
@@ -328,6 +331,22 @@ fn decide(root: &Path, id: &str, approve: bool) -> Result<u8, u8> {
         println!("approved {id}: {}; the next `nightshift heartbeat --execute` carries it out", a.action.describe());
     } else {
         println!("aborted {id}: {} will not run", a.action.describe());
+    }
+    Ok(0)
+}
+
+/// `ack`: a human takes an incident; the escalation ladder stops for it.
+fn ack(root: &Path, id: &str) -> Result<u8, u8> {
+    let ws = load(root)?;
+    let mem = memory_or_exit(&ws.root)?;
+    let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    match mem.ack_incident(id, &who) {
+        Ok((a, true)) => println!("acknowledged {id} as {}: escalation stops", a.by),
+        Ok((a, false)) => println!("{id} was already acknowledged by {} at {}: escalation had stopped", a.by, crate::memory::notes::timestamp(a.at)),
+        Err(e) => {
+            eprintln!("nightshift: {e}");
+            return Err(1);
+        }
     }
     Ok(0)
 }

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod compact;
 pub mod digest;
+pub mod escalation;
 pub mod journal;
 pub mod knowledge;
 pub mod notes;

@@ -31,6 +31,7 @@ pub const TREND_WARN_DAYS: f64 = 3.0;
 
 mod alerts;
 mod approvals;
+mod escalate;
 mod execute;
 mod investigate;
 mod notify;
@@ -245,6 +246,7 @@ impl<'a> Runner<'a> {
                 self.report.notes.push(format!("approval {}: acts at {} unless aborted", a.id, timestamp(a.deadline)));
             }
         }
+        self.escalate().await?;
         self.flush_notifications().await?;
         self.finish()
     }

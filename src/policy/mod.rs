@@ -121,6 +121,20 @@ pub struct Webhook {
     pub severities: Vec<Severity>,
 }
 
+/// One level of the escalation ladder: after an incident has been open and
+/// unacknowledged this long, these receivers are told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationLevel {
+    pub after: Duration,
+    /// Webhook names; empty means every webhook whose severities match.
+    pub notify: Vec<String>,
+}
+
+/// The seed's ladder: 5, 15 and 30 minutes.
+pub fn default_escalation() -> Vec<EscalationLevel> {
+    [5, 15, 30].into_iter().map(|m| EscalationLevel { after: Duration::from_secs(m * 60), notify: Vec::new() }).collect()
+}
+
 /// The validated `policy` block of AGENTS.md.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -143,6 +157,8 @@ pub struct Policy {
     pub model: Option<crate::llm::ModelSpec>,
     /// The `repository:` block: where permanent fixes go as pull requests.
     pub repository: Option<crate::infra::RepoConfig>,
+    /// The escalation ladder for incidents nightshift cannot resolve (`escalation: []` turns it off).
+    pub escalation: Vec<EscalationLevel>,
 }
 
 impl Default for Policy {
@@ -163,6 +179,7 @@ impl Default for Policy {
             notify_window: Duration::from_secs(15 * 60),
             model: None,
             repository: None,
+            escalation: default_escalation(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/interactions", post(slack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .route("/approvals", get(approvals))
         .route("/approvals/{id}/{verb}", post(decide).layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .route("/incidents/{id}/ack", post(ack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .with_state(app)
 }
 
@@ -116,7 +117,33 @@ async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         Ok(i) => i,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    apply(&app, &interaction.approval, interaction.approve, &interaction.user).await
+    match interaction.button {
+        super::slack::Button::Approve => apply(&app, &interaction.value, true, &interaction.user).await,
+        super::slack::Button::Abort => apply(&app, &interaction.value, false, &interaction.user).await,
+        super::slack::Button::Ack => acknowledge(&app, &interaction.value, &interaction.user).await,
+    }
+}
+
+async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = unauthorized(&headers, app.api_token.as_deref(), "the incidents API", "NIGHTSHIFT_API_TOKEN") {
+        return r;
+    }
+    acknowledge(&app, &id, "api").await
+}
+
+async fn acknowledge(app: &Arc<App>, id: &str, who: &str) -> Response {
+    use crate::memory::escalation::AckError;
+    let (mem, id2, who2) = (app.mem.clone(), id.to_string(), who.to_string());
+    match tokio::task::spawn_blocking(move || mem.ack_incident(&id2, &who2)).await {
+        Ok(Ok((a, new))) => {
+            app.wake.notify_one();
+            axum::Json(json!({ "id": id, "acknowledged_by": a.by, "at": crate::memory::notes::timestamp(a.at), "new": new })).into_response()
+        }
+        Ok(Err(e @ AckError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ AckError::Resolved(_))) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

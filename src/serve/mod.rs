@@ -280,6 +280,12 @@ pub fn next_pass_at(
             _ => {}
         }
     }
+    // The next escalation level of an unacknowledged incident.
+    for e in state.escalated.values() {
+        if let Some(at) = e.next_at {
+            next = next.min(at);
+        }
+    }
     next.max(now)
 }
 

@@ -48,9 +48,18 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 /// What a Slack interaction asks: approve or abort an approval, by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
-    pub approve: bool,
-    pub approval: String,
+    pub button: Button,
+    /// The approval id (approve, abort) or the incident id (ack).
+    pub value: String,
     pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Button {
+    Approve,
+    Abort,
+    /// Take the incident: its escalation stops.
+    Ack,
 }
 
 /// Reads the `payload` form field of a block_actions interaction whose
@@ -60,14 +69,16 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
     let payload = form.iter().find(|(k, _)| k == "payload").map(|(_, v)| v).ok_or("no payload field")?;
     let v: serde_json::Value = serde_json::from_str(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
     let action = v["actions"].get(0).ok_or("payload has no actions")?;
-    let approve = match action["action_id"].as_str() {
-        Some("approve") => true,
-        Some("abort") => false,
-        other => return Err(format!("unknown action_id {other:?}; expected \"approve\" or \"abort\"")),
+    let button = match action["action_id"].as_str() {
+        Some("approve") => Button::Approve,
+        Some("abort") => Button::Abort,
+        Some("ack") => Button::Ack,
+        other => return Err(format!("unknown action_id {other:?}; expected \"approve\", \"abort\" or \"ack\"")),
     };
-    let approval = action["value"].as_str().filter(|s| !s.is_empty() && s.len() < 64).ok_or("action has no approval id as value")?.to_string();
+    let what = if button == Button::Ack { "an incident id" } else { "an approval id" };
+    let value = action["value"].as_str().filter(|s| !s.is_empty() && s.len() < 200 && !s.contains(['/', '\\'])).ok_or(format!("action has no {what} as value"))?.to_string();
     let user = v["user"]["username"].as_str().or(v["user"]["name"].as_str()).or(v["user"]["id"].as_str()).unwrap_or("unknown");
-    Ok(Interaction { approve, approval, user: format!("slack:{user}") })
+    Ok(Interaction { button, value, user: format!("slack:{user}") })
 }
 
 fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
@@ -128,7 +139,10 @@ mod tests {
     fn interactions_name_the_button_the_approval_and_the_user() {
         let payload = r#"{"type":"block_actions","user":{"id":"U1","username":"ana"},"actions":[{"action_id":"abort","value":"a1b2c3d4"}]}"#;
         let body = format!("payload={}", payload.replace('"', "%22").replace(' ', "+").replace('{', "%7B").replace('}', "%7D"));
-        assert_eq!(parse_interaction(body.as_bytes()), Ok(Interaction { approve: false, approval: "a1b2c3d4".into(), user: "slack:ana".into() }));
+        assert_eq!(parse_interaction(body.as_bytes()), Ok(Interaction { button: Button::Abort, value: "a1b2c3d4".into(), user: "slack:ana".into() }));
+        let ack = body.replace("%22abort%22", "%22ack%22").replace("a1b2c3d4", "2026-11-23-alert-diskfilling");
+        assert_eq!(parse_interaction(ack.as_bytes()), Ok(Interaction { button: Button::Ack, value: "2026-11-23-alert-diskfilling".into(), user: "slack:ana".into() }));
         assert!(parse_interaction(b"payload=%7B%7D").is_err());
+        assert!(parse_interaction(body.replace("a1b2c3d4", "..%2Fstate").as_bytes()).is_err(), "a value is never a path");
     }
 }

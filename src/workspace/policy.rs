@@ -12,7 +12,7 @@ use crate::duration::HumanDuration;
 use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook};
 
 const TOP_KEYS: &[&str] = &[
-    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository",
+    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation",
 ];
 const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
@@ -21,6 +21,7 @@ const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
 const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
+const ESCALATION_KEYS: &[&str] = &["after", "notify"];
 const REPOSITORY_KEYS: &[&str] = &["remote", "repo", "token_env", "base", "cache", "manifests", "api_url", "author", "labels", "notes_url"];
 
 fn decision_hint() -> &'static str {
@@ -141,6 +142,9 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             }
         }
     }
+    if let Some(nodes) = top.seq("escalation", problems) {
+        p.escalation = escalation(nodes, &p.webhooks, problems);
+    }
     if let Some(node) = top.get("model")
         && let Some(m) = MapReader::new(node, "model", problems) {
             secrets_named(&m, "model", problems);
@@ -172,6 +176,34 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         problems.push(Some(line), msg, "fix the rule or the example: examples are the rule's tests");
     }
     p
+}
+
+/// The `escalation:` ladder: levels in increasing `after`, each naming
+/// declared webhooks (or none: every webhook whose severities match).
+fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mut Problems) -> Vec<crate::policy::EscalationLevel> {
+    let mut levels: Vec<crate::policy::EscalationLevel> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(m) = MapReader::new(node, "escalation level", problems) else { continue };
+        let m = m.named(format!("escalation level {}", i + 1));
+        let after = m.duration("after", problems).map(|d| d.as_duration());
+        if after.is_none() && !m.has("after") {
+            problems.push(Some(node.line), format!("escalation level {} has no `after`", i + 1), "write e.g. `- after: 5m` (how long an incident is open and unacknowledged before this level)");
+        }
+        let notify = m.str_list("notify", problems).unwrap_or_default();
+        for name in &notify {
+            if !webhooks.iter().any(|w| &w.name == name) {
+                let declared: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
+                problems.push(m.key_line("notify"), format!("escalation level {}: no webhook named `{name}`", i + 1), format!("declare it under webhooks: (declared: {})", if declared.is_empty() { "none".into() } else { declared.join(", ") }));
+            }
+        }
+        m.finish(ESCALATION_KEYS, problems);
+        let Some(after) = after else { continue };
+        if let Some(prev) = levels.last().filter(|l| l.after >= after) {
+            problems.push(Some(node.line), format!("escalation level {} comes after {}s, not later than the level before it ({}s)", i + 1, after.as_secs(), prev.after.as_secs()), "list the levels from the first to the last, each later than the one before");
+        }
+        levels.push(crate::policy::EscalationLevel { after, notify });
+    }
+    levels
 }
 
 /// The `repository:` block: where pull requests go and how manifests are found.
