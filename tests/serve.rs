@@ -278,7 +278,7 @@ fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolv
     *exporter.body.lock().unwrap() = "# TYPE demo_queue_depth gauge\ndemo_queue_depth{queue=\"orders\"} 3\n".into();
     assert!(eventually(Duration::from_secs(90), || incidents(&ws).contains(&format!("{id}  resolved"))), "the resolved alert did not resolve the incident: {}", incidents(&ws));
     let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
-    assert!(note.contains("Alertmanager reports the alert resolved"), "{note}");
+    assert!(note.contains("Alertmanager reports it resolved"), "{note}");
 }
 
 #[test]
