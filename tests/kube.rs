@@ -295,6 +295,50 @@ async fn a_not_ready_node_is_cordoned_then_drained_after_confirmation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_that_stays_not_ready_is_replaced_through_the_webhook_only_after_the_drain() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("replace").await;
+    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let sick = format!("{ns}-a");
+    kubelet.add_node(&sick, true).await;
+    create(&c, &ns, deployment("db", 2, "running").dedicated(&ns)).await;
+    pods_are(&c, &ns, "db", 2, "both replicas run on the node", |p| ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(sick.as_str())).await;
+    let healthy = format!("{ns}-b");
+    kubelet.add_node(&healthy, true).await;
+    kubelet.set_node(&sick, NodeState::NotReady).await;
+    // The receiver stands for the n8n workflow that holds the cloud's credentials.
+    let hook = support::HttpServer::start(200, "");
+    let ws = Ws::new(
+        &format!(
+            "mode: execute\nrules:\n  - action: cordon_node\n    decide: auto\n  - action: drain_node\n    decide: auto\n  - action: replace_node\n    decide: auto\nwebhooks:\n  - name: node-pool\n    url: {}\n    severities: []\nreplace_node:\n  webhook: node-pool\n  after: 0s\n",
+            hook.url("/replace")
+        ),
+        &format!("checks:\n  - name: nodes\n    kind: k8s-nodes\n    selector: sim.nightshift.test/owner={ns}\n    cooldown: 0s\n"),
+    );
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    let inc = incident(&v, &format!(":node-not-ready:node/{sick}"));
+    let done: Vec<&str> = inc["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).filter(|a| *a != "notify").collect();
+    assert_eq!(done, ["cordon_node", "drain_node"], "{inc:#}");
+    assert_eq!(hook.hits.load(std::sync::atomic::Ordering::Relaxed), 0, "no replacement before the drain is confirmed");
+    pods_are(&c, &ns, "db", 2, "both replicas moved to the healthy node", |p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(healthy.as_str())).await;
+
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, &format!(":node-not-ready:node/{sick}"));
+    assert_eq!(inc["actions"][0]["action"], "replace_node", "{inc:#}");
+    assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
+    let requests = hook.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let body: serde_json::Value = serde_json::from_str(requests[0].split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(requests[0].starts_with("POST /replace"), "{}", requests[0]);
+    assert_eq!((body["action"].as_str(), body["node"].as_str()), (Some("replace_node"), Some(sick.as_str())), "{body:#}");
+    assert!(body["incident"].as_str().is_some_and(|i| i.contains("node-not-ready")) && body["idempotency_key"].is_string(), "{body:#}");
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    assert!(nodes.get(&sick).await.is_ok(), "nightshift itself deletes nothing: the node pool replaces the node");
+    nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    assert_eq!(hook.hits.load(std::sync::atomic::Ordering::Relaxed), 1, "a replacement is asked for once, even without a cooldown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_honours_pod_disruption_budgets() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("pdb").await;

@@ -138,3 +138,16 @@ fn bad_usage_exits_2() {
     assert_eq!(ws.run(&["no-such-command"]).code, 2);
     assert_eq!(ws.run(&["check", "no-such-check"]).code, 2);
 }
+
+#[test]
+fn replace_node_names_a_declared_webhook() {
+    let ws = Ws::new("replace_node:\n  webhook: node-pool\n  after: soon\n  url: http://x\n", "checks: []\n");
+    let out = ws.run(&["validate"]);
+    assert_eq!(out.code, 2);
+    let text = out.stdout + &out.stderr;
+    for want in ["replace_node: no webhook named `node-pool`", "declare it under webhooks:", "replace_node: `after`", "unknown key `url`"] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let ws = Ws::new("webhooks:\n  - name: node-pool\n    url: http://127.0.0.1:5678/webhook/replace-node\nreplace_node:\n  webhook: node-pool\n", "checks: []\n");
+    assert_eq!(ws.run(&["validate"]).code, 0);
+}

@@ -87,8 +87,7 @@ impl ActionKind {
         match self {
             Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
             Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit => true,
-            Self::OpenPr => true,
-            Self::ReplaceNode => false,
+            Self::OpenPr | Self::ReplaceNode => true,
         }
     }
 
@@ -97,7 +96,7 @@ impl ActionKind {
     /// healing: the incident stays with a human; their success is checked by
     /// the action itself, not by the failing check passing.
     pub fn heals(self) -> bool {
-        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr)
+        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode)
     }
 
     /// Whether the action changes anything. Only notifying is read-only.
@@ -257,6 +256,14 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
+    /// Ask for a drained, NotReady node to be replaced: a request to the
+    /// webhook of AGENTS.md `replace_node:` (an n8n workflow or the cloud's
+    /// node-group API behind it holds the credentials; nightshift holds none).
+    ReplaceNode {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
     /// Open (or update) a pull request in the infrastructure repository
     /// (AGENTS.md `repository:`) with one typed change to a workload's
     /// manifest, on a `nightshift/` branch; never pushed to the base branch.
@@ -294,6 +301,7 @@ impl Action {
             Action::DrainNode { .. } => ActionKind::DrainNode,
             Action::RaiseMemoryLimit { .. } => ActionKind::RaiseMemoryLimit,
             Action::OpenPr { .. } => ActionKind::OpenPr,
+            Action::ReplaceNode { .. } => ActionKind::ReplaceNode,
         }
     }
 
@@ -306,6 +314,7 @@ impl Action {
             | Action::Scale { context, .. }
             | Action::CordonNode { context, .. }
             | Action::DrainNode { context, .. }
+            | Action::ReplaceNode { context, .. }
             | Action::RaiseMemoryLimit { context, .. } => context.as_deref(),
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } | Action::OpenPr { .. } => None,
         }
@@ -331,7 +340,7 @@ impl Action {
             Action::RestartPod { namespace, pod, .. } => format!("{namespace}/{pod}"),
             Action::RolloutRestart { namespace, deployment, .. } | Action::RolloutUndo { namespace, deployment, .. } | Action::Scale { namespace, deployment, .. } => format!("{namespace}/{deployment}"),
             Action::RaiseMemoryLimit { namespace, deployment, container, .. } => format!("{namespace}/{deployment}/{container}"),
-            Action::CordonNode { node, .. } | Action::DrainNode { node, .. } => node.clone(),
+            Action::CordonNode { node, .. } | Action::DrainNode { node, .. } | Action::ReplaceNode { node, .. } => node.clone(),
             Action::OpenPr { namespace, name, .. } => format!("{namespace}/{name}"),
         };
         Target { id, namespace, host }
@@ -356,7 +365,7 @@ impl Action {
     pub fn blast_radius(&self) -> u32 {
         match self {
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
-            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } => 1,
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } | Action::ReplaceNode { .. } => 1,
             Action::Scale { replicas, .. } => (*replicas).max(1) as u32,
         }
     }
@@ -377,6 +386,7 @@ impl Action {
             Action::Scale { namespace, deployment, replicas, .. } => format!("scale deployment {namespace}/{deployment} to {replicas} replicas"),
             Action::CordonNode { node, .. } => format!("cordon node {node}"),
             Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
+            Action::ReplaceNode { node, .. } => format!("ask for node {node} to be replaced (a drained node that stays NotReady)"),
             Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}"),
             Action::OpenPr { namespace, kind, name, change } => format!("open a pull request for {} {namespace}/{name}: {}", kind.to_ascii_lowercase(), change.describe()),
         }

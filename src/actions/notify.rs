@@ -42,8 +42,8 @@ fn key(incident: Option<&str>, service: &str, message: &str) -> String {
     h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-fn dead_letter(path: &Path, webhook: &Webhook, error: &str, body: &Message<'_>) {
-    let line = serde_json::json!({ "time": body.time, "webhook": webhook.name, "url": webhook.url, "error": error, "payload": body });
+fn dead_letter(path: &Path, webhook: &Webhook, error: &str, time: &str, body: &impl Serialize) {
+    let line = serde_json::json!({ "time": time, "webhook": webhook.name, "url": webhook.url, "error": error, "payload": body });
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(f, "{line}")?;
@@ -80,37 +80,58 @@ pub async fn deliver(targets: &[&Webhook], severity: Severity, service: &str, me
     let mut delivered = Vec::new();
     let mut failed = Vec::new();
     for w in targets.iter().copied() {
-        let mut last = String::new();
-        let mut ok = false;
-        for attempt in 0..TRIES {
-            if attempt > 0 {
-                tokio::time::sleep(FIRST_WAIT * 2u32.pow(attempt - 1)).await;
+        match post(&client, w, &body.idempotency_key, &body).await {
+            Ok(()) => delivered.push(w.name.clone()),
+            Err(last) => {
+                dead_letter(dead_letters, w, &last, &body.time, &body);
+                failed.push(format!("{}: {last}", w.name));
             }
-            let mut req = client.post(&w.url).header("Idempotency-Key", &body.idempotency_key).json(&body);
-            if let Some(var) = &w.auth_header_env {
-                match std::env::var(var) {
-                    Ok(v) => req = req.header(reqwest::header::AUTHORIZATION, v),
-                    Err(_) => {
-                        last = format!("environment variable {var} (auth_header_env) is not set");
-                        break;
-                    }
-                }
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    ok = true;
-                    break;
-                }
-                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        if ok {
-            delivered.push(w.name.clone());
-        } else {
-            dead_letter(dead_letters, w, &last, &body);
-            failed.push(format!("{}: {last}", w.name));
         }
     }
     if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {} (kept in state/dead-letters.jsonl)", failed.join("; "))) }
+}
+
+/// One POST of `body` with the webhook's auth header, retried with backoff.
+async fn post(client: &reqwest::Client, w: &Webhook, key: &str, body: &impl Serialize) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(FIRST_WAIT * 2u32.pow(attempt - 1)).await;
+        }
+        let mut req = client.post(&w.url).header("Idempotency-Key", key).json(body);
+        if let Some(var) = &w.auth_header_env {
+            match std::env::var(var) {
+                Ok(v) => req = req.header(reqwest::header::AUTHORIZATION, v),
+                Err(_) => return Err(format!("environment variable {var} (auth_header_env) is not set")),
+            }
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// A credentialed action handed to the webhook that holds the credentials
+/// (an n8n workflow): a JSON request `{"action", …fields, "incident",
+/// "idempotency_key", "time"}`; done when the webhook answers 2xx.
+pub async fn request(w: &Webhook, action: &str, fields: serde_json::Map<String, serde_json::Value>, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let time = crate::memory::notes::timestamp(chrono::Utc::now());
+    let idempotency_key = key(incident, action, &serde_json::Value::Object(fields.clone()).to_string());
+    let mut body = fields;
+    body.insert("action".into(), action.into());
+    body.insert("source".into(), "nightshift".into());
+    body.insert("incident".into(), incident.into());
+    body.insert("idempotency_key".into(), idempotency_key.clone().into());
+    body.insert("time".into(), time.clone().into());
+    match post(&client, w, &idempotency_key, &body).await {
+        Ok(()) => Ok(format!("requested {action} from webhook {}", w.name)),
+        Err(e) => {
+            dead_letter(dead_letters, w, &e, &time, &body);
+            Err(format!("webhook {} did not take the {action} request: {e} (kept in state/dead-letters.jsonl)", w.name))
+        }
+    }
 }

@@ -193,6 +193,47 @@ pub fn node(r: &CheckResult, context: Option<&str>) -> Diagnosis {
     }
 }
 
+/// A NotReady node that is cordoned and drained (nothing left to evict):
+/// once it has been NotReady for `after`, the plan asks for its replacement
+/// instead of cordoning and draining again. A node with pods left keeps the
+/// drain in the plan: replacement comes only after a confirmed drain.
+pub async fn replacement(client: &Client, r: &CheckResult, d: &mut Diagnosis, after: std::time::Duration, context: Option<&str>) {
+    let node = ev(r, "node").to_string();
+    if r.evidence.get("unschedulable").and_then(|v| v.as_bool()) != Some(true) {
+        return;
+    }
+    let pods: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let left = match pods.list(&lp).await {
+        Ok(list) => crate::k8s::repair::drainable(list.items).0.len(),
+        Err(e) => {
+            d.steps.push(format!("could not list the pods of node {}: {}", code(&node), code(&e.to_string())));
+            return;
+        }
+    };
+    if left > 0 {
+        d.steps.push(format!("{left} pod(s) still to move off node {}: the drain comes before any replacement", code(&node)));
+        return;
+    }
+    let since = r.evidence.get("not_ready_since").and_then(|v| v.as_str()).and_then(crate::memory::notes::parse_ts);
+    let now = chrono::Utc::now();
+    let due = since.map(|s| s + chrono::Duration::from_std(after).unwrap_or_default());
+    match due {
+        Some(at) if at <= now => {
+            d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::memory::notes::timestamp(since.unwrap_or(now))));
+            d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];
+        }
+        Some(at) => {
+            d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::memory::notes::timestamp(at)));
+            d.plan.clear();
+        }
+        None => {
+            d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
+            d.plan.clear();
+        }
+    }
+}
+
 pub fn service(r: &CheckResult) -> Diagnosis {
     Diagnosis {
         class: "service-no-endpoints",

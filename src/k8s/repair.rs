@@ -156,7 +156,7 @@ pub async fn cordon(client: &Client, node: &str) -> Result<String, String> {
 }
 
 /// Pods a drain evicts, and the ones it leaves (DaemonSet and mirror pods, finished pods).
-fn drainable(pods: Vec<Pod>) -> (Vec<Pod>, Vec<String>, Vec<String>) {
+pub(crate) fn drainable(pods: Vec<Pod>) -> (Vec<Pod>, Vec<String>, Vec<String>) {
     let (mut evict, mut skipped, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     for p in pods {
         let name = format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""));

@@ -59,6 +59,10 @@ impl Runner<'_> {
                 Ok((cfg, req)) => crate::infra::preview(&cfg, &req).await,
                 Err(e) => e,
             },
+            Action::ReplaceNode { node, .. } => match &self.ws.policy.replace_node {
+                Some(r) => format!("would ask webhook {} to replace node {node}", r.webhook),
+                None => "no `replace_node:` in AGENTS.md: nothing to ask".into(),
+            },
         }
     }
 
@@ -82,6 +86,23 @@ impl Runner<'_> {
         };
         let target = crate::infra::manifest::Target { kind: kind.clone(), namespace: namespace.clone(), name: name.clone() };
         Ok((cfg, crate::infra::PrRequest { target, change: change.clone(), context }))
+    }
+
+    /// `replace_node`: the request goes to the webhook that holds the cloud's credentials.
+    async fn replace_node(&self, action: &Action, incident: Option<&Incident>) -> Result<String, String> {
+        let Action::ReplaceNode { node, context } = action else { return Err("not a node replacement".into()) };
+        let Some(cfg) = &self.ws.policy.replace_node else {
+            return Err("no `replace_node:` in AGENTS.md: name the webhook that replaces nodes".into());
+        };
+        let Some(w) = self.ws.policy.webhooks.iter().find(|w| w.name == cfg.webhook) else {
+            return Err(format!("no webhook named {} in AGENTS.md", cfg.webhook));
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("node".into(), node.clone().into());
+        fields.insert("context".into(), context.clone().into());
+        fields.insert("reason".into(), incident.map_or_else(|| "drained and NotReady".to_string(), |i| i.title.clone()).into());
+        let dead = self.mem.state_dir().join("dead-letters.jsonl");
+        crate::actions::notify::request(w, "replace_node", fields, incident.map(|i| i.id.as_str()), &dead).await
     }
 
     async fn open_pr(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
@@ -110,6 +131,7 @@ impl Runner<'_> {
         self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
         let ran = match action {
             Action::OpenPr { .. } => self.open_pr(action, about, allowed).await,
+            Action::ReplaceNode { .. } => self.replace_node(action, about).await,
             _ => self.run_action(action).await,
         };
         let (mut result, mut outcome) = match ran {
@@ -164,6 +186,7 @@ impl Runner<'_> {
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
             Action::OpenPr { .. } => self.open_pr(action, None, "").await,
+            Action::ReplaceNode { .. } => self.replace_node(action, None).await,
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
                 use crate::k8s::repair;

@@ -426,6 +426,13 @@ impl<'a> Runner<'a> {
             plan.retain(|a| a != &fix);
             plan.insert(0, fix);
         }
+        // A replacement is asked for once per incident: the node pool has it from then on.
+        if let Some(at) = inc.attempts.iter().rev().find(|a| a.action.kind() == crate::actions::ActionKind::ReplaceNode && a.result == ActionResult::Ok).map(|a| a.at.clone())
+            && plan.iter().any(|a| a.kind() == crate::actions::ActionKind::ReplaceNode)
+        {
+            plan.retain(|a| a.kind() != crate::actions::ActionKind::ReplaceNode);
+            self.report.notes.push(format!("incident {}: the node's replacement was requested at {at}; waiting for the node pool", inc.id));
+        }
         let mut healed = false;
         let mut blocked = plan.is_empty();
         if !waiting.is_empty() {

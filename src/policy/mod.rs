@@ -130,6 +130,15 @@ pub struct EscalationLevel {
     pub notify: Vec<String>,
 }
 
+/// AGENTS.md `replace_node:`: who replaces a drained node that stays NotReady, and after how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeReplacement {
+    /// A webhook declared under `webhooks:` (an n8n workflow with the cloud's credentials).
+    pub webhook: String,
+    /// How long the node must have been NotReady (and drained) first.
+    pub after: Duration,
+}
+
 /// The seed's ladder: 5, 15 and 30 minutes.
 pub fn default_escalation() -> Vec<EscalationLevel> {
     [5, 15, 30].into_iter().map(|m| EscalationLevel { after: Duration::from_secs(m * 60), notify: Vec::new() }).collect()
@@ -159,6 +168,8 @@ pub struct Policy {
     pub repository: Option<crate::infra::RepoConfig>,
     /// The escalation ladder for incidents nightshift cannot resolve (`escalation: []` turns it off).
     pub escalation: Vec<EscalationLevel>,
+    /// Node replacement through a webhook, when configured.
+    pub replace_node: Option<NodeReplacement>,
 }
 
 impl Default for Policy {
@@ -180,6 +191,7 @@ impl Default for Policy {
             model: None,
             repository: None,
             escalation: default_escalation(),
+            replace_node: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::duration::HumanDuration;
 use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook};
 
 const TOP_KEYS: &[&str] = &[
-    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation",
+    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation", "replace_node",
 ];
 const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
@@ -21,6 +21,7 @@ const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
 const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
+const REPLACE_NODE_KEYS: &[&str] = &["webhook", "after"];
 const ESCALATION_KEYS: &[&str] = &["after", "notify"];
 const REPOSITORY_KEYS: &[&str] = &["remote", "repo", "token_env", "base", "cache", "manifests", "api_url", "author", "labels", "notes_url"];
 
@@ -145,6 +146,17 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
     if let Some(nodes) = top.seq("escalation", problems) {
         p.escalation = escalation(nodes, &p.webhooks, problems);
     }
+    if let Some(node) = top.get("replace_node")
+        && let Some(m) = MapReader::new(node, "replace_node", problems) {
+            let webhook = m.required_str("webhook", problems);
+            if let Some(w) = &webhook
+                && !p.webhooks.iter().any(|x| &x.name == w) {
+                    problems.push(m.key_line("webhook"), format!("replace_node: no webhook named `{w}`"), "declare it under webhooks: (the n8n workflow or node-group API that replaces nodes)");
+                }
+            let after = m.duration("after", problems).map_or(std::time::Duration::from_secs(600), |d| d.as_duration());
+            m.finish(REPLACE_NODE_KEYS, problems);
+            p.replace_node = webhook.map(|webhook| crate::policy::NodeReplacement { webhook, after });
+        }
     if let Some(node) = top.get("model")
         && let Some(m) = MapReader::new(node, "model", problems) {
             secrets_named(&m, "model", problems);
