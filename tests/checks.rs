@@ -177,3 +177,40 @@ fn an_auto_fixed_info_problem_is_only_audited_and_recurrence_escalates() {
     assert!(req.contains("needs a permanent fix (happened 4 times)"), "{req}");
     assert!(req.contains("\"severity\":\"critical\""), "{req}");
 }
+
+#[test]
+fn a_repair_counts_and_an_incident_resolves_only_when_every_verification_step_passes() {
+    // The service answers, but slowly: connectivity passes, performance does not.
+    let svc = HttpServer::start(200, "ok");
+    svc.delay_ms.store(700, Ordering::Relaxed);
+    let ws = Ws::new(
+        "mode: execute\nnotify_window: 0s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n",
+        &format!(
+            "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    cooldown: 0s\n    verify:\n      connectivity: app-port\n      performance: [app-latency]\n      dependencies: [db]\n  - name: app-port\n    kind: tcp\n    address: {}\n  - name: app-latency\n    kind: http\n    url: {}\n    max_latency: 300ms\n  - name: db\n    kind: exec\n    command: \"true\"\n",
+            svc.addr,
+            svc.url("/health")
+        ),
+    );
+    let (_, v) = ws.json(&["heartbeat", "--all", "--json"]);
+    let app = v["incidents"].as_array().unwrap().iter().find(|i| i["fingerprint"].as_str().unwrap().starts_with("app:")).unwrap().clone();
+    let fix = &app["actions"][0];
+    assert_eq!((fix["action"].as_str(), fix["result"].as_str()), (Some("run_command"), Some("failed")), "the check passes but performance does not: {app:#}");
+    let outcome = fix["outcome"].as_str().unwrap();
+    for want in ["connectivity: ok (app-port", "performance: FAILING (app-latency", "dependencies: ok (db"] {
+        assert!(outcome.contains(want), "missing {want:?}: {outcome}");
+    }
+    assert!(ws.path().join("healthy").exists());
+
+    // Still slow: the check passes, the incident stays open and says why.
+    let (_, v) = ws.json(&["heartbeat", "--all", "--json"]);
+    assert_eq!(v["status"], "failing", "{v:#}");
+    let id = app["id"].as_str().unwrap();
+    let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
+    assert!(note.contains("- **Status**: open") && note.contains("check passes again but verification fails: connectivity: ok"), "{note}");
+
+    // Fast again: every step passes and the incident resolves.
+    svc.delay_ms.store(0, Ordering::Relaxed);
+    ws.run(&["heartbeat", "--all"]);
+    let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
+    assert!(note.contains("- **Status**: resolved") && note.contains("check passed again"), "{note}");
+}

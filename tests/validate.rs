@@ -151,3 +151,14 @@ fn replace_node_names_a_declared_webhook() {
     let ws = Ws::new("webhooks:\n  - name: node-pool\n    url: http://127.0.0.1:5678/webhook/replace-node\nreplace_node:\n  webhook: node-pool\n", "checks: []\n");
     assert_eq!(ws.run(&["validate"]).code, 0);
 }
+
+#[test]
+fn verification_steps_name_other_declared_checks() {
+    let ws = Ws::new(OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    verify:\n      connectivity: a\n      performance: [a-latency]\n      speed: b\n");
+    let out = ws.run(&["validate"]);
+    assert_eq!(out.code, 2);
+    let text = out.stdout + &out.stderr;
+    for want in ["verify connectivity names the check itself", "verify performance names `a-latency`, which is not a declared check", "unknown key `speed`", "HEARTBEAT.md:"] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}

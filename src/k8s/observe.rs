@@ -137,7 +137,7 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
     if phase == "Pending" {
         if let Some(c) = condition("PodScheduled").filter(|c| c.status == "False") {
             facts.reason = c.reason.clone().unwrap_or_else(|| "Unschedulable".into());
-            facts.message = c.message.clone();
+            facts.message = c.message.as_deref().map(scheduler_reasons);
             return Some(facts);
         }
         let since = pod.metadata.creation_timestamp.as_ref().map(time).unwrap_or(now);
@@ -387,6 +387,32 @@ fn finish(series: Vec<Series>, total: usize, what: &str) -> Outcome {
     out
 }
 
+/// The scheduler's "0/8 nodes are available: 1 node(s) had taint {…}, 3
+/// node(s) didn't match Pod's node affinity/selector." with its reasons
+/// ordered by how many nodes give them, so the reason that matters most
+/// survives when the message is shortened. Other messages are unchanged.
+pub fn scheduler_reasons(message: &str) -> String {
+    let Some((head, rest)) = message.split_once(" nodes are available: ") else { return message.to_string() };
+    let rest = rest.trim_end();
+    let (body, end) = match rest.strip_suffix('.') {
+        Some(b) => (b, "."),
+        None => (rest, ""),
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for piece in body.split(", ") {
+        match parts.last_mut() {
+            Some(last) if !piece.starts_with(|c: char| c.is_ascii_digit()) => {
+                last.push_str(", ");
+                last.push_str(piece);
+            }
+            _ => parts.push(piece.to_string()),
+        }
+    }
+    let count = |p: &String| p.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    parts.sort_by_key(|p| std::cmp::Reverse(count(p)));
+    format!("{head} nodes are available: {}{end}", parts.join(", "))
+}
+
 pub fn one_line(s: &str) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.chars().count() > 240 { format!("{}…", s.chars().take(240).collect::<String>()) } else { s }
@@ -430,6 +456,11 @@ mod tests {
         // Pulling an image for a minute is not a problem yet; a long Pending is.
         assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]})).as_deref(), Some("Pending"));
         assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]})).as_deref(), Some("Unschedulable"));
+        assert_eq!(
+            scheduler_reasons("0/8 nodes are available: 1 node(s) had taint {dedicated: a}, that the pod didn't tolerate, 2 Insufficient cpu, 5 node(s) didn't match Pod's node affinity/selector."),
+            "0/8 nodes are available: 5 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu, 1 node(s) had taint {dedicated: a}, that the pod didn't tolerate."
+        );
+        assert_eq!(scheduler_reasons("no nodes available to schedule pods"), "no nodes available to schedule pods");
         assert_eq!(reason(json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."})).as_deref(), Some("Failed"));
         assert_eq!(reason(json!({"phase": "Unknown"})).as_deref(), Some("Unknown"));
         assert_eq!(reason(json!({"phase": "Succeeded"})), None);

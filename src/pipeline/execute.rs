@@ -143,7 +143,14 @@ impl Runner<'_> {
             && kind.heals()
             && let Some(spec) = spec {
                 let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
-                if healthy {
+                if healthy && !spec.verify.is_empty() {
+                    // The check passes: then the other declared steps, each named in the outcome.
+                    let (all, steps) = self.verify_steps(spec).await;
+                    outcome = format!("{outcome}; verified: status: {summary}; {}", steps.join("; "));
+                    if !all {
+                        result = ActionResult::Failed;
+                    }
+                } else if healthy {
                     outcome = format!("{outcome}; verified: {summary}");
                 } else {
                     result = ActionResult::Failed;
@@ -202,6 +209,40 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// The declared verification steps after the check itself (connectivity,
+    /// performance, dependencies), each by running the checks it names:
+    /// whether all pass, and one line per step.
+    pub(super) async fn verify_steps(&self, spec: &CheckSpec) -> (bool, Vec<String>) {
+        let mut all = true;
+        let mut lines = Vec::new();
+        for (step, names) in spec.verify.steps() {
+            if names.is_empty() {
+                continue;
+            }
+            let mut failing = Vec::new();
+            let mut passing = Vec::new();
+            for name in names {
+                let Some(other) = self.ws.heartbeat.checks.iter().find(|c| &c.name == name) else {
+                    failing.push(format!("{name}: not a declared check"));
+                    continue;
+                };
+                let r = checks::run_one(other, &self.ctx).await;
+                if r.status.is_bad() {
+                    failing.push(format!("{name}: {}", r.summary));
+                } else {
+                    passing.push(format!("{name}: {}", r.summary));
+                }
+            }
+            if failing.is_empty() {
+                lines.push(format!("{step}: ok ({})", passing.join(", ")));
+            } else {
+                all = false;
+                lines.push(format!("{step}: FAILING ({})", failing.join(", ")));
+            }
+        }
+        (all, lines)
     }
 
     /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.

@@ -320,6 +320,25 @@ impl<'a> Runner<'a> {
     async fn resolve_open(&mut self, spec: &CheckSpec, result: &CheckResult, keep: &[String]) -> Result<(), RunError> {
         let prefix = format!("{}:", spec.name);
         let open: Vec<(String, String)> = self.state.open.iter().filter(|(fp, _)| fp.starts_with(&prefix) && !keep.contains(fp)).map(|(a, b)| (a.clone(), b.clone())).collect();
+        // The check passing is the first verification step; an incident resolves only when the others pass too.
+        if !open.is_empty() && !spec.verify.is_empty() {
+            let (all, steps) = self.verify_steps(spec).await;
+            if !all {
+                let line = format!("check passes again but verification fails: {}", steps.join("; "));
+                for (_, id) in &open {
+                    let Ok(mut inc) = self.mem.read_incident(id) else { continue };
+                    if inc.actions.last().is_none_or(|l| !l.ends_with(&line)) {
+                        inc.actions.push(format!("{} {line}", timestamp(now())));
+                        inc.status = IncidentStatus::Open;
+                        self.mem.write_incident(&inc)?;
+                        self.changed = true;
+                    }
+                    self.report.failing = true;
+                    self.report.notes.push(format!("incident {id} stays open: {line}"));
+                }
+                return Ok(());
+            }
+        }
         for (fp, id) in open {
             self.state.open.remove(&fp);
             // Nothing may act later on a target that healed: cancel what waits for this incident.

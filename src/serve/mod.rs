@@ -309,6 +309,7 @@ mod tests {
             severity: Severity::Warning,
             repair: None,
             probe: ProbeSpec::Exec { command: "true".into(), timeout: Duration::from_secs(1) },
+            verify: Default::default(),
         }
     }
 

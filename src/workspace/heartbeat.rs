@@ -87,6 +87,32 @@ pub struct CheckSpec {
     /// A command declared in AGENTS.md `commands:` that repairs what this check watches.
     pub repair: Option<String>,
     pub probe: ProbeSpec,
+    /// Verification beyond the check passing (`verify:`): other declared
+    /// checks that must pass before a repair counts and the incident resolves.
+    pub verify: Verification,
+}
+
+/// The seed's four verification steps; the first, status, is the check itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Checks that reach the service through its Service or address.
+    pub connectivity: Vec<String>,
+    /// Checks with latency or error-rate bounds (an http check's `max_latency`, a Prometheus query).
+    pub performance: Vec<String>,
+    /// Checks of what the service needs.
+    pub dependencies: Vec<String>,
+}
+
+impl Verification {
+    pub const STEPS: [&'static str; 3] = ["connectivity", "performance", "dependencies"];
+
+    pub fn is_empty(&self) -> bool {
+        self.steps().all(|(_, names)| names.is_empty())
+    }
+
+    pub fn steps(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        Self::STEPS.into_iter().zip([&self.connectivity, &self.performance, &self.dependencies])
+    }
 }
 
 /// An SSH inventory host.
@@ -111,7 +137,7 @@ pub struct HeartbeatSpec {
 }
 
 const TOP_KEYS: &[&str] = &["timezone", "hosts", "checks"];
-const COMMON_KEYS: &[&str] = &["name", "kind", "every", "at", "threshold", "cooldown", "host", "level", "severity", "repair"];
+const COMMON_KEYS: &[&str] = &["name", "kind", "every", "at", "threshold", "cooldown", "host", "level", "severity", "repair", "verify"];
 const HOST_KEYS: &[&str] = &["name", "address", "port", "user", "key_file", "known_hosts", "jump", "tags"];
 
 /// Kinds this build runs, with the fields each accepts.
@@ -181,6 +207,18 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> HeartbeatSpec {
             problems.push(Some(root.line), "the heartbeat block has no `checks:` list", "add `checks:` with at least one check, or `checks: []`");
         }
         None => {}
+    }
+    // Verification steps name other declared checks.
+    for c in &spec.checks {
+        for (step, names) in c.verify.steps() {
+            for n in names {
+                if n == &c.name {
+                    problems.push(Some(c.line), format!("check `{}`: verify {step} names the check itself", c.name), "the check passing is the first step already; name other checks");
+                } else if !spec.checks.iter().any(|x| &x.name == n) {
+                    problems.push(Some(c.line), format!("check `{}`: verify {step} names `{n}`, which is not a declared check", c.name), format!("declare a check named `{n}` (e.g. an http check with max_latency for performance) or fix the name"));
+                }
+            }
+        }
     }
     top.finish(TOP_KEYS, problems);
     spec
@@ -256,6 +294,14 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
         }),
     };
     let repair = m.str("repair", problems);
+    let mut verify = Verification::default();
+    if let Some(v) = m.get("verify")
+        && let Some(vm) = MapReader::new(v, &format!("{}: verify", m.what), problems) {
+            verify.connectivity = vm.str_list("connectivity", problems).unwrap_or_default();
+            verify.performance = vm.str_list("performance", problems).unwrap_or_default();
+            verify.dependencies = vm.str_list("dependencies", problems).unwrap_or_default();
+            vm.finish(&Verification::STEPS, problems);
+        }
     let probe = kind.as_deref().and_then(|k| probe(k, &m, problems));
     let mut known: Vec<&str> = COMMON_KEYS.to_vec();
     if let Some((_, fields)) = KINDS.iter().find(|(k, _)| Some(*k) == kind.as_deref()) {
@@ -285,6 +331,7 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
         severity,
         repair,
         probe: probe?,
+        verify,
     })
 }
 

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,8 @@ pub struct HttpServer {
     pub body: Arc<std::sync::Mutex<String>>,
     /// Statuses for the next requests, in order; then `status`.
     pub script: Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+    /// How long every answer waits, in milliseconds (a slow service).
+    pub delay_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -122,19 +124,23 @@ impl HttpServer {
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let body = Arc::new(std::sync::Mutex::new(body.to_string()));
         let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let (s, h, st, rq, b, sc) = (status.clone(), hits.clone(), stop.clone(), requests.clone(), body.clone(), script.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, h, st, rq, b, sc, d) = (status.clone(), hits.clone(), stop.clone(), requests.clone(), body.clone(), script.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (s, h, rq, b, sc) = (s.clone(), h.clone(), rq.clone(), b.clone(), sc.clone());
-                        std::thread::spawn(move || serve(conn, &s, &h, &rq, &b, &sc));
+                        let (s, h, rq, b, sc, d) = (s.clone(), h.clone(), rq.clone(), b.clone(), sc.clone(), d.clone());
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(d.load(Ordering::Relaxed)));
+                            serve(conn, &s, &h, &rq, &b, &sc)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, status, hits, requests, body, script, stop }
+        Self { addr, status, hits, requests, body, script, delay_ms, stop }
     }
 
     pub fn url(&self, path: &str) -> String {
