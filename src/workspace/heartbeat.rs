@@ -296,7 +296,7 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
     let repair = m.str("repair", problems);
     let mut verify = Verification::default();
     if let Some(v) = m.get("verify")
-        && let Some(vm) = MapReader::new(v, &format!("{}: verify", m.what), problems) {
+        && let Some(vm) = MapReader::new(v, format!("{}: verify", m.what), problems) {
             verify.connectivity = vm.str_list("connectivity", problems).unwrap_or_default();
             verify.performance = vm.str_list("performance", problems).unwrap_or_default();
             verify.dependencies = vm.str_list("dependencies", problems).unwrap_or_default();
