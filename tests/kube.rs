@@ -438,6 +438,46 @@ async fn serve_opens_an_incident_from_the_watch_without_waiting_for_the_heartbea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_cd_degraded_notification_runs_the_kubernetes_checks_at_once_and_the_failed_deploy_is_rolled_back() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("argo").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let api = create(&c, &ns, deployment("web", 2, "running").progress_deadline(3)).await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))).await;
+    // The check names its context, so the watch does not bring it forward, and it is due once an hour:
+    // only the Argo CD notification can make it run now.
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: rollout_undo\n    decide: abort-window\n    abort_window: 1s\n",
+        &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    context: nightshift-test\n    every: 1h\n    grace: 0s\n"),
+    );
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let serve = tokio::task::block_in_place(|| support::Serve::start(&ws, &[], &[("KUBECONFIG", &kubeconfig)]));
+    eventually(LIMIT, "the first pass", || async { if ws.memory().join("state/state.json").exists() { Ok(()) } else { Err("no state yet".into()) } }).await;
+
+    // The failed deploy: revision 2's pods never become ready.
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    wait_for(&api, "web", LIMIT, |d| {
+        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ws.incident_files().is_empty(), "nothing ran the check before the notification");
+
+    let body = format!(r#"{{"app":"web","namespace":"{ns}","project":"default","trigger":"on-health-degraded","health":"Degraded","sync":"Synced","revision":"2"}}"#);
+    let (code, answer) = tokio::task::block_in_place(|| serve.request("POST", "/webhook/argocd", &[], body.as_bytes()));
+    assert_eq!((code, answer.as_str()), (200, r#"{"accepted":1}"#));
+    let d = wait_for(&api, "web", LIMIT, |d| d.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).map(String::as_str) == Some("3")).await;
+    assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/app:1"), "rolled back to revision 1's template");
+    let notes: Vec<String> = ws.incident_files().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    assert!(notes.iter().any(|n| n.contains("Argo CD application web")), "the notification's own incident");
+    assert!(notes.iter().any(|n| n.contains("rollout_undo") && n.contains(&format!("{ns}/web"))), "the stuck rollout's incident: {notes:#?}");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_refuses_under_an_autoscaler_and_rollout_restart_rolls_every_pod() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("scale").await;
