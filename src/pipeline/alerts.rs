@@ -26,7 +26,7 @@ pub struct Alert {
     pub starts_at: String,
     #[serde(default)]
     pub fingerprint: String,
-    /// Who sent it: `alertmanager`, `argocd`, or the `source` of a generic event.
+    /// Who sent it: `alertmanager`, `argocd`, or `event:<source>` for a generic event.
     #[serde(default = "alertmanager")]
     pub source: String,
     /// An explicit severity (Argo CD, events); Alertmanager's is the `severity` label.
@@ -112,12 +112,8 @@ fn required(m: &serde_json::Map<String, Value>, key: &str, max: usize, fix: &str
     field(m, key, max)?.ok_or_else(|| AlertError(format!("\"{key}\" is missing: {fix}")))
 }
 
-/// Argo CD notification triggers (argocd-notifications' catalog) and what they mean here.
-const ARGO_FIRING: &[(&str, &str, Severity)] = &[
-    ("on-sync-failed", "ArgoCDSyncFailed", Severity::Critical),
-    ("on-health-degraded", "ArgoCDHealthDegraded", Severity::Critical),
-    ("on-sync-status-unknown", "ArgoCDSyncStatusUnknown", Severity::Warning),
-];
+/// Argo CD notification triggers (argocd-notifications' catalog) that fire, and their severity.
+const ARGO_FIRING: &[(&str, Severity)] = &[("on-sync-failed", Severity::Critical), ("on-health-degraded", Severity::Critical), ("on-sync-status-unknown", Severity::Warning)];
 const ARGO_RESOLVING: &[&str] = &["on-deployed", "on-sync-succeeded"];
 
 /// Validates an Argo CD notification (the webhook template in
@@ -138,7 +134,7 @@ pub fn parse_argocd(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
             annotations.insert(key.to_string(), v);
         }
     }
-    let status = if let Some((_, _, sev)) = ARGO_FIRING.iter().find(|(t, ..)| *t == trigger) {
+    let status = if let Some((_, sev)) = ARGO_FIRING.iter().find(|(t, _)| *t == trigger) {
         Some(("firing", *sev))
     } else if ARGO_RESOLVING.contains(&trigger.as_str()) {
         Some(("resolved", Severity::Critical))
@@ -202,7 +198,8 @@ pub fn parse_event(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
     labels.insert("source".into(), source.clone());
     labels.insert("service".into(), service);
     let annotations = BTreeMap::from([("summary".to_string(), summary)]);
-    Ok(vec![Alert { status, labels, annotations, starts_at: String::new(), fingerprint: String::new(), source, severity: Some(severity) }])
+    // A sender's own name never poses as one of the built-in intakes.
+    Ok(vec![Alert { status, labels, annotations, starts_at: String::new(), fingerprint: String::new(), source: format!("event:{source}"), severity: Some(severity) }])
 }
 
 impl Alert {
@@ -238,7 +235,7 @@ impl Alert {
                 let ns = if label("namespace").is_empty() { String::new() } else { format!(" (namespace {})", label("namespace")) };
                 format!("Argo CD application {}{ns}: {what}", label("app"))
             }
-            _ => format!("Event from {} about {} on {}", self.source, label("service"), self.target()),
+            _ => format!("Event from {} about {} on {}", label("source"), label("service"), self.target()),
         }
     }
 
@@ -247,7 +244,7 @@ impl Alert {
         match self.source.as_str() {
             "alertmanager" => "Alertmanager",
             "argocd" => "Argo CD",
-            other => other,
+            other => other.strip_prefix("event:").unwrap_or(other),
         }
     }
 
