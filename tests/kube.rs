@@ -253,18 +253,25 @@ async fn a_failed_rollout_is_rolled_back_after_its_abort_window() {
     assert!(audit.contains("from revision 2 (registry.example/app:2) to revision 1 (registry.example/app:1)"), "{audit}");
 }
 
+/// Node `<ns>-a` runs both replicas of `db`, node `<ns>-b` is healthy and
+/// empty, and `<ns>-a` stops reporting: (the kubelet, the sick node, the healthy one).
+async fn a_node_goes_not_ready_under_db(c: &Cluster, ns: &str) -> (Kubelet, String, String) {
+    let kubelet = Kubelet::start(c.client.clone(), ns).await;
+    let sick = format!("{ns}-a");
+    kubelet.add_node(&sick, true).await;
+    create(c, ns, deployment("db", 2, "running").dedicated(ns)).await;
+    pods_are(c, ns, "db", 2, "both replicas run on the node", |p| ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(sick.as_str())).await;
+    let healthy = format!("{ns}-b");
+    kubelet.add_node(&healthy, true).await;
+    kubelet.set_node(&sick, NodeState::NotReady).await;
+    (kubelet, sick, healthy)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_not_ready_node_is_cordoned_then_drained_after_confirmation() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("drain").await;
-    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
-    let sick = format!("{ns}-a");
-    kubelet.add_node(&sick, true).await;
-    create(&c, &ns, deployment("db", 2, "running").dedicated(&ns)).await;
-    pods_are(&c, &ns, "db", 2, "both replicas run on the node", |p| ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(sick.as_str())).await;
-    let healthy = format!("{ns}-b");
-    kubelet.add_node(&healthy, true).await;
-    kubelet.set_node(&sick, NodeState::NotReady).await;
+    let (_kubelet, sick, healthy) = a_node_goes_not_ready_under_db(&c, &ns).await;
 
     let ws = Ws::new(
         "mode: execute\nrules:\n  - action: cordon_node\n    decide: auto\n  - action: drain_node\n    decide: confirm\n",
@@ -298,14 +305,7 @@ async fn a_not_ready_node_is_cordoned_then_drained_after_confirmation() {
 async fn a_drained_node_that_stays_not_ready_is_replaced_through_the_webhook_only_after_the_drain() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("replace").await;
-    let kubelet = Kubelet::start(c.client.clone(), &ns).await;
-    let sick = format!("{ns}-a");
-    kubelet.add_node(&sick, true).await;
-    create(&c, &ns, deployment("db", 2, "running").dedicated(&ns)).await;
-    pods_are(&c, &ns, "db", 2, "both replicas run on the node", |p| ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(sick.as_str())).await;
-    let healthy = format!("{ns}-b");
-    kubelet.add_node(&healthy, true).await;
-    kubelet.set_node(&sick, NodeState::NotReady).await;
+    let (_kubelet, sick, healthy) = a_node_goes_not_ready_under_db(&c, &ns).await;
     // The receiver stands for the n8n workflow that holds the cloud's credentials.
     let hook = support::HttpServer::start(200, "");
     let ws = Ws::new(
