@@ -86,6 +86,10 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
     });
     let kube_wake = Arc::new(tokio::sync::Notify::new());
     start_watch(&app, &kube_wake).await;
+    // Signals are ours before anyone can reach the port: a SIGTERM right after start still stops cleanly.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     info!(listen = %addr, mode = if execute { "execute" } else { "policy" }, "nightshift serving");
@@ -99,9 +103,6 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
             })
             .await
     });
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         let ok = pass(&app).await;
         let wait = next_wake(&app, ok);
