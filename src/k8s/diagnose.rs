@@ -216,21 +216,18 @@ pub async fn replacement(client: &Client, r: &CheckResult, d: &mut Diagnosis, af
         return;
     }
     let since = r.evidence.get("not_ready_since").and_then(|v| v.as_str()).and_then(crate::memory::notes::parse_ts);
-    let now = chrono::Utc::now();
-    let due = since.map(|s| s + chrono::Duration::from_std(after).unwrap_or_default());
-    match due {
-        Some(at) if at <= now => {
-            d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::memory::notes::timestamp(since.unwrap_or(now))));
-            d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];
-        }
-        Some(at) => {
-            d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::memory::notes::timestamp(at)));
-            d.plan.clear();
-        }
-        None => {
-            d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
-            d.plan.clear();
-        }
+    let Some(since) = since else {
+        d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
+        d.plan.clear();
+        return;
+    };
+    let due = since + chrono::Duration::from_std(after).unwrap_or_default();
+    if due <= chrono::Utc::now() {
+        d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::memory::notes::timestamp(since)));
+        d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];
+    } else {
+        d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::memory::notes::timestamp(due)));
+        d.plan.clear();
     }
 }
 

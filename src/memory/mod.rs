@@ -121,6 +121,11 @@ impl Memory {
     }
 
     /// Takes the state lock, waiting for another nightshift process to finish its update.
+    /// Where undeliverable webhook messages are kept.
+    pub fn dead_letters(&self) -> PathBuf {
+        self.state_dir().join("dead-letters.jsonl")
+    }
+
     pub fn lock(&self, name: &str) -> Result<StateLock> {
         let path = self.state_dir().join(format!("{name}.lock"));
         std::fs::create_dir_all(self.state_dir()).map_err(io_err(&path))?;

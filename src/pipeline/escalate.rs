@@ -78,7 +78,7 @@ impl Runner<'_> {
             inc.severity.as_str(),
             inc.id
         );
-        let dead = self.mem.state_dir().join("dead-letters.jsonl");
+        let dead = self.mem.dead_letters();
         let webhooks = &self.ws.policy.webhooks;
         let sent = if level.notify.is_empty() {
             crate::actions::notify::send(webhooks, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await

@@ -94,14 +94,12 @@ impl Runner<'_> {
         let Some(cfg) = &self.ws.policy.replace_node else {
             return Err("no `replace_node:` in AGENTS.md: name the webhook that replaces nodes".into());
         };
-        let Some(w) = self.ws.policy.webhooks.iter().find(|w| w.name == cfg.webhook) else {
-            return Err(format!("no webhook named {} in AGENTS.md", cfg.webhook));
-        };
+        let w = self.ws.policy.webhook(&cfg.webhook)?;
         let mut fields = serde_json::Map::new();
         fields.insert("node".into(), node.clone().into());
         fields.insert("context".into(), context.clone().into());
         fields.insert("reason".into(), incident.map_or_else(|| "drained and NotReady".to_string(), |i| i.title.clone()).into());
-        let dead = self.mem.state_dir().join("dead-letters.jsonl");
+        let dead = self.mem.dead_letters();
         crate::actions::notify::request(w, "replace_node", fields, incident.map(|i| i.id.as_str()), &dead).await
     }
 
@@ -121,7 +119,7 @@ impl Runner<'_> {
         let kind = action.kind();
         if !kind.is_mutating() {
             let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
-            let dead = self.mem.state_dir().join("dead-letters.jsonl");
+            let dead = self.mem.dead_letters();
             return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
@@ -129,11 +127,7 @@ impl Runner<'_> {
         }
         let id = new_id("j-");
         self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
-        let ran = match action {
-            Action::OpenPr { .. } => self.open_pr(action, about, allowed).await,
-            Action::ReplaceNode { .. } => self.replace_node(action, about).await,
-            _ => self.run_action(action).await,
-        };
+        let ran = self.run_action(action, about, allowed).await;
         let (mut result, mut outcome) = match ran {
             Ok(o) => (ActionResult::Ok, o),
             Err(e) => (ActionResult::Failed, e),
@@ -162,7 +156,9 @@ impl Runner<'_> {
         Ok((result, outcome))
     }
 
-    pub(super) async fn run_action(&self, action: &Action) -> Result<String, String> {
+    /// Carries the action out. `incident` and `allowed` feed the actions that
+    /// tell people why (a pull request's body, a node replacement's reason).
+    pub(super) async fn run_action(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
         match action {
             Action::CleanLogs { root, .. } if !self.ws.policy.clean_roots.iter().any(|r| r == root) => Err(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
             Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
@@ -185,15 +181,13 @@ impl Runner<'_> {
             }
             Action::RestartProcess { command, .. } | Action::RunCommand { command } => actions::command::run_declared(&self.ws.policy.commands, command, &self.ws.root).await,
             Action::SendWebhook { webhook, message } => {
-                let Some(w) = self.ws.policy.webhooks.iter().find(|w| &w.name == webhook) else {
-                    return Err(format!("no webhook named {webhook} in AGENTS.md"));
-                };
-                let dead = self.mem.state_dir().join("dead-letters.jsonl");
+                let w = self.ws.policy.webhook(webhook)?;
+                let dead = self.mem.dead_letters();
                 actions::notify::deliver(&[w], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
-            Action::OpenPr { .. } => self.open_pr(action, None, "").await,
-            Action::ReplaceNode { .. } => self.replace_node(action, None).await,
+            Action::OpenPr { .. } => self.open_pr(action, incident, allowed).await,
+            Action::ReplaceNode { .. } => self.replace_node(action, incident).await,
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
                 use crate::k8s::repair;

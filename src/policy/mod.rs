@@ -172,6 +172,13 @@ pub struct Policy {
     pub replace_node: Option<NodeReplacement>,
 }
 
+impl Policy {
+    /// The webhook declared under `webhooks:` with this name.
+    pub fn webhook(&self, name: &str) -> Result<&Webhook, String> {
+        self.webhooks.iter().find(|w| w.name == name).ok_or_else(|| format!("no webhook named {name} in AGENTS.md"))
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

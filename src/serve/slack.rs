@@ -45,7 +45,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// What a Slack interaction asks: approve or abort an approval, by whom.
+/// What a Slack interaction asks: approve or abort an approval, or take an incident, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
     pub button: Button,
@@ -63,7 +63,8 @@ pub enum Button {
 }
 
 /// Reads the `payload` form field of a block_actions interaction whose
-/// button has action_id `approve` or `abort` and the approval id as value.
+/// button has action_id `approve` or `abort` with the approval id as value,
+/// or `ack` with the incident id.
 pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
     let form: Vec<(String, String)> = serde_urlencoded_pairs(body);
     let payload = form.iter().find(|(k, _)| k == "payload").map(|(_, v)| v).ok_or("no payload field")?;
@@ -75,8 +76,9 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         Some("ack") => Button::Ack,
         other => return Err(format!("unknown action_id {other:?}; expected \"approve\", \"abort\" or \"ack\"")),
     };
-    let what = if button == Button::Ack { "an incident id" } else { "an approval id" };
-    let value = action["value"].as_str().filter(|s| !s.is_empty() && s.len() < 200 && !s.contains(['/', '\\'])).ok_or(format!("action has no {what} as value"))?.to_string();
+    // Approval ids are short; incident ids carry a slug of the check and problem.
+    let (what, max) = if button == Button::Ack { ("an incident id", 200) } else { ("an approval id", 64) };
+    let value = action["value"].as_str().filter(|s| !s.is_empty() && s.len() < max && !s.contains(['/', '\\'])).ok_or(format!("action has no {what} as value"))?.to_string();
     let user = v["user"]["username"].as_str().or(v["user"]["name"].as_str()).or(v["user"]["id"].as_str()).unwrap_or("unknown");
     Ok(Interaction { button, value, user: format!("slack:{user}") })
 }

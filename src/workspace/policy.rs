@@ -149,10 +149,9 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
     if let Some(node) = top.get("replace_node")
         && let Some(m) = MapReader::new(node, "replace_node", problems) {
             let webhook = m.required_str("webhook", problems);
-            if let Some(w) = &webhook
-                && !p.webhooks.iter().any(|x| &x.name == w) {
-                    problems.push(m.key_line("webhook"), format!("replace_node: no webhook named `{w}`"), "declare it under webhooks: (the n8n workflow or node-group API that replaces nodes)");
-                }
+            if let Some(w) = &webhook {
+                webhook_declared(&p.webhooks, w, "replace_node", m.key_line("webhook"), problems);
+            }
             let after = m.duration("after", problems).map_or(std::time::Duration::from_secs(600), |d| d.as_duration());
             m.finish(REPLACE_NODE_KEYS, problems);
             p.replace_node = webhook.map(|webhook| crate::policy::NodeReplacement { webhook, after });
@@ -190,6 +189,14 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
     p
 }
 
+/// A block that names a webhook (`what`) must name one under `webhooks:`.
+fn webhook_declared(webhooks: &[crate::policy::Webhook], name: &str, what: &str, line: Option<usize>, problems: &mut Problems) {
+    if !webhooks.iter().any(|w| w.name == name) {
+        let declared: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
+        problems.push(line, format!("{what}: no webhook named `{name}`"), format!("declare it under webhooks: (declared: {})", if declared.is_empty() { "none".into() } else { declared.join(", ") }));
+    }
+}
+
 /// The `escalation:` ladder: levels in increasing `after`, each naming
 /// declared webhooks (or none: every webhook whose severities match).
 fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mut Problems) -> Vec<crate::policy::EscalationLevel> {
@@ -203,10 +210,7 @@ fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mu
         }
         let notify = m.str_list("notify", problems).unwrap_or_default();
         for name in &notify {
-            if !webhooks.iter().any(|w| &w.name == name) {
-                let declared: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
-                problems.push(m.key_line("notify"), format!("escalation level {}: no webhook named `{name}`", i + 1), format!("declare it under webhooks: (declared: {})", if declared.is_empty() { "none".into() } else { declared.join(", ") }));
-            }
+            webhook_declared(webhooks, name, &format!("escalation level {}", i + 1), m.key_line("notify"), problems);
         }
         m.finish(ESCALATION_KEYS, problems);
         let Some(after) = after else { continue };
