@@ -221,6 +221,19 @@ async fn crash_loops_are_told_apart_by_events_and_logs_and_nothing_runs_in_dry_r
     assert_eq!(still, uids, "dry-run deleted nothing");
 }
 
+/// Revision 2 of `web`: a new image whose pods never become ready, until the
+/// rollout exceeds its progress deadline.
+async fn a_deploy_that_never_becomes_ready(api: &Api<Deployment>) {
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    wait_for(api, "web", LIMIT, |d| {
+        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_rollout_is_rolled_back_after_its_abort_window() {
     let Some(c) = cluster::cluster().await else { return };
@@ -228,15 +241,7 @@ async fn a_failed_rollout_is_rolled_back_after_its_abort_window() {
     let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
     let api = create(&c, &ns, deployment("web", 2, "running").progress_deadline(3)).await;
     wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))).await;
-    // Revision 2: a new image whose pods never become ready.
-    let patch = json!({"spec": {"template": {
-        "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
-    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
-    wait_for(&api, "web", LIMIT, |d| {
-        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
-    })
-    .await;
+    a_deploy_that_never_becomes_ready(&api).await;
     let ws = Ws::new(
         "mode: execute\nrules:\n  - action: rollout_undo\n    decide: abort-window\n    abort_window: 2s\n",
         &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n"),
@@ -411,6 +416,14 @@ async fn a_cascade_names_the_shared_dependency_and_restarts_no_dependant() {
     assert_eq!(still, uids);
 }
 
+/// `nightshift serve` on the test cluster, once its first pass has run.
+async fn serve_after_first_pass(ws: &Ws, c: &Cluster) -> support::Serve {
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let serve = tokio::task::block_in_place(|| support::Serve::start(ws, &[], &[("KUBECONFIG", &kubeconfig)]));
+    eventually(LIMIT, "the first pass", || async { if ws.memory().join("state/state.json").exists() { Ok(()) } else { Err("no state yet".into()) } }).await;
+    serve
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_opens_an_incident_from_the_watch_without_waiting_for_the_heartbeat() {
     let Some(c) = cluster::cluster().await else { return };
@@ -420,9 +433,7 @@ async fn serve_opens_an_incident_from_the_watch_without_waiting_for_the_heartbea
     let pods = pods_are(&c, &ns, "api", 1, "running", ready).await;
     // The check is due once an hour: only the watch can bring it forward.
     let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    every: 1h\n    ready_grace: 0s\n"));
-    let kubeconfig = c.kubeconfig.display().to_string();
-    let serve = tokio::task::block_in_place(|| support::Serve::start(&ws, &[], &[("KUBECONFIG", &kubeconfig)]));
-    eventually(LIMIT, "the first pass", || async { if ws.memory().join("state/state.json").exists() { Ok(()) } else { Err("no state yet".into()) } }).await;
+    let serve = serve_after_first_pass(&ws, &c).await;
     assert!(ws.incident_files().is_empty());
 
     let pod = pods[0].metadata.name.clone().unwrap();
@@ -450,19 +461,10 @@ async fn an_argo_cd_degraded_notification_runs_the_kubernetes_checks_at_once_and
         "mode: execute\nrules:\n  - action: rollout_undo\n    decide: abort-window\n    abort_window: 1s\n",
         &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    context: nightshift-test\n    every: 1h\n    grace: 0s\n"),
     );
-    let kubeconfig = c.kubeconfig.display().to_string();
-    let serve = tokio::task::block_in_place(|| support::Serve::start(&ws, &[], &[("KUBECONFIG", &kubeconfig)]));
-    eventually(LIMIT, "the first pass", || async { if ws.memory().join("state/state.json").exists() { Ok(()) } else { Err("no state yet".into()) } }).await;
+    let serve = serve_after_first_pass(&ws, &c).await;
 
-    // The failed deploy: revision 2's pods never become ready.
-    let patch = json!({"spec": {"template": {
-        "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
-    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
-    wait_for(&api, "web", LIMIT, |d| {
-        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
-    })
-    .await;
+    // The failed deploy.
+    a_deploy_that_never_becomes_ready(&api).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(ws.incident_files().is_empty(), "nothing ran the check before the notification");
 

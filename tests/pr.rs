@@ -109,9 +109,14 @@ fn memory(container: &str) -> PrChange {
 
 /// The stand-in, a remote seeded with the shop's manifests, and the token in the environment.
 fn setup() -> Option<(GitHub, InfraRepo, tempfile::TempDir)> {
+    setup_with(&[("k8s/shop/workloads.yaml", SHOP), ("README.md", "# infra\n")])
+}
+
+/// The stand-in, a remote seeded with `files`, and the token in the environment.
+fn setup_with(files: &[(&str, &str)]) -> Option<(GitHub, InfraRepo, tempfile::TempDir)> {
     provider();
     let gh = GitHub::start(TOKEN)?;
-    let repo = InfraRepo::new(&[("k8s/shop/workloads.yaml", SHOP), ("README.md", "# infra\n")]);
+    let repo = InfraRepo::new(files);
     gh.with_git_remote("acme", "infra", &repo.remote());
     // SAFETY: set before any thread of this test reads it; every test sets the same value.
     unsafe { std::env::set_var("NIGHTSHIFT_TEST_GITHUB_TOKEN", TOKEN) };
@@ -242,13 +247,8 @@ async fn a_missing_or_uneditable_manifest_is_refused_before_anything_is_pushed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_template_finds_the_overlay_and_other_changes_are_typed_too() {
-    provider();
-    let Some(gh) = GitHub::start(TOKEN) else { return };
     let overlay = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: search\nspec:\n  replicas: 2 # peak traffic needs 4\n  template:\n    spec:\n      containers:\n      - name: api\n        livenessProbe:\n          httpGet: {path: /healthz, port: 8080}\n          periodSeconds: 10\n";
-    let repo = InfraRepo::new(&[("k8s/overlays/prod/search/deployment.yaml", overlay), ("k8s/overlays/staging/search/deployment.yaml", overlay)]);
-    gh.with_git_remote("acme", "infra", &repo.remote());
-    unsafe { std::env::set_var("NIGHTSHIFT_TEST_GITHUB_TOKEN", TOKEN) };
-    let cache = tempfile::tempdir().unwrap();
+    let Some((gh, repo, cache)) = setup_with(&[("k8s/overlays/prod/search/deployment.yaml", overlay), ("k8s/overlays/staging/search/deployment.yaml", overlay)]) else { return };
     let mut cfg = config(&repo, &gh, cache.path());
     cfg.manifests = Locate::Template("k8s/overlays/{namespace}/{name}/".into());
     let mut req = request("search", PrChange::SetReplicas { replicas: 4 });
