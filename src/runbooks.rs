@@ -187,6 +187,8 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         ProbeSpec::K8sDeployments { scope, .. } => crate::k8s::diagnose::deployment(result, scope.context.as_deref()),
         ProbeSpec::K8sNodes { scope } => crate::k8s::diagnose::node(result, scope.context.as_deref()),
         ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service(result),
+        ProbeSpec::K8sScaling(s) => crate::k8s::diagnose::scaling(result, s),
+        ProbeSpec::K8sFailover(s) => crate::k8s::diagnose::failover(result, s),
         ProbeSpec::Dependency { target, dependants, .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
@@ -222,10 +224,22 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             }
         }
     };
-    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" {
+    // The strategy checks say themselves why they plan nothing (at the maximum, waiting, an unexpected selector).
+    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" && !matches!(spec.probe, ProbeSpec::K8sScaling(_) | ProbeSpec::K8sFailover(_)) {
         d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
     }
     d
+}
+
+/// What an incident waits for when nothing is to be done now and no human
+/// is needed yet (a failed-over Service while its primary recovers). Only
+/// the strategy checks say so; their evidence is nightshift's own reading
+/// of the cluster, never text from an alert or a log.
+pub fn waiting(spec: &CheckSpec, result: &CheckResult) -> Option<String> {
+    match &spec.probe {
+        ProbeSpec::K8sFailover(_) => result.evidence.get("waiting").and_then(|v| v.as_str()).map(str::to_string),
+        _ => None,
+    }
 }
 
 /// A full disk on an inventory host: the plan cleans the declared roots under

@@ -493,11 +493,11 @@ async fn scale_refuses_under_an_autoscaler_and_rollout_restart_rolls_every_pod()
     Api::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &hpa).await.unwrap();
 
     let client = nightshift::k8s::connect_file(&c.kubeconfig, None).await.unwrap();
-    let refused = nightshift::k8s::repair::scale(&client, &ns, "queue", 3).await.unwrap_err();
+    let refused = nightshift::k8s::repair::scale(&client, &ns, "queue", 3, LIMIT).await.unwrap_err();
     assert!(refused.contains("HorizontalPodAutoscaler") && refused.contains("owns the replicas"), "{refused}");
-    let done = nightshift::k8s::repair::scale(&client, &ns, "web", 3).await.unwrap();
-    assert_eq!(done, format!("scaled {ns}/web from 2 to 3 replicas"));
-    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.available_replicas == Some(3))).await;
+    let done = nightshift::k8s::repair::scale(&client, &ns, "web", 3, LIMIT).await.unwrap();
+    assert_eq!(done, format!("scaled {ns}/web from 2 to 3 replicas; 3/3 ready"), "it returns once the replicas are ready");
+    assert_eq!(api.get("web").await.unwrap().status.unwrap().ready_replicas, Some(3));
 
     let before: Vec<_> = pods_of(&c, &ns, "web").await.into_iter().map(|p| p.metadata.uid).collect();
     nightshift::k8s::repair::rollout_restart(&client, &ns, "web").await.unwrap();
@@ -616,11 +616,15 @@ async fn the_cluster_role_grants_what_the_actions_need_and_nothing_more() {
 
     // Every repair, as the account.
     use nightshift::k8s::repair;
-    repair::scale(&sa, &ns, "web", 3).await.unwrap();
+    let scaled = repair::scale(&sa, &ns, "web", 3, LIMIT).await.unwrap();
+    assert!(scaled.ends_with("3/3 ready"), "a scale waits for its replicas: {scaled}");
+    let switched = repair::switch_service(&sa, &ns, "web", "web", LIMIT).await.unwrap();
+    assert!(switched.contains("its endpoints are 3 ready pod(s) of web"), "{switched}");
     let undone = repair::rollout_undo(&sa, &ns, "web").await.unwrap();
     assert!(undone.ends_with("to revision 1 (registry.example/app:1)"), "{undone}");
     repair::rollout_restart(&sa, &ns, "web").await.unwrap();
     repair::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
+    repair::recover(&sa, &ns, "web").await.unwrap();
     let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
     repair::restart_pod(&sa, &ns, &pod).await.unwrap();
     repair::cordon(&sa, &node).await.unwrap();
@@ -670,4 +674,196 @@ async fn the_deploy_manifests_are_accepted_by_the_api_server_and_their_workspace
         };
         api.create(&dry, &obj).await.unwrap_or_else(|e| panic!("{} rejected: {e}", doc["kind"]));
     }
+}
+
+/// A Prometheus on loopback scraping `exporter` every second (Debian's prometheus, as .ci/run installs).
+struct Prom {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_prometheus(exporter: &str) -> Option<Prom> {
+    let have = std::process::Command::new("prometheus").arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok();
+    if !have {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: shop\n    static_configs: [{{targets: ['{exporter}']}}]\n")).unwrap();
+    let port = support::free_port();
+    let child = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Some(Prom { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
+}
+
+/// Waits until Prometheus answers `query` with `value`.
+async fn prometheus_says(url: &str, query: &str, value: &str) {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), &format!("Prometheus reports {query} = {value}"), || async {
+        let v: Value = client.get(format!("{url}/api/v1/query")).query(&[("query", query)]).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        if v["data"]["result"][0]["value"][1] == value { Ok(()) } else { Err(v.to_string()) }
+    })
+    .await
+}
+
+fn replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_doubles_replicas_up_to_max_halves_them_after_a_sustained_light_load_and_leaves_an_autoscaled_deployment_alone() {
+    let Some(c) = cluster::cluster().await else { return };
+    let exporter = support::HttpServer::start(200, "shop_load 0.9\n");
+    let Some(prom) = start_prometheus(&exporter.addr) else {
+        eprintln!("SKIP: prometheus is not installed (.ci/run installs Debian's prometheus)");
+        return;
+    };
+    let ns = c.namespace("scaling").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let api = create(&c, &ns, deployment("web", 2, "running")).await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.ready_replicas == Some(2))).await;
+    prometheus_says(&prom.url, "shop_load", "0.9").await;
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: scale\n    decide: auto\n",
+        &format!("checks:\n  - name: web-load\n    kind: k8s-scaling\n    namespace: {ns}\n    deployment: web\n    min: 1\n    max: 3\n    prometheus: {}\n    query: shop_load\n    above: 0.8\n    below: 0.2\n    scale_down_after: 4s\n    cooldown: 0s\n", prom.url),
+    );
+
+    // Under load: doubled, capped at max (2 → 3), and the scale counts once its replicas are ready.
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    let inc = incident(&v, "web-load:under-load:");
+    assert_eq!(inc["actions"][0]["action"], "scale", "{inc:#}");
+    assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
+    assert!(inc["actions"][0]["outcome"].as_str().unwrap().contains("from 2 to 3 replicas; 3/3 ready"), "{inc:#}");
+    assert_eq!(inc["status"], "open", "the incident stays open until the load eases: {inc:#}");
+    assert_eq!(replicas(&api.get("web").await.unwrap()), 3);
+
+    // Still under load at the maximum: no further scale; a human adds capacity.
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, "web-load:under-load:");
+    assert!(inc["actions"].as_array().unwrap().iter().all(|a| a["action"] != "scale"), "{inc:#}");
+    assert_eq!(inc["status"], "needs-human", "{inc:#}");
+    assert_eq!(replicas(&api.get("web").await.unwrap()), 3);
+
+    // The load eases: the incident resolves, and a light load waits out its window before halving.
+    *exporter.body.lock().unwrap() = "shop_load 0.1\n".into();
+    prometheus_says(&prom.url, "shop_load", "0.1").await;
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    assert!(v["incidents"].as_array().unwrap().is_empty(), "{v:#}");
+    let check = &v["checks"][0];
+    assert!(check["summary"].as_str().unwrap().contains("before scaling down"), "{check:#}");
+    assert_eq!(replicas(&api.get("web").await.unwrap()), 3, "no scale-down before the window");
+    let under_load = std::fs::read_to_string(ws.incident_files().into_iter().find(|p| p.to_string_lossy().contains("under-load")).unwrap()).unwrap();
+    assert!(under_load.contains("resolved"), "{under_load}");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, "web-load:over-provisioned:");
+    assert_eq!(inc["actions"][0]["action"], "scale", "{inc:#}");
+    assert!(inc["actions"][0]["outcome"].as_str().unwrap().contains("from 3 to 1 replicas; 1/1 ready"), "halved and floored at min: {inc:#}");
+    assert_eq!(replicas(&api.get("web").await.unwrap()), 1);
+    // At the minimum there is nothing left to halve; the incident resolves.
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    assert!(v["incidents"].as_array().unwrap().is_empty(), "{v:#}");
+
+    // An autoscaler owns the replicas: under load, nightshift says so and does not scale.
+    let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 1}});
+    let hpa: k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler = serde_json::from_value(hpa).unwrap();
+    Api::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &hpa).await.unwrap();
+    *exporter.body.lock().unwrap() = "shop_load 0.95\n".into();
+    prometheus_says(&prom.url, "shop_load", "0.95").await;
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    assert_eq!(v["checks"][0]["status"], "warning", "{v:#}");
+    assert!(v["checks"][0]["summary"].as_str().unwrap().contains(&format!("HorizontalPodAutoscaler {ns}/web owns its replicas")), "{v:#}");
+    assert!(v["incidents"].as_array().unwrap().is_empty(), "{v:#}");
+    assert_eq!(replicas(&api.get("web").await.unwrap()), 1);
+    assert!(!ws.audit_text().contains("from 1 to 2"), "no scale under the autoscaler");
+}
+
+/// The Service's selector and its ready endpoints' pods.
+async fn service_state(c: &Cluster, ns: &str, name: &str) -> (String, Vec<String>) {
+    let svc = Api::<Service>::namespaced(c.client.clone(), ns).get(name).await.unwrap();
+    let selector = svc.spec.unwrap().selector.unwrap_or_default().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let ep = Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(c.client.clone(), ns).get_opt(name).await.unwrap();
+    let pods = ep.iter().flat_map(|e| e.subsets.iter().flatten()).flat_map(|s| s.addresses.iter().flatten()).filter_map(|a| a.target_ref.as_ref().and_then(|r| r.name.clone())).collect();
+    (selector, pods)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_primary_fails_over_to_the_secondary_recovers_and_is_switched_back_after_its_window() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("failover").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let primary = create(&c, &ns, deployment("db-a", 2, "running")).await;
+    let standby = create(&c, &ns, deployment("db-b", 1, "running")).await;
+    wait_for(&primary, "db-a", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.ready_replicas == Some(2))).await;
+    wait_for(&standby, "db-b", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.ready_replicas == Some(1))).await;
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"selector": {"app": "db-a"}, "ports": [{"port": 5432}]}})).unwrap();
+    Api::<Service>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &svc).await.unwrap();
+    let ws = Ws::new(
+        "mode: execute\nrules:\n  - action: failover\n    decide: auto\n  - action: failback\n    decide: auto\n",
+        &format!("checks:\n  - name: db\n    kind: k8s-failover\n    namespace: {ns}\n    service: db\n    primary: db-a\n    secondary: db-b\n    switch_back_after: 4s\n    cooldown: 0s\n"),
+    );
+    let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    assert_eq!(code, 0, "a healthy primary serves: {v:#}");
+
+    // The primary's pods stop being ready (the live pods; its template is unchanged).
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &ns);
+    let broken: Vec<_> = pods_of(&c, &ns, "db-a").await;
+    for p in &broken {
+        let patch = json!({"metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}}});
+        pods.patch(p.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+    wait_for(&primary, "db-a", LIMIT, |d| d.status.as_ref().is_some_and(|s| s.ready_replicas.unwrap_or(0) == 0)).await;
+
+    // Failover: the selector moves to the secondary, whose pod becomes the only endpoint, and the primary's recovery starts.
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, "db:primary-down:");
+    assert_eq!(inc["actions"][0]["action"], "failover", "{inc:#}");
+    assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
+    let outcome = inc["actions"][0]["outcome"].as_str().unwrap();
+    assert!(outcome.contains("now selects app=db-b") && outcome.contains("1 ready pod(s) of db-b"), "{outcome}");
+    assert!(outcome.contains("recovery of the primary started: restarted deployment"), "{outcome}");
+    assert_eq!(inc["status"], "open", "{inc:#}");
+    let (selector, endpoints) = service_state(&c, &ns, "db").await;
+    assert_eq!(selector, "app=db-b");
+    assert!(endpoints.len() == 1 && endpoints[0].starts_with("db-b-"), "{endpoints:?}");
+
+    // The restarted primary comes back; the Service stays on the secondary for the window.
+    pods_are(&c, &ns, "db-a", 2, "the primary's new pods are ready", |p| ready(p) && !broken.iter().any(|b| b.metadata.uid == p.metadata.uid)).await;
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, "db:primary-down:");
+    assert!(inc["actions"].as_array().unwrap().iter().all(|a| a["action"] != "failback"), "not before the window: {inc:#}");
+    assert_eq!(inc["status"], "open", "{inc:#}");
+    assert!(v["notes"].to_string().contains("before switching back"), "{v:#}");
+    assert_eq!(service_state(&c, &ns, "db").await.0, "app=db-b");
+
+    // After the window: switched back, verified, resolved.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--all", "--json"]).await;
+    let inc = incident(&v, "db:primary-down:");
+    assert_eq!(inc["actions"][0]["action"], "failback", "{inc:#}");
+    assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
+    assert_eq!(inc["status"], "resolved", "{inc:#}");
+    let (selector, endpoints) = service_state(&c, &ns, "db").await;
+    assert_eq!(selector, "app=db-a");
+    assert!(endpoints.len() == 2 && endpoints.iter().all(|p| p.starts_with("db-a-")), "{endpoints:?}");
+    let text = note(&ws, inc["id"].as_str().unwrap());
+    assert!(text.contains("failover on") && text.contains("failback on"), "each switch is its own action in the note: {text}");
+    let audit = ws.audit_text();
+    assert!(audit.contains("failover") && audit.contains("failback"), "{audit}");
 }

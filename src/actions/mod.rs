@@ -34,10 +34,12 @@ pub enum ActionKind {
     OpenPr,
     SendWebhook,
     ReplaceNode,
+    Failover,
+    Failback,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 16] = [
+    pub const ALL: [ActionKind; 18] = [
         Self::CleanLogs,
         Self::RestartProcess,
         Self::RunCommand,
@@ -54,6 +56,8 @@ impl ActionKind {
         Self::OpenPr,
         Self::SendWebhook,
         Self::ReplaceNode,
+        Self::Failover,
+        Self::Failback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,8 @@ impl ActionKind {
             Self::OpenPr => "open_pr",
             Self::SendWebhook => "send_webhook",
             Self::ReplaceNode => "replace_node",
+            Self::Failover => "failover",
+            Self::Failback => "failback",
         }
     }
 
@@ -87,7 +93,7 @@ impl ActionKind {
         match self {
             Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
             Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit => true,
-            Self::OpenPr | Self::ReplaceNode => true,
+            Self::OpenPr | Self::ReplaceNode | Self::Failover | Self::Failback => true,
         }
     }
 
@@ -96,7 +102,15 @@ impl ActionKind {
     /// healing: the incident stays with a human; their success is checked by
     /// the action itself, not by the failing check passing.
     pub fn heals(self) -> bool {
-        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode)
+        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode | Self::Scale | Self::Failover)
+    }
+
+    /// Whether success keeps the incident open, watched, until its check
+    /// passes: a scale (its replicas ready; the load may take longer to
+    /// ease) and a failover (the secondary serves; the primary must recover
+    /// and be switched back). Their success is checked by the action itself.
+    pub fn holds_open(self) -> bool {
+        matches!(self, Self::Scale | Self::Failover)
     }
 
     /// Whether the action changes anything. Only notifying is read-only.
@@ -110,7 +124,7 @@ impl ActionKind {
             Self::Notify => Risk::Low,
             Self::CleanLogs | Self::RestartPod | Self::RenewCert | Self::OpenPr | Self::RaiseMemoryLimit => Risk::Low,
             Self::RestartProcess | Self::RunCommand | Self::RestartService | Self::RolloutRestart | Self::Scale | Self::SendWebhook | Self::CordonNode => Risk::Medium,
-            Self::RolloutUndo | Self::DrainNode | Self::ReplaceNode => Risk::High,
+            Self::RolloutUndo | Self::DrainNode | Self::ReplaceNode | Self::Failover | Self::Failback => Risk::High,
         }
     }
 }
@@ -264,6 +278,32 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
+    /// Point a Service at its secondary workload (its selector becomes the
+    /// secondary Deployment's); verified by the Service's endpoints.
+    Failover {
+        namespace: String,
+        service: String,
+        /// The Deployment that takes the traffic.
+        to: String,
+        /// The Deployment that failed.
+        from: String,
+        /// Whether to start `from`'s recovery after the switch (a rollback
+        /// of a failed rollout, else a rolling restart).
+        #[serde(default)]
+        recover: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
+    /// Point a Service back at its primary workload once that has been
+    /// healthy for the declared window.
+    Failback {
+        namespace: String,
+        service: String,
+        to: String,
+        from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+    },
     /// Open (or update) a pull request in the infrastructure repository
     /// (AGENTS.md `repository:`) with one typed change to a workload's
     /// manifest, on a `nightshift/` branch; never pushed to the base branch.
@@ -302,6 +342,8 @@ impl Action {
             Action::RaiseMemoryLimit { .. } => ActionKind::RaiseMemoryLimit,
             Action::OpenPr { .. } => ActionKind::OpenPr,
             Action::ReplaceNode { .. } => ActionKind::ReplaceNode,
+            Action::Failover { .. } => ActionKind::Failover,
+            Action::Failback { .. } => ActionKind::Failback,
         }
     }
 
@@ -315,6 +357,8 @@ impl Action {
             | Action::CordonNode { context, .. }
             | Action::DrainNode { context, .. }
             | Action::ReplaceNode { context, .. }
+            | Action::Failover { context, .. }
+            | Action::Failback { context, .. }
             | Action::RaiseMemoryLimit { context, .. } => context.as_deref(),
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } | Action::OpenPr { .. } => None,
         }
@@ -326,7 +370,7 @@ impl Action {
             _ => None,
         };
         let namespace = match self {
-            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } | Action::OpenPr { namespace, .. } => Some(namespace.clone()),
+            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } | Action::OpenPr { namespace, .. } | Action::Failover { namespace, .. } | Action::Failback { namespace, .. } => Some(namespace.clone()),
             _ => None,
         };
         let id = match self {
@@ -342,6 +386,7 @@ impl Action {
             Action::RaiseMemoryLimit { namespace, deployment, container, .. } => format!("{namespace}/{deployment}/{container}"),
             Action::CordonNode { node, .. } | Action::DrainNode { node, .. } | Action::ReplaceNode { node, .. } => node.clone(),
             Action::OpenPr { namespace, name, .. } => format!("{namespace}/{name}"),
+            Action::Failover { namespace, service, .. } | Action::Failback { namespace, service, .. } => format!("{namespace}/service/{service}"),
         };
         Target { id, namespace, host }
     }
@@ -365,7 +410,7 @@ impl Action {
     pub fn blast_radius(&self) -> u32 {
         match self {
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
-            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } | Action::ReplaceNode { .. } => 1,
+            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } | Action::ReplaceNode { .. } | Action::Failover { .. } | Action::Failback { .. } => 1,
             Action::Scale { replicas, .. } => (*replicas).max(1) as u32,
         }
     }
@@ -388,6 +433,8 @@ impl Action {
             Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
             Action::ReplaceNode { node, .. } => format!("ask for node {node} to be replaced (a drained node that stays NotReady)"),
             Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}"),
+            Action::Failover { namespace, service, to, from, .. } => format!("fail service {namespace}/{service} over from {from} to its secondary {to}"),
+            Action::Failback { namespace, service, to, from, .. } => format!("switch service {namespace}/{service} back from {from} to its primary {to}"),
             Action::OpenPr { namespace, kind, name, change } => format!("open a pull request for {} {namespace}/{name}: {}", kind.to_ascii_lowercase(), change.describe()),
         }
     }

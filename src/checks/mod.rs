@@ -10,6 +10,7 @@ pub mod process;
 pub mod prometheus;
 pub mod remote;
 pub mod resources;
+pub mod strategy;
 pub mod tcp;
 pub mod tls;
 
@@ -134,6 +135,8 @@ pub enum ProbeSpec {
     K8sNodes { scope: kube::Scope },
     K8sServices { scope: kube::Scope },
     Dependency { target: kube::DependencyTarget, dependants: String, scope: kube::Scope },
+    K8sScaling(Box<strategy::ScalingSpec>),
+    K8sFailover(Box<strategy::FailoverSpec>),
 }
 
 /// Shared, lazily built resources for one run of checks.
@@ -213,18 +216,22 @@ impl ProbeSpec {
             ProbeSpec::K8sNodes { .. } => "k8s-nodes",
             ProbeSpec::K8sServices { .. } => "k8s-services",
             ProbeSpec::Dependency { .. } => "dependency",
+            ProbeSpec::K8sScaling(_) => "k8s-scaling",
+            ProbeSpec::K8sFailover(_) => "k8s-failover",
         }
     }
 
     /// Whether the check reads a Kubernetes cluster (the daemon's watch wakes it).
     pub fn is_kubernetes(&self) -> bool {
-        matches!(self, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sDeployments { .. } | ProbeSpec::K8sNodes { .. } | ProbeSpec::K8sServices { .. })
+        matches!(self, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sDeployments { .. } | ProbeSpec::K8sNodes { .. } | ProbeSpec::K8sServices { .. } | ProbeSpec::K8sFailover(_))
     }
 
     /// The kubeconfig context of a Kubernetes check.
     pub fn kube_context(&self) -> Option<&str> {
         match self {
             ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } | ProbeSpec::Dependency { scope, .. } => scope.context.as_deref(),
+            ProbeSpec::K8sScaling(s) => s.context.as_deref(),
+            ProbeSpec::K8sFailover(s) => s.context.as_deref(),
             _ => None,
         }
     }
@@ -248,6 +255,8 @@ impl ProbeSpec {
             ProbeSpec::Service { by: ServiceRef::Pidfile(p) } => p.display().to_string(),
             ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } => format!("k8s:{}", scope.describe()),
             ProbeSpec::Dependency { target, .. } => target.describe(),
+            ProbeSpec::K8sScaling(s) => s.target(),
+            ProbeSpec::K8sFailover(s) => s.target(),
         }
     }
 
@@ -278,6 +287,8 @@ impl ProbeSpec {
             ProbeSpec::K8sNodes { scope } => kube::nodes(scope, ctx).await,
             ProbeSpec::K8sServices { scope } => kube::services(scope, ctx).await,
             ProbeSpec::Dependency { target, dependants, scope } => kube::dependency(target, dependants, scope, ctx).await,
+            ProbeSpec::K8sScaling(s) => strategy::scaling(s, ctx).await,
+            ProbeSpec::K8sFailover(s) => strategy::failover(s, ctx).await,
         }
     }
 }

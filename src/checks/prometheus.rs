@@ -48,43 +48,9 @@ impl Check for Prometheus<'_> {
     }
 
     async fn run(&self, ctx: &Context) -> Outcome {
-        let client = match ctx.http() {
-            Ok(c) => c,
+        let samples = match instant(ctx, self.url, self.query, self.token_env, self.timeout).await {
+            Ok(s) => s,
             Err(e) => return Outcome::new(Status::Error, e),
-        };
-        let endpoint = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
-        let mut req = client.get(&endpoint).query(&[("query", self.query)]).timeout(self.timeout);
-        if let Some(var) = self.token_env {
-            match std::env::var(var) {
-                Ok(token) => req = req.bearer_auth(token),
-                Err(_) => return Outcome::new(Status::Error, format!("environment variable {var} (token_env) is not set")),
-            }
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Outcome::new(Status::Error, format!("Prometheus at {} did not answer within {}", self.url, crate::duration::format(self.timeout))),
-            Err(e) => return Outcome::new(Status::Error, format!("Prometheus at {} unreachable: {e}", self.url)),
-        };
-        let code = resp.status().as_u16();
-        let body: Value = match resp.json().await {
-            Ok(v) => v,
-            Err(e) => return Outcome::new(Status::Error, format!("Prometheus answered {code} with no JSON: {e}")),
-        };
-        if body.get("status").and_then(Value::as_str) != Some("success") {
-            let why = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
-            return Outcome::new(Status::Error, format!("query failed ({code}): {why}"));
-        }
-        let data = &body["data"];
-        let samples: Vec<(String, serde_json::Map<String, Value>, Option<f64>)> = match data["resultType"].as_str() {
-            Some("vector") => data["result"]
-                .as_array()
-                .map(|a| a.iter().map(|s| {
-                    let metric = s["metric"].as_object().cloned().unwrap_or_default();
-                    (series_name(&metric), metric, number(&s["value"]))
-                }).collect())
-                .unwrap_or_default(),
-            Some("scalar") => vec![("scalar".into(), serde_json::Map::new(), number(&data["result"]))],
-            other => return Outcome::new(Status::Error, format!("query returned {} results; use an instant vector or scalar", other.unwrap_or("no"))),
         };
         let mut o = Outcome::new(Status::Ok, "").with("query", self.query).with("series_count", samples.len());
         if self.condition == Condition::Absent {
@@ -124,4 +90,45 @@ impl Check for Prometheus<'_> {
         };
         o
     }
+}
+
+/// One instant query: each returned series as (name, labels, value). A
+/// Prometheus that is down, slow, or answers with an error is an `Err`.
+pub async fn instant(ctx: &Context, url: &str, query: &str, token_env: Option<&str>, timeout: Duration) -> Result<Vec<(String, serde_json::Map<String, Value>, Option<f64>)>, String> {
+    let client = ctx.http()?;
+    let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
+    let mut req = client.get(&endpoint).query(&[("query", query)]).timeout(timeout);
+    if let Some(var) = token_env {
+        match std::env::var(var) {
+            Ok(token) => req = req.bearer_auth(token),
+            Err(_) => return Err(format!("environment variable {var} (token_env) is not set")),
+        }
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err(format!("Prometheus at {url} did not answer within {}", crate::duration::format(timeout))),
+        Err(e) => return Err(format!("Prometheus at {url} unreachable: {e}")),
+    };
+    let code = resp.status().as_u16();
+    let body: Value = match resp.json().await {
+        Ok(v) => v,
+        Err(e) => return Err(format!("Prometheus answered {code} with no JSON: {e}")),
+    };
+    if body.get("status").and_then(Value::as_str) != Some("success") {
+        let why = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+        return Err(format!("query failed ({code}): {why}"));
+    }
+    let data = &body["data"];
+    let samples = match data["resultType"].as_str() {
+        Some("vector") => data["result"]
+            .as_array()
+            .map(|a| a.iter().map(|s| {
+                let metric = s["metric"].as_object().cloned().unwrap_or_default();
+                (series_name(&metric), metric, number(&s["value"]))
+            }).collect())
+            .unwrap_or_default(),
+        Some("scalar") => vec![("scalar".into(), serde_json::Map::new(), number(&data["result"]))],
+        other => return Err(format!("query returned {} results; use an instant vector or scalar", other.unwrap_or("no"))),
+    };
+    Ok(samples)
 }

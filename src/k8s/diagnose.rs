@@ -337,3 +337,59 @@ pub async fn rollout_findings(client: &Client, r: &CheckResult, d: &mut Diagnosi
         d.steps.push(format!("history: {}", revs.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join("; ")));
     }
 }
+
+/// A scaling check: scale up under load (doubling, capped at `max`), back
+/// to `min` when below it, halve after a sustained light load; nothing at
+/// the maximum (a human adds capacity).
+pub fn scaling(r: &CheckResult, s: &crate::checks::strategy::ScalingSpec) -> Diagnosis {
+    let what = format!("{}/{}", s.namespace, s.deployment);
+    let pressure = ev(r, "pressure");
+    let to = r.evidence.get("proposed").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
+    let at_max = r.evidence.get("at_max").and_then(|v| v.as_bool()) == Some(true);
+    let scale = vec![Action::Scale { namespace: s.namespace.clone(), deployment: s.deployment.clone(), replicas: to, context: s.context.clone() }];
+    let mut steps = vec![code(&r.summary)];
+    let (class, title, plan, prevention) = match pressure {
+        "load" if at_max => {
+            steps.push(format!("it runs its declared maximum of {} replicas: nightshift scales no further; raise `max` in HEARTBEAT.md or add capacity", s.max));
+            ("under-load", format!("{what} is under load at its maximum"), Vec::new(), "find what drives the load (a new client, a slow dependency) before raising the maximum")
+        }
+        "load" => ("under-load", format!("{what} is under load"), scale, "once the load pattern is known, let a HorizontalPodAutoscaler own the replicas (nightshift then stays out)"),
+        "below-min" => ("below-min", format!("{what} runs below its minimum"), scale, "keep the minimum in the Deployment's manifest so a deploy cannot lower it"),
+        "over" => {
+            steps.push(format!("light for {} or longer, and no scale of it in that time: halving to {to} (never below {})", crate::duration::format(s.scale_down_after), s.min));
+            ("over-provisioned", format!("{what} is over-provisioned"), scale, "lower the replicas in the Deployment's manifest if the light load is the normal one")
+        }
+        _ => ("scaling", format!("{what}: {}", r.summary), Vec::new(), ""),
+    };
+    Diagnosis { class, title, steps, prevention: vec![prevention.to_string()].into_iter().filter(|p| !p.is_empty()).collect(), plan, investigate: false }
+}
+
+/// A failover check: one incident from the primary's failure to the switch
+/// back (its class does not change on the way), so the note tells the story.
+pub fn failover(r: &CheckResult, s: &crate::checks::strategy::FailoverSpec) -> Diagnosis {
+    let svc = format!("{}/{}", s.namespace, s.service);
+    let steps = vec![code(&r.summary), format!("primary: {}; secondary: {}; the service selects {}", code(ev(r, "primary")), code(ev(r, "secondary")), code(ev(r, "selector")))];
+    if ev(r, "serving") == "neither" {
+        return Diagnosis {
+            class: "selector-unexpected",
+            title: format!("Service {svc} selects neither its primary nor its secondary"),
+            steps,
+            prevention: vec!["change a failover Service's selector only through nightshift or together with HEARTBEAT.md".into()],
+            plan: Vec::new(),
+            investigate: false,
+        };
+    }
+    let plan = match ev(r, "switch") {
+        "failover" => vec![Action::Failover { namespace: s.namespace.clone(), service: s.service.clone(), to: s.secondary.clone(), from: s.primary.clone(), recover: s.recover, context: s.context.clone() }],
+        "failback" => vec![Action::Failback { namespace: s.namespace.clone(), service: s.service.clone(), to: s.primary.clone(), from: s.secondary.clone(), context: s.context.clone() }],
+        _ => Vec::new(),
+    };
+    Diagnosis {
+        class: "primary-down",
+        title: format!("The primary of service {svc} ({}) is down", s.primary),
+        steps,
+        prevention: vec!["keep the secondary warm and tested: a failover is only as good as the standby it lands on".into()],
+        plan,
+        investigate: false,
+    }
+}

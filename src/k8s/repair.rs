@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::json;
@@ -120,18 +119,14 @@ pub async fn rollout_undo(client: &Client, namespace: &str, deployment: &str) ->
     Err(format!("deployment {namespace}/{deployment} kept changing while rolling it back; try again"))
 }
 
-/// The autoscaler that owns a Deployment's replicas, if any.
-async fn autoscaler(client: &Client, namespace: &str, deployment: &str) -> Result<Option<String>, String> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let list = api.list(&ListParams::default()).await.map_err(|e| explain(&e, "listing horizontal pod autoscalers"))?;
-    Ok(list.items.into_iter().find(|h| h.spec.as_ref().is_some_and(|s| s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == deployment)).and_then(|h| h.metadata.name))
-}
-
-pub async fn scale(client: &Client, namespace: &str, deployment: &str, replicas: i32) -> Result<String, String> {
+/// Sets a Deployment's replicas, then waits (up to `wait`) until that many
+/// are ready and no others are left: a scale succeeds when its replicas
+/// serve, not when the load eases.
+pub async fn scale(client: &Client, namespace: &str, deployment: &str, replicas: i32, wait: Duration) -> Result<String, String> {
     if replicas < 0 {
         return Err(format!("refused: {replicas} is not a replica count"));
     }
-    if let Some(hpa) = autoscaler(client, namespace, deployment).await? {
+    if let Some(hpa) = crate::checks::strategy::autoscaler(client, namespace, deployment).await? {
         return Err(format!("refused: HorizontalPodAutoscaler {namespace}/{hpa} owns the replicas of {deployment}; change the autoscaler instead"));
     }
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
@@ -139,7 +134,78 @@ pub async fn scale(client: &Client, namespace: &str, deployment: &str, replicas:
     let was = before.spec.and_then(|s| s.replicas).unwrap_or(0);
     let patch = json!({"spec": {"replicas": replicas}});
     api.patch_scale(deployment, &patch_params(), &Patch::Merge(&patch)).await.map_err(|e| explain(&e, &format!("scaling {namespace}/{deployment}")))?;
-    Ok(format!("scaled {namespace}/{deployment} from {was} to {replicas} replicas"))
+    let scaled = format!("scaled {namespace}/{deployment} from {was} to {replicas} replicas");
+    let deadline = Instant::now() + wait;
+    loop {
+        let d = api.get(deployment).await.map_err(|e| format!("{scaled}; then {}", explain(&e, "reading it back")))?;
+        let st = d.status.clone().unwrap_or_default();
+        let (ready, total, updated) = (st.ready_replicas.unwrap_or(0), st.replicas.unwrap_or(0), st.updated_replicas.unwrap_or(0));
+        let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+        if observed && ready == replicas && total == replicas && updated == replicas {
+            return Ok(format!("{scaled}; {ready}/{replicas} ready"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{scaled}, but after {} only {ready}/{replicas} are ready ({total} pods in all)", crate::duration::format(wait)));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Points a Service at another Deployment: its selector becomes that
+/// Deployment's `matchLabels` (guarded by the Service's resourceVersion), then
+/// waits (up to `wait`) until its endpoints are that Deployment's pods only.
+/// Refused when the Deployment is not ready: a switch must not empty the Service.
+pub async fn switch_service(client: &Client, namespace: &str, service: &str, to: &str, wait: Duration) -> Result<String, String> {
+    let target = crate::checks::strategy::workload(client, namespace, to).await?;
+    if !target.healthy() {
+        return Err(format!("refused: deployment {namespace}/{to} is not ready ({}/{} ready, exists: {}); switching would leave service {service} without endpoints", target.ready, target.desired, target.exists));
+    }
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let svc = api.get(service).await.map_err(|e| explain(&e, &format!("reading service {namespace}/{service}")))?;
+    let old = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    let mut selector = serde_json::Map::new();
+    for k in old.keys().filter(|k| !target.labels.contains_key(*k)) {
+        selector.insert(k.clone(), serde_json::Value::Null);
+    }
+    for (k, v) in &target.labels {
+        selector.insert(k.clone(), v.clone().into());
+    }
+    let patch = json!({"metadata": {"resourceVersion": svc.metadata.resource_version}, "spec": {"selector": selector}});
+    api.patch(service, &patch_params(), &Patch::Merge(&patch)).await.map_err(|e| explain(&e, &format!("switching the selector of service {namespace}/{service}")))?;
+    let (from, now) = (crate::checks::strategy::labels_text(&old), crate::checks::strategy::labels_text(&target.labels));
+    let switched = format!("service {namespace}/{service} now selects {now} (deployment {to}; was {from})");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + wait;
+    loop {
+        let theirs: std::collections::HashSet<String> = pods.list(&ListParams::default().labels(&now)).await.map_err(|e| format!("{switched}; then {}", explain(&e, "listing its pods")))?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+        let ep = endpoints.get_opt(service).await.map_err(|e| format!("{switched}; then {}", explain(&e, "reading its endpoints")))?;
+        let ready: Vec<String> = ep.iter().flat_map(|e| e.subsets.iter().flatten()).flat_map(|s| s.addresses.iter().flatten()).map(|a| a.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| a.ip.clone())).collect();
+        let others: Vec<&String> = ready.iter().filter(|n| !theirs.contains(*n)).collect();
+        if !ready.is_empty() && others.is_empty() {
+            return Ok(format!("{switched}; its endpoints are {} ready pod(s) of {to}: {}", ready.len(), ready.join(", ")));
+        }
+        if Instant::now() >= deadline {
+            let seen = if ready.is_empty() { "none ready".to_string() } else { format!("still {}", ready.join(", ")) };
+            return Err(format!("{switched}, but after {} its endpoints are {seen}", crate::duration::format(wait)));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Starts a Deployment's recovery: a rollback when its newest revision is
+/// what fails (a rollout that has not completed and has a revision before
+/// it), else a rolling restart.
+pub async fn recover(client: &Client, namespace: &str, deployment: &str) -> Result<String, String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let d = api.get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?.ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = d.status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
+    let stuck = d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")));
+    if (stuck || updated < desired) && undo_plan(client, namespace, deployment).await.is_ok() {
+        return rollout_undo(client, namespace, deployment).await;
+    }
+    rollout_restart(client, namespace, deployment).await
 }
 
 pub async fn cordon(client: &Client, node: &str) -> Result<String, String> {

@@ -46,6 +46,9 @@ pub struct State {
     /// Open notification windows by `class:service`.
     #[serde(default)]
     pub notified: BTreeMap<String, crate::pipeline::NotifyWindow>,
+    /// Scaling checks → since when their Deployment has been lightly loaded.
+    #[serde(default)]
+    pub light_since: BTreeMap<String, DateTime<Utc>>,
     /// incident id → how far it has been escalated
     #[serde(default)]
     pub escalated: BTreeMap<String, super::escalation::Escalated>,

@@ -108,7 +108,11 @@ impl Runner<'_> {
         };
         let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
         if let Some(mut inc) = inc {
-            if result == ActionResult::Ok {
+            if result == ActionResult::Ok && a.action.kind().holds_open() {
+                inc.status = IncidentStatus::Open;
+            } else if result == ActionResult::Ok && !a.action.kind().heals() {
+                inc.status = IncidentStatus::NeedsHuman;
+            } else if result == ActionResult::Ok {
                 inc.status = IncidentStatus::Resolved;
                 inc.resolved = Some(timestamp(now()));
                 self.state.open.remove(&inc.fingerprint);

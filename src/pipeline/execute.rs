@@ -63,6 +63,8 @@ impl Runner<'_> {
                 Some(r) => format!("would ask webhook {} to replace node {node}", r.webhook),
                 None => "no `replace_node:` in AGENTS.md: nothing to ask".into(),
             },
+            Action::Failover { recover, from, .. } if *recover => format!("{}, then start the recovery of {from} (a rollback of a failed rollout, else a rolling restart)", action.describe()),
+            Action::Failover { .. } | Action::Failback { .. } => action.describe(),
         }
     }
 
@@ -188,6 +190,22 @@ impl Runner<'_> {
             Action::Notify { .. } => Err("notify is not run here".into()),
             Action::OpenPr { .. } => self.open_pr(action, incident, allowed).await,
             Action::ReplaceNode { .. } => self.replace_node(action, incident).await,
+            Action::Failover { namespace, service, to, from, recover, context } => {
+                let client = self.ctx.kube.get(context.as_deref()).await?;
+                let switched = crate::k8s::repair::switch_service(&client, namespace, service, to, KUBE_VERIFY).await?;
+                if !*recover {
+                    return Ok(format!("{switched}; the recovery of {from} is left to its own checks (recover_primary: false)"));
+                }
+                // The switch stands whatever the recovery does: the secondary serves meanwhile.
+                Ok(match crate::k8s::repair::recover(&client, namespace, from).await {
+                    Ok(r) => format!("{switched}; recovery of the primary started: {r}"),
+                    Err(e) => format!("{switched}; the recovery of the primary could not start: {e}"),
+                })
+            }
+            Action::Failback { namespace, service, to, context, .. } => {
+                let client = self.ctx.kube.get(context.as_deref()).await?;
+                crate::k8s::repair::switch_service(&client, namespace, service, to, KUBE_VERIFY).await
+            }
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
                 use crate::k8s::repair;
@@ -195,7 +213,7 @@ impl Runner<'_> {
                     Action::RestartPod { namespace, pod, .. } => repair::restart_pod(&client, namespace, pod).await,
                     Action::RolloutRestart { namespace, deployment, .. } => repair::rollout_restart(&client, namespace, deployment).await,
                     Action::RolloutUndo { namespace, deployment, .. } => repair::rollout_undo(&client, namespace, deployment).await,
-                    Action::Scale { namespace, deployment, replicas, .. } => repair::scale(&client, namespace, deployment, *replicas).await,
+                    Action::Scale { namespace, deployment, replicas, .. } => repair::scale(&client, namespace, deployment, *replicas, KUBE_VERIFY).await,
                     Action::CordonNode { node, .. } => repair::cordon(&client, node).await,
                     Action::DrainNode { node, .. } => repair::drain(&client, node, repair::DRAIN_TIMEOUT).await,
                     Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => repair::memory_proposal(&client, namespace, deployment, container, from, to).await,

@@ -233,6 +233,7 @@ impl<'a> Runner<'a> {
         let mut results = checks::run_all(&due, self.ctx.clone(), CONCURRENCY).await;
         for (spec, result) in due.iter().zip(results.iter_mut()) {
             self.disk_trend(spec, result);
+            self.scale_down_window(spec, result);
         }
         self.down = self.down_dependencies(&due, &results);
         for (spec, result) in due.iter().zip(&results) {
@@ -271,6 +272,32 @@ impl<'a> Runner<'a> {
                 result.status = Status::Warning;
                 result.summary = format!("{}; filling at {per_day:.1}%/day: reaches {limit}% in about {d:.1} days", result.summary);
             }
+        }
+    }
+
+    /// A scaling check's light load becomes a scale-down only once it has
+    /// held for `scale_down_after` and the Deployment has not been scaled in
+    /// that time (so halving, then halving again, each waits a full window).
+    fn scale_down_window(&mut self, spec: &CheckSpec, result: &mut CheckResult) {
+        let checks::ProbeSpec::K8sScaling(s) = &spec.probe else { return };
+        if result.status == Status::Error {
+            return;
+        }
+        if result.evidence.get("over_provisioned").and_then(|v| v.as_bool()) != Some(true) {
+            self.state.light_since.remove(&spec.name);
+            return;
+        }
+        let t = now();
+        let since = *self.state.light_since.entry(spec.name.clone()).or_insert(t);
+        let last_scale = self.state.last_attempt(crate::actions::ActionKind::Scale, &format!("{}/{}", s.namespace, s.deployment));
+        let start = last_scale.map_or(since, |l| l.max(since));
+        let held = (t - start).to_std().unwrap_or_default();
+        if held >= s.scale_down_after {
+            result.status = Status::Failing;
+            result.evidence.insert("pressure".into(), "over".into());
+            result.summary = format!("{} for {}: halving", result.summary, crate::duration::format(held));
+        } else {
+            result.summary = format!("{}; light for {} of the {} before scaling down", result.summary, crate::duration::format(held), crate::duration::format(s.scale_down_after));
         }
     }
 
@@ -453,9 +480,13 @@ impl<'a> Runner<'a> {
             self.report.notes.push(format!("incident {}: the node's replacement was requested at {at}; waiting for the node pool", inc.id));
         }
         let mut healed = false;
-        let mut blocked = plan.is_empty();
+        // Nothing to do now and no human needed yet: the incident stays open, watched.
+        let holding = if plan.is_empty() { runbooks::waiting(spec, result) } else { None };
+        let mut blocked = plan.is_empty() && holding.is_none();
         if !waiting.is_empty() {
             self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));
+        } else if let Some(what) = &holding {
+            self.report.notes.push(format!("incident {}: waiting: {what}", inc.id));
         } else if plan.is_empty() && diag.class != "check-error" && diag.investigate && (new || inc.status == IncidentStatus::Open) {
             // No runbook step, no remembered fix: the model investigates, if there is one.
             let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
@@ -471,6 +502,11 @@ impl<'a> Runner<'a> {
                 let result = step.result;
                 reports.push(step);
                 match result {
+                    // A scale or a failover succeeded: the check says when the incident is over.
+                    ActionResult::Ok if action.kind().holds_open() => {
+                        blocked = false;
+                        break;
+                    }
                     // Containment (cordon, drain) and proposals succeed without healing: go on, then a human.
                     ActionResult::Ok if !action.kind().heals() => blocked = true,
                     ActionResult::Ok => {

@@ -159,6 +159,8 @@ const KINDS: &[(&str, &[&str])] = &[
     ("k8s-nodes", &["context", "selector"]),
     ("k8s-services", &["context", "namespace", "selector"]),
     ("dependency", &["target", "dependants", "namespace", "context"]),
+    ("k8s-scaling", &["context", "namespace", "deployment", "min", "max", "prometheus", "query", "token_env", "http", "above", "below", "scale_down_after", "timeout"]),
+    ("k8s-failover", &["context", "namespace", "service", "primary", "secondary", "switch_back_after", "recover_primary"]),
 ];
 
 /// Kinds that run on an inventory host with `host:`.
@@ -521,6 +523,8 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             };
             Some(ProbeSpec::Dependency { target, dependants: dependants?, scope })
         }
+        "k8s-scaling" => scaling(m, problems),
+        "k8s-failover" => failover(m, problems),
         other => {
             let names: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
             let hint = match super::yaml::closest(other, &names) {
@@ -531,6 +535,94 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             None
         }
     }
+}
+
+/// A Kubernetes object's name: a DNS label, required.
+fn object_name(m: &MapReader<'_>, key: &str, example: &str, problems: &mut Problems) -> Option<String> {
+    let name = m.required_str(key, problems)?;
+    if !is_dns_label(&name) {
+        problems.push(m.key_line(key), format!("{}: `{name}` is not a {key} name", m.what), format!("write a lowercase DNS label, e.g. `{key}: {example}`"));
+        return None;
+    }
+    Some(name)
+}
+
+/// `k8s-scaling`: a Deployment's bounds and its load signal.
+fn scaling(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
+    let what = m.what.clone();
+    let scope = scope(m, problems);
+    let namespace = object_name(m, "namespace", "shop", problems);
+    let deployment = object_name(m, "deployment", "checkout", problems);
+    let min = required_number(m, "min", 1.0, 10_000.0, "min: 2", problems).map(|v| v as i32);
+    let max = required_number(m, "max", 1.0, 10_000.0, "max: 10", problems).map(|v| v as i32);
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        problems.push(m.key_line("max"), format!("{what}: `max` ({hi}) is below `min` ({lo})"), "write bounds with min <= max, e.g. `min: 2` and `max: 10`");
+    }
+    let above = required_number(m, "above", f64::MIN, f64::MAX, "above: 0.8 (under load above this)", problems);
+    let below = m.number("below", f64::MIN, f64::MAX, problems);
+    if let (Some(a), Some(b)) = (above, below)
+        && b >= a
+    {
+        problems.push(m.key_line("below"), format!("{what}: `below` ({b}) must be less than `above` ({a})"), "leave a band between them so scaling up and down cannot chase each other, e.g. `above: 0.8` and `below: 0.3`");
+    }
+    let load = match (m.str("prometheus", problems), m.str("query", problems), m.str("http", problems)) {
+        (Some(url), Some(query), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                problems.push(m.key_line("prometheus"), format!("{what}: `{url}` is not an http(s) URL"), "write the Prometheus base URL, e.g. http://127.0.0.1:9090");
+            }
+            crate::checks::strategy::LoadSignal::Prometheus { url, query, token_env: m.str("token_env", problems) }
+        }
+        (None, None, Some(url)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                problems.push(m.key_line("http"), format!("{what}: `{url}` is not an http(s) URL"), "write the URL whose latency is the load signal, e.g. http://checkout.shop/healthz");
+            }
+            crate::checks::strategy::LoadSignal::Http { url }
+        }
+        _ => {
+            problems.push(Some(m.line), format!("{what}: a k8s-scaling check needs one load signal"), "write `prometheus: http://127.0.0.1:9090` with `query: …`, or `http: http://service/healthz` (its latency in ms)");
+            return None;
+        }
+    };
+    let scale_down_after = m.duration("scale_down_after", problems).map_or(Duration::from_secs(900), HumanDuration::as_duration);
+    Some(ProbeSpec::K8sScaling(Box::new(crate::checks::strategy::ScalingSpec {
+        context: scope.context,
+        namespace: namespace?,
+        deployment: deployment?,
+        min: min?,
+        max: max?,
+        load,
+        above: above?,
+        below,
+        scale_down_after,
+        timeout: timeout(m, 10, problems),
+    })))
+}
+
+/// `k8s-failover`: a Service with a primary and a secondary Deployment.
+fn failover(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
+    let scope = scope(m, problems);
+    let namespace = object_name(m, "namespace", "shop", problems);
+    let service = object_name(m, "service", "db", problems);
+    let primary = object_name(m, "primary", "db-primary", problems);
+    let secondary = object_name(m, "secondary", "db-standby", problems);
+    if let (Some(p), Some(s)) = (&primary, &secondary)
+        && p == s
+    {
+        problems.push(m.key_line("secondary"), format!("{}: `primary` and `secondary` are both `{p}`", m.what), "name two different Deployments: the one that serves and the one that stands by");
+    }
+    let switch_back_after = m.duration("switch_back_after", problems).map_or(Duration::from_secs(300), HumanDuration::as_duration);
+    let recover = m.bool("recover_primary", problems).unwrap_or(true);
+    Some(ProbeSpec::K8sFailover(Box::new(crate::checks::strategy::FailoverSpec {
+        context: scope.context,
+        namespace: namespace?,
+        service: service?,
+        primary: primary?,
+        secondary: secondary?,
+        switch_back_after,
+        recover,
+    })))
 }
 
 /// `context`, `namespace` and `selector` of a Kubernetes kind.
