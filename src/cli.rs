@@ -129,14 +129,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    // Logs go to stderr; NIGHTSHIFT_LOG sets the filter (serve defaults to info), NIGHTSHIFT_LOG_FORMAT=json makes them JSON.
-    let default = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    if std::env::var("NIGHTSHIFT_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -144,7 +136,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    ExitCode::from(runtime.block_on(run(cli)))
+    // Logs go to stderr; NIGHTSHIFT_LOG sets the filter (serve defaults to info), NIGHTSHIFT_LOG_FORMAT=json makes them JSON.
+    // Traces go to an OTLP endpoint when one is configured (crate::telemetry).
+    let default = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTSHIFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let json = std::env::var("NIGHTSHIFT_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let telemetry = crate::telemetry::init(filter, json, runtime.handle());
+    let code = runtime.block_on(run(cli));
+    // The runtime's workers still run: the last spans are exported through them.
+    telemetry.shutdown();
+    ExitCode::from(code)
 }
 
 fn load(root: &Path) -> Result<Workspace, u8> {

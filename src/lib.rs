@@ -21,6 +21,7 @@ pub mod remote;
 pub mod runbooks;
 pub mod schedule;
 pub mod serve;
+pub mod telemetry;
 pub mod trend;
 pub mod workspace;
 

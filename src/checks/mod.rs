@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::workspace::heartbeat::CheckSpec;
 
@@ -342,10 +343,16 @@ pub async fn run_all(specs: &[&CheckSpec], ctx: Arc<Context>, limit: usize) -> V
         let spec = (*spec).clone();
         let ctx = ctx.clone();
         let sem = sem.clone();
-        handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            run_one(&spec, &ctx).await
-        }));
+        let span = tracing::info_span!("check", check = %spec.name, kind = spec.probe.kind(), status = tracing::field::Empty);
+        handles.push(tokio::spawn(
+            async move {
+                let _permit = sem.acquire_owned().await;
+                let r = run_one(&spec, &ctx).await;
+                tracing::Span::current().record("status", r.status.as_str());
+                r
+            }
+            .instrument(span),
+        ));
     }
     let mut out = Vec::with_capacity(handles.len());
     for (h, spec) in handles.into_iter().zip(specs) {

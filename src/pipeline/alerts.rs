@@ -256,6 +256,7 @@ impl Alert {
 
 impl Runner<'_> {
     /// Handles a batch of alerts: the last word on each label set wins.
+    #[tracing::instrument(name = "signal", skip_all, fields(alerts = alerts.len()))]
     pub(super) async fn ingest_alerts(&mut self, alerts: Vec<Alert>) -> Result<(), RunError> {
         let mut latest: BTreeMap<String, (Alert, u32)> = BTreeMap::new();
         for a in alerts {

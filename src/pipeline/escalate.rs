@@ -32,6 +32,7 @@ fn minutes(d: std::time::Duration) -> String {
 
 impl Runner<'_> {
     /// Sends the levels that have fallen due for every open incident.
+    #[tracing::instrument(name = "escalate", skip_all)]
     pub(super) async fn escalate(&mut self) -> Result<(), RunError> {
         let open: Vec<String> = self.state.open.values().cloned().collect();
         self.state.escalated.retain(|id, _| open.contains(id));

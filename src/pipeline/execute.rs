@@ -113,6 +113,7 @@ impl Runner<'_> {
     /// Runs a mutating action behind the journal, then verifies by re-running
     /// the check. `allowed` is the policy decision that let it run, for
     /// actions that show it to people (a pull request's body).
+    #[tracing::instrument(name = "act", skip_all, fields(action = %action.kind(), target = %action.target().id, incident.id = incident.map(|i| i.id.as_str()), mode = self.mode.as_str(), result = tracing::field::Empty))]
     pub(super) async fn execute(&mut self, action: &Action, incident: Option<&Incident>, spec: Option<&CheckSpec>, allowed: &str) -> Result<(ActionResult, String), RunError> {
         let target_of = incident.map(|i| fingerprint_target(&i.fingerprint).to_string());
         let service = spec.map(|s| s.name.clone()).or_else(|| incident.map(|i| i.check.clone())).unwrap_or_else(|| "nightshift".into());
@@ -153,6 +154,7 @@ impl Runner<'_> {
                     outcome = format!("{outcome}; verify: still failing: {summary}");
                 }
             }
+        tracing::Span::current().record("result", result.as_str());
         self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
         self.state.record(kind, &action.rate_key(), now(), result);
         Ok((result, outcome))
@@ -226,6 +228,7 @@ impl Runner<'_> {
     /// The declared verification steps after the check itself (connectivity,
     /// performance, dependencies), each by running the checks it names:
     /// whether all pass, and one line per step.
+    #[tracing::instrument(name = "verify-steps", skip_all, fields(check = %spec.name))]
     pub(super) async fn verify_steps(&self, spec: &CheckSpec) -> (bool, Vec<String>) {
         let mut all = true;
         let mut lines = Vec::new();
@@ -258,6 +261,7 @@ impl Runner<'_> {
     }
 
     /// Re-runs the check, a few times over about two seconds for things that take a moment to come up.
+    #[tracing::instrument(name = "verify", skip_all, fields(check = %spec.name))]
     pub(super) async fn verify(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
         if spec.probe.is_kubernetes() {
             return self.verify_settled(spec, target).await;

@@ -86,6 +86,7 @@ impl Runner<'_> {
     }
 
     /// Investigates one incident with the model; `None` when no model is configured.
+    #[tracing::instrument(name = "investigate", skip_all, fields(check = %spec.name, incident.id = %inc.id))]
     pub(super) async fn investigate(&mut self, spec: &CheckSpec, inc: &mut Incident, result: &CheckResult, past: &[Attempt]) -> Result<Option<Investigation>, RunError> {
         let Some(cfg) = self.model.clone() else {
             if !self.said_model_off {

@@ -223,6 +223,7 @@ impl<'a> Runner<'a> {
         self
     }
 
+    #[tracing::instrument(name = "heartbeat", skip_all, fields(mode = self.mode.as_str(), all = all, status = tracing::field::Empty))]
     pub async fn heartbeat(mut self, all: bool) -> Result<RunReport, RunError> {
         self.reconcile_journal().await?;
         self.carry_out_approvals().await?;
@@ -437,8 +438,11 @@ impl<'a> Runner<'a> {
     }
 
     /// Opens or updates the incident of one failing target; returns its fingerprint.
+    #[tracing::instrument(name = "incident", skip_all, fields(check = %spec.name, class = tracing::field::Empty, incident.id = tracing::field::Empty, new = tracing::field::Empty, status = tracing::field::Empty))]
     async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<String, RunError> {
+        let span = tracing::Span::current();
         let mut diag = runbooks::diagnose(spec, result, &self.ws.policy);
+        span.record("class", diag.class);
         if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
             self.remote_disk_findings(host, path, &mut diag.steps).await;
         }
@@ -448,6 +452,8 @@ impl<'a> Runner<'a> {
         let (earlier_ids, past) = self.earlier(&fp, current.as_deref());
         let earlier = earlier_ids.len();
         let (mut inc, new) = self.open_or_update(spec, result, &diag, &earlier_ids);
+        span.record("incident.id", inc.id.as_str());
+        span.record("new", new);
         self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
         let before = inc.status;
         let mut reports = Vec::new();
@@ -531,6 +537,7 @@ impl<'a> Runner<'a> {
         } else {
             IncidentStatus::Open
         };
+        span.record("status", inc.status.as_str());
         if new || inc.status != before {
             self.notify(spec, &mut inc, &mut reports, healed, if new { earlier + 1 } else { 0 }).await?;
         }
@@ -542,6 +549,7 @@ impl<'a> Runner<'a> {
 
 
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
+    #[tracing::instrument(name = "decide", skip_all, fields(action = %action.kind(), target = %action.target().id, incident.id = %inc.id, decision = tracing::field::Empty))]
     async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action, past: &[Attempt]) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
@@ -561,6 +569,7 @@ impl<'a> Runner<'a> {
             history.distrusted = Some(format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
         }
         let verdict = policy::decide(&self.ws.policy, &subject, &history);
+        tracing::Span::current().record("decision", verdict.decision.to_string());
         let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
         Ok(self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms))
     }
@@ -653,6 +662,7 @@ impl<'a> Runner<'a> {
             self.mem.commit(&msg)?;
         }
         self.report.status = if self.report.failing { "failing" } else { "ok" };
+        tracing::Span::current().record("status", self.report.status);
         self.report.tokens = self.tokens;
         self.report.kube_requests = crate::k8s::requests().saturating_sub(self.kube_requests_at_start);
         Ok(self.report)

@@ -26,6 +26,7 @@ pub struct NotifyWindow {
 
 impl Runner<'_> {
     /// Tells the humans about a check's incident, as an action through the gate.
+    #[tracing::instrument(name = "notify", skip_all, fields(check = %spec.name, incident.id = %inc.id, status = inc.status.as_str()))]
     pub(super) async fn notify(&mut self, spec: &CheckSpec, inc: &mut Incident, reports: &mut Vec<ActionReport>, healed_now: bool, occurrences: usize) -> Result<(), RunError> {
         if self.ws.policy.webhooks.is_empty() {
             return Ok(());

@@ -40,7 +40,7 @@ impl Ws {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.arg("--workspace").arg(self.path()).args(args);
-        c.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL").env("GIT_AUTHOR_NAME", "test").env("GIT_COMMITTER_NAME", "test");
+        c.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").env("GIT_AUTHOR_NAME", "test").env("GIT_COMMITTER_NAME", "test");
         c
     }
 
