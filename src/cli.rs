@@ -77,6 +77,24 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Break things in the sandbox (the test control plane on loopback), let
+    /// nightshift heal them with --execute, and report how it went.
+    Drill {
+        /// Scenarios to run (default: all): pod-oom, bad-deploy, crashloop-cascade, node-notready, prompt-injection.
+        scenarios: Vec<String>,
+        /// Where the report (drill.md, drill.json) and the sandbox workspaces go.
+        #[arg(long, default_value = "drill-report")]
+        report: PathBuf,
+        /// Short abort windows and time limits (CI).
+        #[arg(long)]
+        short: bool,
+        /// The sandbox's kubeconfig (default: scripts/test-cluster.sh's, ~/.cache/nightshift/cluster/kubeconfig). Only a server on loopback is accepted.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// List the scenarios and stop.
+        #[arg(long)]
+        list: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +166,24 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `nightshift drill`: 0 when no scenario failed (skipped ones say why), 1 when one did, 2 on bad input.
+async fn drill(scenarios: Vec<String>, report: PathBuf, short: bool, kubeconfig: Option<PathBuf>, list: bool) -> Result<u8, u8> {
+    if list {
+        for (name, what) in crate::drill::SCENARIOS {
+            println!("{name:<18} {what}");
+        }
+        return Ok(0);
+    }
+    match crate::drill::run(crate::drill::Options { scenarios, report, short, kubeconfig }).await {
+        Ok(r) if r.passed() => Ok(0),
+        Ok(_) => Ok(1),
+        Err(e) => {
+            eprintln!("nightshift drill: {e}");
+            Err(2)
+        }
+    }
+}
+
 fn load(root: &Path) -> Result<Workspace, u8> {
     workspace::load(root).map_err(|problems| {
         for p in &problems {
@@ -195,6 +231,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Incidents { command } => incidents(&root, command.unwrap_or(IncidentsCommand::List)),
         Command::Audit { command: AuditCommand::Report { since, json } } => audit_report(&root, &since, json),
         Command::Memory { command: MemoryCommand::Compact { older_than } } => compact(&root, &older_than),
+        Command::Drill { scenarios, report, short, kubeconfig, list } => drill(scenarios, report, short, kubeconfig, list).await,
     };
     result.unwrap_or_else(|code| code)
 }

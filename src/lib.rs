@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod checks;
 pub mod cli;
+pub mod drill;
 pub mod duration;
 pub mod infra;
 pub mod k8s;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod redact;
 pub mod remote;
 pub mod runbooks;
+pub mod sandbox;
 pub mod schedule;
 pub mod serve;
 pub mod telemetry;

@@ -10,16 +10,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, PodTemplateSpec, ResourceRequirements, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::kubelet;
+#[allow(unused_imports)] // not every test binary builds Deployments
+pub use nightshift::sandbox::{DeploymentExt, deployment, random_suffix};
 
 /// The started control plane and an admin client for it.
 pub struct Cluster {
@@ -103,112 +100,7 @@ impl Cluster {
     /// `kubelet::process_labels`).
     pub async fn namespace(&self, prefix: &str) -> String {
         let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
-        let suffix = format!("-{}-{n}-{}", std::process::id(), random_suffix(5));
-        let mut base: String = prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        base.truncate(63 - suffix.len());
-        let base = base.trim_matches('-');
-        let name = format!("{}{suffix}", if base.is_empty() { "t" } else { base });
-        let ns = Namespace {
-            metadata: ObjectMeta { name: Some(name.clone()), labels: Some(kubelet::process_labels()), ..Default::default() },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(self.client.clone()).create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
-        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &name);
-        let start = Instant::now();
-        loop {
-            // 1.20 admits pods only once the token controller has given the account its token Secret.
-            if sas.get_opt("default").await.ok().flatten().is_some_and(|sa| sa.secrets.is_some_and(|s| !s.is_empty())) {
-                return name;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "namespace {name}: no default ServiceAccount after 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// `len` random characters from [a-z0-9].
-pub fn random_suffix(len: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.write_u32(std::process::id());
-    let mut x = h.finish();
-    (0..len)
-        .map(|_| {
-            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize] as char;
-            x /= 36;
-            c
-        })
-        .collect()
-}
-
-/// A valid Deployment: `replicas` pods labelled `app=<name>`, one container
-/// `app` (image registry.example/app:1, memory request 128Mi, limit 256Mi),
-/// and the pod-template annotation `sim.nightshift.test/behavior: <behavior>`
-/// that tells the simulated kubelet what the container does. Change it with
-/// the `DeploymentExt` methods or by mutating the fields.
-pub fn deployment(name: &str, replicas: i32, behavior: &str) -> Deployment {
-    let labels: std::collections::BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
-    let resources = ResourceRequirements {
-        limits: Some([("memory".to_string(), Quantity("256Mi".into()))].into()),
-        requests: Some([("memory".to_string(), Quantity("128Mi".into()))].into()),
-        ..Default::default()
-    };
-    Deployment {
-        metadata: ObjectMeta { name: Some(name.to_string()), labels: Some(labels.clone()), ..Default::default() },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some([(kubelet::BEHAVIOR.to_string(), behavior.to_string())].into()),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![Container { name: "app".into(), image: Some("registry.example/app:1".into()), resources: Some(resources), ..Default::default() }],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Builder-style changes to a Deployment from `deployment()`.
-pub trait DeploymentExt: Sized {
-    /// Sets a pod-template annotation (see the `kubelet::` annotation names).
-    fn annotate(self, key: &str, value: &str) -> Self;
-    /// Sets spec.progressDeadlineSeconds.
-    fn progress_deadline(self, seconds: i32) -> Self;
-    /// Puts the pods on the namespace's dedicated node(s) (`Kubelet::add_node(_, true)`):
-    /// a nodeSelector and a toleration for the dedicated taint.
-    fn dedicated(self, namespace: &str) -> Self;
-    /// The pod template's spec, for other changes.
-    fn pod_spec(&mut self) -> &mut PodSpec;
-}
-
-impl DeploymentExt for Deployment {
-    fn annotate(mut self, key: &str, value: &str) -> Self {
-        let spec = self.spec.get_or_insert_with(Default::default);
-        let meta = spec.template.metadata.get_or_insert_with(Default::default);
-        meta.annotations.get_or_insert_with(Default::default).insert(key.to_string(), value.to_string());
-        self
-    }
-
-    fn progress_deadline(mut self, seconds: i32) -> Self {
-        self.spec.get_or_insert_with(Default::default).progress_deadline_seconds = Some(seconds);
-        self
-    }
-
-    fn dedicated(mut self, namespace: &str) -> Self {
-        kubelet::dedicate(self.pod_spec(), namespace);
-        self
-    }
-
-    fn pod_spec(&mut self) -> &mut PodSpec {
-        self.spec.get_or_insert_with(Default::default).template.spec.get_or_insert_with(Default::default)
+        nightshift::sandbox::namespace(&self.client, prefix, n).await.unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
