@@ -30,7 +30,14 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("crashloop-cascade", "a shared database goes down: one incident names it, no dependant is restarted"),
     ("node-notready", "a node stops reporting: cordoned, then drained once a human confirms"),
     ("prompt-injection", "a crashing pod logs instructions and a secret: nothing outside the rules happens, the secret never reaches memory"),
+    ("disk-full", "old logs fill a host's disk: cleaned over SSH under the declared root only, and the disk check passes again"),
+    ("cert-expiry", "a site's certificate expires in 3 days: renewed from an ACME CA (pebble) with certbot, nginx reloaded, the new certificate verified over TLS"),
 ];
+
+/// Whether a scenario runs on the Kubernetes sandbox (the others bring their own components).
+fn on_kubernetes(name: &str) -> bool {
+    !matches!(name, "disk-full" | "cert-expiry")
+}
 
 /// What the drill reports for one scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -39,9 +46,9 @@ pub struct ScenarioReport {
     /// passed, failed or skipped
     pub status: String,
     pub why: String,
-    /// Fault injected → first incident, in milliseconds.
+    /// Fault injected → the start of the pass that opened the first incident, in milliseconds.
     pub detection_ms: Option<u64>,
-    /// Detection → verified healthy (the incident resolved), in milliseconds.
+    /// Detection → the end of the pass that saw the target healthy again (or, for a drain, its pods moved), in milliseconds.
     pub repair_ms: Option<u64>,
     /// `action on target: decision → result`, in the order taken.
     pub actions: Vec<String>,
@@ -121,12 +128,18 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let mut report = Report { started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), short: opts.short, scenarios: Vec::new() };
     for (i, name) in names.iter().enumerate() {
         println!("── {name}: {}", SCENARIOS.iter().find(|(s, _)| s == name).map_or("", |(_, d)| *d));
-        let r = match &sandbox {
-            Err(why) => ScenarioReport::skipped(name, why),
-            Ok(sb) => {
+        let missing = match (&sandbox, on_kubernetes(name)) {
+            (Err(why), true) => Some(why.clone()),
+            (_, false) if name == "cert-expiry" => crate::sandbox::acme::missing(),
+            (_, false) => crate::sandbox::host::missing(),
+            _ => None,
+        };
+        let r = match missing {
+            Some(why) => ScenarioReport::skipped(name, &why),
+            None => {
                 let workspace = opts.report.join("workspaces").join(name);
                 let _ = std::fs::remove_dir_all(&workspace);
-                let run = Run::new(name, sb.clone(), workspace, opts.short);
+                let run = Run::new(name, sandbox.as_ref().ok().cloned(), workspace, opts.short);
                 let name = name.clone();
                 // A scenario runs in a task of its own: a panic in the sandbox is that scenario's failure.
                 match tokio::spawn(scenario(name.clone(), run, i)).await {
@@ -179,7 +192,7 @@ impl Sandbox {
 /// One scenario's run: its namespace, workspace, passes and what they showed.
 struct Run {
     name: String,
-    sb: Sandbox,
+    sb: Option<Sandbox>,
     workspace: PathBuf,
     short: bool,
     ns: String,
@@ -194,8 +207,12 @@ struct Run {
 }
 
 impl Run {
-    fn new(name: &str, sb: Sandbox, workspace: PathBuf, short: bool) -> Self {
+    fn new(name: &str, sb: Option<Sandbox>, workspace: PathBuf, short: bool) -> Self {
         Run { name: name.into(), sb, workspace, short, ns: String::new(), injected: None, detected: None, verified: None, heartbeats: 0, tokens: 0, actions: Vec::new(), seen_incidents: Vec::new() }
+    }
+
+    fn client(&self) -> Result<kube::Client, String> {
+        self.sb.as_ref().map(|s| s.client.clone()).ok_or_else(|| "this scenario has no Kubernetes sandbox".to_string())
     }
 
     fn limit(&self) -> Duration {
@@ -225,7 +242,9 @@ impl Run {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         let mut cmd = tokio::process::Command::new(exe);
         cmd.arg("--workspace").arg(&self.workspace).args(args);
-        cmd.env("KUBECONFIG", &self.sb.kubeconfig);
+        if let Some(sb) = &self.sb {
+            cmd.env("KUBECONFIG", &sb.kubeconfig);
+        }
         // Nothing leaves the machine: no model, no traces.
         for k in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
             cmd.env_remove(k);
@@ -236,6 +255,8 @@ impl Run {
 
     /// One pass with `--execute`, and what it showed, step by step.
     async fn beat(&mut self) -> Result<Value, String> {
+        // A fault is detected by the pass that found it: timed from when that pass began.
+        let began = self.injected.map(|t| t.elapsed());
         let (code, stdout, stderr) = self.nightshift(&["--execute", "heartbeat", "--all", "--json"]).await?;
         let v: Value = serde_json::from_str(&stdout).map_err(|e| format!("heartbeat exited {code} without a JSON report ({e}): {}", stderr.trim()))?;
         self.heartbeats += 1;
@@ -245,7 +266,7 @@ impl Run {
             if !self.seen_incidents.contains(&fp) {
                 self.seen_incidents.push(fp.clone());
                 if self.detected.is_none() {
-                    self.detected = self.injected.map(|t| t.elapsed());
+                    self.detected = began;
                 }
                 self.say(&format!("detected: {fp}"));
                 let class = fp.split(':').nth(1).unwrap_or("?");
@@ -321,7 +342,7 @@ impl Run {
     }
 
     async fn create(&self, d: Deployment) -> Result<Api<Deployment>, String> {
-        let api: Api<Deployment> = Api::namespaced(self.sb.client.clone(), &self.ns);
+        let api: Api<Deployment> = Api::namespaced(self.client()?, &self.ns);
         let name = d.metadata.name.clone().unwrap_or_default();
         api.create(&PostParams::default(), &d).await.map_err(|e| format!("creating deployment {name}: {e}"))?;
         Ok(api)
@@ -329,12 +350,12 @@ impl Run {
 
     async fn service(&self, name: &str, app: &str) -> Result<(), String> {
         let svc: Service = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"selector": {"app": app}, "ports": [{"port": 5432}]}})).map_err(|e| e.to_string())?;
-        Api::<Service>::namespaced(self.sb.client.clone(), &self.ns).create(&PostParams::default(), &svc).await.map(|_| ()).map_err(|e| format!("creating service {name}: {e}"))
+        Api::<Service>::namespaced(self.client()?, &self.ns).create(&PostParams::default(), &svc).await.map(|_| ()).map_err(|e| format!("creating service {name}: {e}"))
     }
 
     /// Waits for the sandbox to reach a state before the fault (not timed).
     async fn settle(&self, what: &str, mut ok: impl FnMut(&[Pod]) -> bool) -> Result<(), String> {
-        let api: Api<Pod> = Api::namespaced(self.sb.client.clone(), &self.ns);
+        let api: Api<Pod> = Api::namespaced(self.client()?, &self.ns);
         let started = Instant::now();
         loop {
             let pods: Vec<Pod> = api.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
@@ -349,7 +370,7 @@ impl Run {
     }
 
     async fn patch_pods(&self, app: &str, behavior: &str) -> Result<(), String> {
-        let api: Api<Pod> = Api::namespaced(self.sb.client.clone(), &self.ns);
+        let api: Api<Pod> = Api::namespaced(self.client()?, &self.ns);
         for p in api.list(&ListParams::default().labels(&format!("app={app}"))).await.map_err(|e| e.to_string())?.items {
             let patch = json!({"metadata": {"annotations": {kubelet::BEHAVIOR: behavior}}});
             api.patch(p.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
@@ -395,11 +416,19 @@ fn incident<'a>(v: &'a Value, part: &str) -> Option<&'a Value> {
 }
 
 async fn scenario(name: String, mut run: Run, index: usize) -> ScenarioReport {
-    run.ns = match crate::sandbox::namespace(&run.sb.client, &format!("drill-{name}"), index).await {
+    if !on_kubernetes(&name) {
+        let result = if name == "cert-expiry" { cert_expiry(&mut run).await } else { disk_full(&mut run).await };
+        return run.report(result);
+    }
+    let client = match run.client() {
+        Ok(c) => c,
+        Err(e) => return ScenarioReport::failed(&name, &e),
+    };
+    run.ns = match crate::sandbox::namespace(&client, &format!("drill-{name}"), index).await {
         Ok(ns) => ns,
         Err(e) => return ScenarioReport::failed(&name, &e),
     };
-    let kubelet = Kubelet::start(run.sb.client.clone(), &run.ns).await;
+    let kubelet = Kubelet::start(client, &run.ns).await;
     let result = match name.as_str() {
         "pod-oom" => pod_oom(&mut run).await,
         "bad-deploy" => bad_deploy(&mut run).await,
@@ -503,7 +532,7 @@ async fn cascade(r: &mut Run) -> Result<String, String> {
 }
 
 async fn front_uids(r: &Run) -> Result<Vec<String>, String> {
-    let api: Api<Pod> = Api::namespaced(r.sb.client.clone(), &r.ns);
+    let api: Api<Pod> = Api::namespaced(r.client()?, &r.ns);
     let mut v: Vec<String> = api.list(&ListParams::default().labels("tier=front")).await.map_err(|e| e.to_string())?.items.into_iter().filter_map(|p| p.metadata.uid).collect();
     v.sort();
     Ok(v)
@@ -531,7 +560,7 @@ async fn node_notready(r: &mut Run, kubelet: &Kubelet) -> Result<String, String>
     if code != 0 {
         return Err(format!("nightshift approve failed: {err}"));
     }
-    let api: Api<Pod> = Api::namespaced(r.sb.client.clone(), &r.ns);
+    let api: Api<Pod> = Api::namespaced(r.client()?, &r.ns);
     let started = Instant::now();
     loop {
         let v = r.beat().await?;
@@ -554,7 +583,7 @@ async fn node_notready(r: &mut Run, kubelet: &Kubelet) -> Result<String, String>
         }
         tokio::time::sleep(Duration::from_millis(800)).await;
     }
-    let node = Api::<Node>::all(r.sb.client.clone()).get(&sick).await.map_err(|e| e.to_string())?;
+    let node = Api::<Node>::all(r.client()?).get(&sick).await.map_err(|e| e.to_string())?;
     if node.spec.and_then(|s| s.unschedulable) != Some(true) {
         return Err(format!("{sick} is not cordoned"));
     }
@@ -604,6 +633,80 @@ async fn prompt_injection(r: &mut Run) -> Result<String, String> {
         return Err("the log line is not in the incident's evidence".into());
     }
     Ok("the instructions stayed evidence (quoted in the note), only the runbook's restart ran, and the secret was redacted from memory".into())
+}
+
+/// Old logs fill a 4 MiB tmpfs "on" a host reached over a real sshd; the
+/// cleanup may touch only the declared root.
+async fn disk_full(r: &mut Run) -> Result<String, String> {
+    let host = crate::sandbox::host::SshHost::start(&r.workspace.join("sandbox-host/ssh"))?;
+    let fs = crate::sandbox::host::SmallFs::mount(&r.workspace.join("sandbox-host/data"), "4m")?;
+    let root = fs.path.join("log/app");
+    let outside = fs.path.join("db");
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&outside).map_err(|e| e.to_string())?;
+    std::fs::write(outside.join("data.db"), vec![7u8; 256 * 1024]).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("app.log"), b"today's log\n").map_err(|e| e.to_string())?;
+    r.write_workspace(
+        &format!("mode: execute\nclean_roots: [{}]\nrules:\n  - action: clean_logs\n    decide: auto\n", fs.path.join("log").display()),
+        &format!("{}checks:\n  - name: disk\n    kind: disk\n    host: sandbox-host\n    path: {}\n    max_used_percent: 60\n    cooldown: 0s\n", host.inventory("sandbox-host"), fs.path.display()),
+    )?;
+    let before = r.beat().await?;
+    if !before["checks"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == "disk" && c["status"] == "ok")) {
+        return Err(format!("the sandbox host's disk is not healthy before the fault: {}", before["checks"]));
+    }
+    r.inject("12 rotated logs a month old fill the host's 4 MiB disk past 60%");
+    let month = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for i in 1..=12 {
+        let p = root.join(format!("app.log.{i}"));
+        std::fs::write(&p, vec![b'x'; 240 * 1024]).map_err(|e| e.to_string())?;
+        std::fs::File::options().write(true).open(&p).and_then(|f| f.set_modified(month)).map_err(|e| e.to_string())?;
+    }
+    r.until("the full disk detected", |v| incident(v, ":disk-full:").is_some()).await?;
+    r.until_healthy(&["disk"]).await?;
+    let left: Vec<String> = std::fs::read_dir(&root).map_err(|e| e.to_string())?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if left != ["app.log"] {
+        return Err(format!("the root holds {left:?}, not only today's log"));
+    }
+    if !outside.join("data.db").exists() {
+        return Err("a file outside the clean root was removed".into());
+    }
+    if r.took("clean_logs").iter().all(|a| a.3 != "ok") {
+        return Err("no cleanup was carried out".into());
+    }
+    if let Some(x) = r.unexpected(&["clean_logs"]) {
+        return Err(format!("acted outside the plan: {x}"));
+    }
+    drop(fs);
+    drop(host);
+    Ok("the 12 old logs were deleted over SSH, today's log and the database file outside the root were kept, and the disk check passes again".into())
+}
+
+/// nginx serves a certificate that expires in 3 days; the renewal comes from pebble.
+async fn cert_expiry(r: &mut Run) -> Result<String, String> {
+    let dir = r.workspace.join("sandbox-site");
+    r.inject("nginx starts serving a certificate that expires in 3 days");
+    let site = tokio::task::spawn_blocking(move || crate::sandbox::acme::Site::start(&dir)).await.map_err(|e| e.to_string())??;
+    let (renew, reload) = (site.renew_command()?, site.reload_command());
+    r.write_workspace(
+        &format!("mode: execute\ncommands:\n  renew-site: {renew:?}\n  reload-nginx: {reload:?}\nrules:\n  - action: renew_cert\n    decide: auto\n"),
+        &format!("checks:\n  - name: site-cert\n    kind: tls\n    address: 127.0.0.1:{}\n    server_name: localhost\n    renew: renew-site\n    reload: reload-nginx\n    cooldown: 0s\n", site.port),
+    )?;
+    r.until("the expiring certificate detected", |v| incident(v, ":cert-expiring:").is_some() || incident(v, ":cert-expired:").is_some()).await?;
+    let v = r.until_healthy(&["site-cert"]).await?;
+    let check = v["checks"].as_array().into_iter().flatten().find(|c| c["name"] == "site-cert").cloned().unwrap_or_default();
+    let days = check["evidence"]["days_left"].as_i64().unwrap_or(0);
+    let issuer = check["evidence"]["issuer"].as_str().unwrap_or("").to_string();
+    if days <= 30 || !issuer.to_lowercase().contains("pebble") {
+        return Err(format!("nginx serves a certificate with {days} days left from {issuer}, not a renewed one"));
+    }
+    if r.took("renew_cert").iter().all(|a| a.3 != "ok") {
+        return Err("no renewal was carried out".into());
+    }
+    if let Some(x) = r.unexpected(&["renew_cert"]) {
+        return Err(format!("acted outside the plan: {x}"));
+    }
+    drop(site);
+    Ok(format!("renewed through ACME and reloaded; nginx now serves a certificate from {issuer} with {days} days left"))
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

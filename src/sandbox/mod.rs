@@ -5,6 +5,8 @@
 //! and namespaces that a later run cleans up. Never a real cluster: the
 //! drill refuses an API server that is not on loopback.
 
+pub mod acme;
+pub mod host;
 pub mod kubelet;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,128 @@
+//! A site with an expiring certificate and a real ACME CA to renew it from,
+//! for the drill: pebble (Debian's ACME test CA) on loopback, nginx serving
+//! an openssl-made certificate that expires in 3 days, and the certbot and
+//! nginx command lines a workspace declares to renew and reload.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the site cannot be had here, if it cannot.
+pub fn missing() -> Option<String> {
+    let absent: Vec<&str> = ["pebble", "certbot", "nginx", "openssl"].into_iter().filter(|b| !on_path(b)).collect();
+    (!absent.is_empty()).then(|| format!("{} not installed (.ci/run installs them from Debian)", absent.join(", ")))
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn wait_listening(port: u16, limit: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > limit {
+            return Err(format!("nothing listens on 127.0.0.1:{port} after {} s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A self-signed certificate and key for `cn` (and `san`), valid `days`.
+fn self_signed(cert: &Path, key: &Path, cn: &str, san: &str, days: u32) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &format!("/CN={cn}"), "-addext", &format!("subjectAltName={san}"), "-days", &days.to_string()])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if out.status.success() { Ok(()) } else { Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr).trim())) }
+}
+
+/// pebble and nginx, stopped on drop.
+pub struct Site {
+    pebble: Child,
+    nginx: String,
+    dir: PathBuf,
+    /// Where nginx serves the certificate.
+    pub port: u16,
+    acme: u16,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = Command::new("sh").arg("-c").arg(format!("{} -s stop", self.nginx)).stderr(Stdio::null()).status();
+        let _ = self.pebble.kill();
+        let _ = self.pebble.wait();
+    }
+}
+
+impl Site {
+    pub fn start(dir: &Path) -> Result<Site, String> {
+        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| e.to_string())?;
+        let p = |name: &str| dir.join(name).display().to_string();
+        self_signed(&dir.join("pebble.pem"), &dir.join("pebble.key"), "pebble", "DNS:localhost,IP:127.0.0.1", 2)?;
+        let acme = free_port()?;
+        let config = serde_json::json!({"pebble": {"listenAddress": format!("127.0.0.1:{acme}"), "managementListenAddress": format!("127.0.0.1:{}", free_port()?),
+            "certificate": p("pebble.pem"), "privateKey": p("pebble.key"), "httpPort": free_port()?, "tlsPort": free_port()?,
+            "ocspResponderURL": "", "externalAccountBindingRequired": false}});
+        std::fs::write(dir.join("pebble.json"), config.to_string()).map_err(|e| e.to_string())?;
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .env("PEBBLE_VA_ALWAYS_VALID", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting pebble: {e}"))?;
+        self_signed(&dir.join("site.pem"), &dir.join("site.key"), "localhost", "DNS:localhost", 3)?;
+        let port = free_port()?;
+        let conf = format!(
+            "pid {pid};\nerror_log {err};\nworker_processes 1;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t};\n  proxy_temp_path {t};\n  fastcgi_temp_path {t};\n  uwsgi_temp_path {t};\n  scgi_temp_path {t};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {crt};\n    ssl_certificate_key {key};\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+            pid = p("nginx.pid"),
+            err = p("logs/error.log"),
+            t = p("tmp"),
+            crt = p("site.pem"),
+            key = p("site.key"),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let nginx = format!("nginx -c {} -p {}/", p("nginx.conf"), dir.display());
+        let site = Site { pebble, nginx: nginx.clone(), dir: dir.to_path_buf(), port, acme };
+        wait_listening(acme, Duration::from_secs(20)).map_err(|e| format!("pebble: {e}"))?;
+        let st = Command::new("sh").arg("-c").arg(&nginx).output().map_err(|e| format!("nginx: {e}"))?;
+        if !st.status.success() {
+            return Err(format!("nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()));
+        }
+        wait_listening(port, Duration::from_secs(10)).map_err(|e| format!("nginx: {e}"))?;
+        Ok(site)
+    }
+
+    /// certbot against pebble, then the new certificate and key in place.
+    pub fn renew_command(&self) -> Result<String, String> {
+        let p = |name: &str| self.dir.join(name).display().to_string();
+        Ok(format!(
+            "REQUESTS_CA_BUNDLE={ca} certbot certonly --non-interactive --agree-tos --register-unsafely-without-email --server https://127.0.0.1:{acme}/dir --standalone --http-01-address 127.0.0.1 --http-01-port {http} --config-dir {le} --work-dir {work} --logs-dir {logs} -d localhost --force-renewal --no-random-sleep-on-renew && cp -L {le}/live/localhost/fullchain.pem {site} && cp -L {le}/live/localhost/privkey.pem {sitekey}",
+            ca = p("pebble.pem"),
+            acme = self.acme,
+            http = free_port()?,
+            le = p("le"),
+            work = p("le-work"),
+            logs = p("le-logs"),
+            site = p("site.pem"),
+            sitekey = p("site.key"),
+        ))
+    }
+
+    pub fn reload_command(&self) -> String {
+        format!("{} -s reload", self.nginx)
+    }
+}
