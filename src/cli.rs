@@ -94,6 +94,15 @@ pub enum Command {
         /// List the scenarios and stop.
         #[arg(long)]
         list: bool,
+        /// Random faults from the catalogue on a small fleet for --duration, instead of the scenarios.
+        #[arg(long)]
+        chaos: bool,
+        /// How long --chaos injects faults (then it waits for the last ones to heal).
+        #[arg(long, default_value = "5m")]
+        duration: String,
+        /// Replay a chaos run: the seed its report names.
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -184,6 +193,29 @@ async fn drill(scenarios: Vec<String>, report: PathBuf, short: bool, kubeconfig:
     }
 }
 
+async fn drill_chaos(scenarios: &[String], report: &Path, short: bool, kubeconfig: Option<PathBuf>, duration: &str, seed: Option<u64>) -> Result<u8, u8> {
+    if !scenarios.is_empty() {
+        eprintln!("nightshift drill: --chaos draws its faults from the whole catalogue; name no scenarios with it");
+        return Err(2);
+    }
+    let duration = crate::duration::parse(duration).map_err(|e| {
+        eprintln!("nightshift drill: --duration: {e}");
+        2
+    })?;
+    if duration.is_zero() || duration > std::time::Duration::from_secs(3600) {
+        eprintln!("nightshift drill: --duration must be between 1s and 1h (chaos is bounded)");
+        return Err(2);
+    }
+    match crate::drill::run_chaos(report, kubeconfig, duration, seed, short).await {
+        Ok(r) if r.passed() => Ok(0),
+        Ok(_) => Ok(1),
+        Err(e) => {
+            eprintln!("nightshift drill: {e}");
+            Err(2)
+        }
+    }
+}
+
 fn load(root: &Path) -> Result<Workspace, u8> {
     workspace::load(root).map_err(|problems| {
         for p in &problems {
@@ -231,7 +263,13 @@ async fn run(cli: Cli) -> u8 {
         Command::Incidents { command } => incidents(&root, command.unwrap_or(IncidentsCommand::List)),
         Command::Audit { command: AuditCommand::Report { since, json } } => audit_report(&root, &since, json),
         Command::Memory { command: MemoryCommand::Compact { older_than } } => compact(&root, &older_than),
-        Command::Drill { scenarios, report, short, kubeconfig, list } => drill(scenarios, report, short, kubeconfig, list).await,
+        Command::Drill { scenarios, report, short, kubeconfig, list, chaos, duration, seed } => {
+            if chaos {
+                drill_chaos(&scenarios, &report, short, kubeconfig, &duration, seed).await
+            } else {
+                drill(scenarios, report, short, kubeconfig, list).await
+            }
+        }
     };
     result.unwrap_or_else(|code| code)
 }

@@ -63,6 +63,8 @@ pub struct Report {
     pub started: String,
     pub short: bool,
     pub scenarios: Vec<ScenarioReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
 }
 
 impl Report {
@@ -89,7 +91,24 @@ impl Report {
         }
         let (p, f, k) = (self.count("passed"), self.count("failed"), self.count("skipped"));
         out.push_str(&format!("\n{p} passed, {f} failed, {k} skipped.\n"));
+        if let Some(c) = &self.chaos {
+            out.push_str(&format!("\n## Chaos (seed {}, {} s)\n\n| injected at | fault | target | recovered in |\n| --- | --- | --- | --- |\n", c.seed, c.duration_s));
+            for f in &c.faults {
+                out.push_str(&format!("| {:.1} s | {} | {} | {} |\n", f.injected_ms as f64 / 1000.0, f.kind, f.target, f.recovered_ms.map_or("not recovered".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0))));
+            }
+            out.push_str(&format!("\nrecovered {}, not recovered {}, wrongly acted {}{}\n", c.recovered, c.not_recovered, c.wrongly_acted.len(), if c.wrongly_acted.is_empty() { String::new() } else { format!(": {}", c.wrongly_acted.join("; ")) }));
+        }
         out
+    }
+
+    /// Writes drill.json and drill.md under `dir` and prints the table.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        crate::memory::atomic_write(&dir.join("drill.json"), json.as_bytes()).map_err(|e| format!("writing {}: {e}", dir.join("drill.json").display()))?;
+        crate::memory::atomic_write(&dir.join("drill.md"), self.markdown().as_bytes()).map_err(|e| format!("writing {}: {e}", dir.join("drill.md").display()))?;
+        print!("{}", self.markdown());
+        println!("report: {} and drill.json; the sandbox workspaces (with their incident notes) are under {}", dir.join("drill.md").display(), dir.join("workspaces").display());
+        Ok(())
     }
 
     fn count(&self, status: &str) -> usize {
@@ -125,7 +144,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         }
     }
     let sandbox = Sandbox::connect(&kubeconfig).await;
-    let mut report = Report { started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), short: opts.short, scenarios: Vec::new() };
+    let mut report = Report { started: now(), short: opts.short, scenarios: Vec::new(), chaos: None };
     for (i, name) in names.iter().enumerate() {
         println!("── {name}: {}", SCENARIOS.iter().find(|(s, _)| s == name).map_or("", |(_, d)| *d));
         let missing = match (&sandbox, on_kubernetes(name)) {
@@ -151,11 +170,21 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         println!("   {}: {}\n", r.status.to_uppercase(), r.why);
         report.scenarios.push(r);
     }
-    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    crate::memory::atomic_write(&opts.report.join("drill.json"), json.as_bytes()).map_err(|e| format!("writing {}: {e}", opts.report.join("drill.json").display()))?;
-    crate::memory::atomic_write(&opts.report.join("drill.md"), report.markdown().as_bytes()).map_err(|e| format!("writing {}: {e}", opts.report.join("drill.md").display()))?;
-    print!("{}", report.markdown());
-    println!("report: {} and drill.json; the sandbox workspaces (with their incident notes) are under {}", opts.report.join("drill.md").display(), opts.report.join("workspaces").display());
+    report.write(&opts.report)?;
+    Ok(report)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `--chaos`, with the report written.
+pub async fn run_chaos(report_dir: &Path, kubeconfig: Option<PathBuf>, duration: Duration, seed: Option<u64>, short: bool) -> Result<Report, String> {
+    let started = now();
+    let (scenario, chaos) = chaos(report_dir, kubeconfig, duration, seed, short).await?;
+    println!("   {}: {}\n", scenario.status.to_uppercase(), scenario.why);
+    let report = Report { started, short, scenarios: vec![scenario], chaos };
+    report.write(report_dir)?;
     Ok(report)
 }
 
@@ -726,4 +755,230 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn ready(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// One injected fault of a chaos run, and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub kind: String,
+    pub target: String,
+    /// Since the run began, in milliseconds.
+    pub injected_ms: u64,
+    /// Injection → healthy again, in milliseconds; none when it never was.
+    pub recovered_ms: Option<u64>,
+}
+
+/// What a chaos run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub duration_s: u64,
+    pub faults: Vec<Fault>,
+    pub recovered: usize,
+    pub not_recovered: usize,
+    /// Actions carried out on a target no fault touched.
+    pub wrongly_acted: Vec<String>,
+}
+
+/// A small deterministic generator (xorshift64*), so a run can be replayed with `--seed`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+    }
+}
+
+const FLEET: [(&str, i32); 3] = [("web", 2), ("api", 2), ("worker", 1)];
+const FAULTS: [&str; 4] = ["crashloop", "oom", "bad-deploy", "node-notready"];
+
+struct Active {
+    /// Recovery counts only once the fault has shown.
+    shown: bool,
+    index: usize,
+    kind: &'static str,
+    target: String,
+    at: Instant,
+}
+
+/// `--chaos`: random faults from the catalogue on a small fleet (three
+/// Deployments on three nodes of the sandbox), one every `interval`, for
+/// `duration`, with nightshift passing about once a second; then up to
+/// `settle` for the last ones. A fault is recovered when its target is
+/// healthy again; an action on a target no fault touched is wrongly acted.
+pub async fn chaos(report_dir: &Path, kubeconfig: Option<PathBuf>, duration: Duration, seed: Option<u64>, short: bool) -> Result<(ScenarioReport, Option<ChaosReport>), String> {
+    std::fs::create_dir_all(report_dir).map_err(|e| format!("cannot create the report directory {}: {e}", report_dir.display()))?;
+    let kubeconfig = kubeconfig.unwrap_or_else(crate::sandbox::kubeconfig_path);
+    if kubeconfig.is_file() {
+        let server = crate::sandbox::server(&kubeconfig)?;
+        if !crate::sandbox::is_loopback(&server) {
+            return Err(format!("refused: {} points at {server}, which is not on loopback; the drill breaks things, so it runs only against the sandbox control plane (scripts/test-cluster.sh start)", kubeconfig.display()));
+        }
+    }
+    let sb = match Sandbox::connect(&kubeconfig).await {
+        Ok(sb) => sb,
+        Err(why) => return Ok((ScenarioReport::skipped("chaos", &why), None)),
+    };
+    let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1);
+    println!("── chaos: random faults for {} (seed {seed}; replay with --seed {seed})", crate::duration::format(duration));
+    let workspace = report_dir.join("workspaces").join("chaos");
+    let _ = std::fs::remove_dir_all(&workspace);
+    let mut r = Run::new("chaos", Some(sb.clone()), workspace, short);
+    let handle = tokio::spawn(async move {
+        let result = chaos_run(&mut r, duration, seed).await;
+        (r.report(result.as_ref().map(|(w, _)| w.clone()).map_err(String::clone)), result.ok().map(|(_, c)| c))
+    });
+    handle.await.map_err(|e| format!("the chaos run crashed: {e}"))
+}
+
+async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String, ChaosReport), String> {
+    let client = r.client()?;
+    r.ns = crate::sandbox::namespace(&client, "drill-chaos", 0).await?;
+    let kubelet = Kubelet::start(client.clone(), &r.ns).await;
+    let nodes: Vec<String> = ["a", "b", "c"].iter().map(|s| format!("{}-{s}", r.ns)).collect();
+    for n in &nodes {
+        kubelet.add_node(n, true).await;
+    }
+    r.write_workspace(
+        "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: rollout_undo\n    decide: auto\n  - action: cordon_node\n    decide: auto\n  - action: drain_node\n    decide: auto\n",
+        &format!(
+            "checks:\n  - name: pods\n    namespace: {ns}\n    {PODS_CHECK}  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n    cooldown: 0s\n  - name: nodes\n    kind: k8s-nodes\n    selector: {owner}={ns}\n    cooldown: 0s\n",
+            ns = r.ns,
+            owner = kubelet::OWNER
+        ),
+    )?;
+    for (name, replicas) in FLEET {
+        r.create(deployment(name, replicas, "running").progress_deadline(5).dedicated(&r.ns)).await?;
+    }
+    let total: i32 = FLEET.iter().map(|(_, n)| n).sum();
+    r.settle("the fleet's pods ready", |pods| pods.iter().filter(|p| ready(p)).count() == total as usize).await?;
+    let interval = if r.short { Duration::from_secs(6) } else { Duration::from_secs(30) };
+    let settle = if r.short { Duration::from_secs(90) } else { Duration::from_secs(180) };
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    r.injected = Some(started);
+    let mut faults: Vec<Fault> = Vec::new();
+    let mut active: Vec<Active> = Vec::new();
+    let mut wrong: Vec<String> = Vec::new();
+    let mut judged = 0;
+    let mut next = started;
+    let mut revision = 1;
+    loop {
+        let now = Instant::now();
+        if now >= next && now.duration_since(started) < duration {
+            next = now + interval;
+            let kind = FAULTS[rng.next(FAULTS.len())];
+            let busy: Vec<&str> = active.iter().map(|a| a.target.as_str()).collect();
+            let target = if kind == "node-notready" {
+                // A node that holds pods, while another stays up.
+                let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &r.ns).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
+                let used: Vec<&String> = nodes.iter().filter(|n| !busy.contains(&n.as_str()) && pods.iter().any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == Some(*n))).collect();
+                (active.iter().all(|a| a.kind != "node-notready") && !used.is_empty()).then(|| used[rng.next(used.len())].clone())
+            } else {
+                let free: Vec<&str> = FLEET.iter().map(|(n, _)| *n).filter(|n| !busy.contains(n)).collect();
+                (!free.is_empty()).then(|| free[rng.next(free.len())].to_string())
+            };
+            if let Some(target) = target {
+                match kind {
+                    "crashloop" | "oom" => r.patch_pods(&target, kind).await?,
+                    "bad-deploy" => {
+                        revision += 1;
+                        let patch = json!({"spec": {"template": {"metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}}, "spec": {"containers": [{"name": "app", "image": format!("registry.example/app:{revision}")}]}}}});
+                        Api::<Deployment>::namespaced(client.clone(), &r.ns).patch(&target, &PatchParams::default(), &Patch::Strategic(&patch)).await.map_err(|e| e.to_string())?;
+                    }
+                    _ => kubelet.set_node(&target, NodeState::NotReady).await,
+                }
+                r.say(&format!("injected: {kind} on {target}"));
+                active.push(Active { shown: false, index: faults.len(), kind, target: target.clone(), at: Instant::now() });
+                faults.push(Fault { kind: kind.into(), target, injected_ms: started.elapsed().as_millis() as u64, recovered_ms: None });
+            }
+        }
+        let v = r.beat().await?;
+        // A fault has shown once nightshift opened (or updated) an incident about its target.
+        for f in active.iter_mut() {
+            let about = if f.kind == "node-notready" { format!("node/{}", f.target) } else { format!("/deployment/{}", f.target) };
+            f.shown |= v["incidents"].as_array().is_some_and(|a| a.iter().any(|i| i["fingerprint"].as_str().is_some_and(|fp| fp.ends_with(&about))));
+        }
+        // Every action carried out must touch what a fault broke.
+        for a in r.actions.iter().skip(judged) {
+            if a.3 == "pending" || a.0 == "notify" {
+                continue;
+            }
+            let related = active.iter().any(|f| match (a.0.as_str(), f.kind) {
+                ("cordon_node" | "drain_node", "node-notready") => a.1 == f.target,
+                // Pods on a NotReady node turn unready: restarting them is part of that fault.
+                ("restart_pod", "node-notready") => true,
+                ("restart_pod", _) => a.1.starts_with(&format!("{}/{}-", r.ns, f.target)),
+                ("rollout_undo" | "rollout_restart", "bad-deploy") => a.1 == format!("{}/{}", r.ns, f.target),
+                _ => false,
+            });
+            if !related {
+                wrong.push(format!("{} on {} ({} → {})", a.0, a.1, a.2, a.3));
+                r.say(&format!("WRONGLY ACTED: {} on {}", a.0, a.1));
+            }
+        }
+        judged = r.actions.len();
+        // Faults whose target is healthy again.
+        let mut still = Vec::new();
+        for mut f in active.drain(..) {
+            let ok = healthy(&client, &r.ns, &f, &nodes).await?;
+            f.shown |= !ok;
+            if ok && f.shown {
+                let took = f.at.elapsed();
+                faults[f.index].recovered_ms = Some(took.as_millis() as u64);
+                r.say(&format!("recovered: {} on {} in {:.1}s", f.kind, f.target, took.as_secs_f64()));
+                if f.kind == "node-notready" {
+                    // The node pool brings the node back.
+                    kubelet.set_node(&f.target, NodeState::Ready).await;
+                    Api::<Node>::all(client.clone()).patch(&f.target, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": null}}))).await.map_err(|e| e.to_string())?;
+                }
+            } else {
+                still.push(f);
+            }
+        }
+        active = still;
+        if started.elapsed() >= duration && (active.is_empty() || started.elapsed() >= duration + settle) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    drop(kubelet);
+    let recovered = faults.iter().filter(|f| f.recovered_ms.is_some()).count();
+    let report = ChaosReport { seed, duration_s: duration.as_secs(), not_recovered: faults.len() - recovered, recovered, faults, wrongly_acted: wrong };
+    let why = format!("{} fault(s): {} recovered, {} not recovered, {} wrongly acted", report.faults.len(), report.recovered, report.not_recovered, report.wrongly_acted.len());
+    if report.faults.is_empty() {
+        return Err("no fault was injected (the duration is shorter than a pass)".into());
+    }
+    if report.not_recovered > 0 || !report.wrongly_acted.is_empty() {
+        let lost: Vec<String> = report.faults.iter().filter(|f| f.recovered_ms.is_none()).map(|f| format!("{} on {}", f.kind, f.target)).collect();
+        return Err(format!("{why}: {}{}", lost.join(", "), if report.wrongly_acted.is_empty() { String::new() } else { format!("; wrong: {}", report.wrongly_acted.join(", ")) }));
+    }
+    r.verified = Some(started.elapsed());
+    Ok((why, report))
+}
+
+/// Whether what a fault broke is healthy again: a Deployment with all its
+/// replicas ready and updated (after a bad deploy, back on a good
+/// revision), or a node's Deployments running ready on the other nodes.
+async fn healthy(client: &kube::Client, ns: &str, f: &Active, nodes: &[String]) -> Result<bool, String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let settled = |d: &Deployment| {
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let st = d.status.clone().unwrap_or_default();
+        st.ready_replicas.unwrap_or(0) == want && st.updated_replicas.unwrap_or(0) == want && st.replicas.unwrap_or(0) == want && st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+    };
+    if f.kind == "node-notready" {
+        // Every pod moved off the node (their readiness is other faults' business).
+        let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        let on = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
+        let total: i32 = FLEET.iter().map(|(_, n)| n).sum();
+        let elsewhere = pods.iter().filter(|p| on(p).is_some_and(|n| n != f.target && nodes.contains(&n))).count();
+        return Ok(pods.iter().all(|p| on(p).as_deref() != Some(f.target.as_str())) && elsewhere >= total as usize);
+    }
+    let d = deployments.get(&f.target).await.map_err(|e| e.to_string())?;
+    let not_ready_template = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).and_then(|a| a.get(kubelet::BEHAVIOR)).is_some_and(|b| b != "running");
+    Ok(settled(&d) && !not_ready_template)
 }

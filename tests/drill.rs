@@ -60,6 +60,27 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
     // The sandbox workspaces stay for reading, incident notes included.
     let notes = std::fs::read_dir(report.join("workspaces/bad-deploy/memory/incidents")).unwrap().count();
     assert!(notes >= 1);
+
+    // Chaos: random faults from the catalogue for 20 s (a fixed seed, so a failure can be replayed).
+    let chaos = dir.path().join("chaos");
+    let out = tokio::task::spawn_blocking({
+        let (kubeconfig, chaos) = (c.kubeconfig.clone(), chaos.clone());
+        move || Command::new(support::bin()).args(["drill", "--chaos", "--duration", "20s", "--seed", "42", "--short", "--kubeconfig"]).arg(&kubeconfig).arg("--report").arg(&chaos).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(chaos.join("drill.json")).unwrap()).unwrap();
+    let c = &v["chaos"];
+    assert_eq!(c["seed"], 42);
+    let faults = c["faults"].as_array().unwrap();
+    assert!(faults.len() >= 3, "a fault every 6 s for 20 s: {c:#}");
+    assert_eq!(c["recovered"].as_u64().unwrap() as usize, faults.len(), "{c:#}");
+    assert!(c["wrongly_acted"].as_array().unwrap().is_empty(), "{c:#}");
+    assert!(faults.iter().all(|f| f["recovered_ms"].as_u64().is_some()));
+    let md = std::fs::read_to_string(chaos.join("drill.md")).unwrap();
+    assert!(md.contains("## Chaos (seed 42, 20 s)") && md.contains("recovered in"), "{md}");
 }
 
 #[test]
@@ -76,6 +97,10 @@ fn the_drill_refuses_a_cluster_that_is_not_on_loopback_and_unknown_scenarios() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("https://10.20.30.40:6443, which is not on loopback"), "{stderr}");
     assert!(!dir.path().join("r/drill.json").exists(), "nothing ran");
+
+    let out = Command::new(support::bin()).args(["drill", "--chaos", "--duration", "2h"]).arg("--report").arg(dir.path().join("r")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "chaos is bounded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 1s and 1h"));
 
     let out = Command::new(support::bin()).args(["drill", "disk-ful"]).arg("--report").arg(dir.path().join("r")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

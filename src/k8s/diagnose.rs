@@ -193,11 +193,13 @@ pub fn node(r: &CheckResult, context: Option<&str>) -> Diagnosis {
     }
 }
 
-/// A NotReady node that is cordoned and drained (nothing left to evict):
-/// once it has been NotReady for `after`, the plan asks for its replacement
-/// instead of cordoning and draining again. A node with pods left keeps the
-/// drain in the plan: replacement comes only after a confirmed drain.
-pub async fn replacement(client: &Client, r: &CheckResult, d: &mut Diagnosis, after: std::time::Duration, context: Option<&str>) {
+/// A NotReady node's containment, as far as it has gone: a cordoned node is
+/// not cordoned again (only drained while pods are left to move), and a
+/// cordoned, drained node is not touched again: it waits for a human, or,
+/// with `replace_after` (AGENTS.md `replace_node:`), once it has been
+/// NotReady that long, the plan asks for its replacement. Replacement comes
+/// only after a confirmed drain.
+pub async fn containment(client: &Client, r: &CheckResult, d: &mut Diagnosis, replace_after: Option<std::time::Duration>, context: Option<&str>) {
     let node = ev(r, "node").to_string();
     if r.evidence.get("unschedulable").and_then(|v| v.as_bool()) != Some(true) {
         return;
@@ -211,14 +213,19 @@ pub async fn replacement(client: &Client, r: &CheckResult, d: &mut Diagnosis, af
             return;
         }
     };
+    d.plan.retain(|a| !matches!(a, Action::CordonNode { .. }));
     if left > 0 {
         d.steps.push(format!("{left} pod(s) still to move off node {}: the drain comes before any replacement", code(&node)));
         return;
     }
+    d.plan.clear();
+    let Some(after) = replace_after else {
+        d.steps.push(format!("node {} is cordoned and drained: nothing is left to move; a human brings it back or replaces it", code(&node)));
+        return;
+    };
     let since = r.evidence.get("not_ready_since").and_then(|v| v.as_str()).and_then(crate::memory::notes::parse_ts);
     let Some(since) = since else {
         d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
-        d.plan.clear();
         return;
     };
     let due = since + chrono::Duration::from_std(after).unwrap_or_default();
@@ -227,7 +234,6 @@ pub async fn replacement(client: &Client, r: &CheckResult, d: &mut Diagnosis, af
         d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];
     } else {
         d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::memory::notes::timestamp(due)));
-        d.plan.clear();
     }
 }
 

@@ -77,7 +77,7 @@ impl Runner<'_> {
         let wants = match (&spec.probe, diag.class) {
             (ProbeSpec::K8sPods { .. }, "cascade") => false,
             (ProbeSpec::K8sPods { .. }, _) | (ProbeSpec::K8sDeployments { .. }, "rollout-stuck") => true,
-            (ProbeSpec::K8sNodes { .. }, "node-not-ready") => self.ws.policy.replace_node.is_some(),
+            (ProbeSpec::K8sNodes { .. }, "node-not-ready") => true,
             _ => false,
         };
         if !wants || result.status == Status::Error {
@@ -93,9 +93,8 @@ impl Runner<'_> {
         match &spec.probe {
             ProbeSpec::K8sPods { .. } => crate::k8s::diagnose::pod_findings(&client, result, diag).await,
             ProbeSpec::K8sNodes { .. } => {
-                if let Some(r) = &self.ws.policy.replace_node {
-                    crate::k8s::diagnose::replacement(&client, result, diag, r.after, context).await;
-                }
+                let after = self.ws.policy.replace_node.as_ref().map(|r| r.after);
+                crate::k8s::diagnose::containment(&client, result, diag, after, context).await;
             }
             _ => crate::k8s::diagnose::rollout_findings(&client, result, diag).await,
         }
