@@ -63,8 +63,12 @@ impl Runner<'_> {
             .take(3)
             .map(|h| format!("- {} ({}): {}", h.id, h.status, h.title))
             .collect();
-        // Everything the check observed (target, summary, output) goes inside one data fence.
-        let observed = format!("target: {}\nsummary: {}\n{}", result.target, result.summary, inc.evidence);
+        // Everything observed (the check's target, summary and output, and what the diagnosis
+        // gathered: events, log lines) goes inside one data fence: it is untrusted text.
+        let mut observed = format!("target: {}\nsummary: {}\n{}", result.target, result.summary, inc.evidence);
+        if !inc.diagnosis.is_empty() {
+            observed.push_str(&format!("\n\nfindings:\n{}", inc.diagnosis.iter().map(|d| format!("- {d}")).collect::<Vec<_>>().join("\n")));
+        }
         let evidence = fenced("data", &crate::redact::redact(&observed));
         fill(
             self.ws.prompts.get("investigate").map_or("", String::as_str),
@@ -408,7 +412,7 @@ impl Runner<'_> {
             mode: "read-only".into(),
             reason: "no runbook or remembered fix explains this incident".into(),
             result: if inv.ended == "finished" { ActionResult::Ok } else { ActionResult::Failed },
-            outcome: format!("{} request(s), tokens: {} prompt, {} completion; ended: {}", inv.requests, inv.prompt_tokens, inv.completion_tokens, inv.ended),
+            outcome: format!("{} request(s), {} prompt + {} completion tokens; ended: {}", inv.requests, inv.prompt_tokens, inv.completion_tokens, inv.ended),
             duration_ms: 0,
         });
         self.tokens.0 += inv.prompt_tokens;

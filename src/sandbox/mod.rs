@@ -8,6 +8,7 @@
 pub mod acme;
 pub mod host;
 pub mod kubelet;
+pub mod model;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
