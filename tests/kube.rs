@@ -676,40 +676,6 @@ async fn the_deploy_manifests_are_accepted_by_the_api_server_and_their_workspace
     }
 }
 
-/// A Prometheus on loopback scraping `exporter` every second (Debian's prometheus, as .ci/run installs).
-struct Prom {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prometheus(exporter: &str) -> Option<Prom> {
-    let have = std::process::Command::new("prometheus").arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok();
-    if !have {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: shop\n    static_configs: [{{targets: ['{exporter}']}}]\n")).unwrap();
-    let port = support::free_port();
-    let child = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    Some(Prom { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
-}
-
 /// Waits until Prometheus answers `query` with `value`.
 async fn prometheus_says(url: &str, query: &str, value: &str) {
     let client = reqwest::Client::new();
@@ -728,7 +694,7 @@ fn replicas(d: &Deployment) -> i32 {
 async fn load_doubles_replicas_up_to_max_halves_them_after_a_sustained_light_load_and_leaves_an_autoscaled_deployment_alone() {
     let Some(c) = cluster::cluster().await else { return };
     let exporter = support::HttpServer::start(200, "shop_load 0.9\n");
-    let Some(prom) = start_prometheus(&exporter.addr) else {
+    let Some(prom) = support::Prometheus::start(&exporter.addr) else {
         eprintln!("SKIP: prometheus is not installed (.ci/run installs Debian's prometheus)");
         return;
     };

@@ -5,10 +5,10 @@
 
 mod support;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{HttpServer, Ws, age, free_port};
+use support::{HttpServer, Ws, age};
 
 fn tar_gz(dir: &Path, name: &str) -> std::path::PathBuf {
     let src = dir.join(format!("{name}-src"));
@@ -105,38 +105,6 @@ fn a_failed_backup_names_its_likely_cause_and_proposes_the_declared_job() {
     assert_eq!(inc["actions"][0]["result"], "dry-run");
 }
 
-struct Prom {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prometheus(target: &str) -> Option<Prom> {
-    if Command::new("prometheus").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: ['{target}']}}]\n")).unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some(Prom { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
-}
-
 /// Waits until Prometheus returns `n` series for `query`.
 fn wait_series(url: &str, query: &str, n: usize) {
     let start = Instant::now();
@@ -155,7 +123,7 @@ fn wait_series(url: &str, query: &str, n: usize) {
 #[test]
 fn prometheus_queries_per_series_and_a_down_prometheus_is_a_check_error() {
     let exporter = HttpServer::start(200, "# TYPE demo_value gauge\ndemo_value{shard=\"a\"} 1\ndemo_value{shard=\"b\"} 5\ndemo_value{shard=\"c\"} 2\n");
-    let Some(prom) = start_prometheus(&exporter.addr) else {
+    let Some(prom) = support::Prometheus::start(&exporter.addr) else {
         eprintln!("SKIP: prometheus is not installed (.ci/run installs Debian's prometheus)");
         return;
     };

@@ -4,22 +4,16 @@
 
 mod support;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use support::{Ws, age, free_port, wait_listening};
+use support::{Ws, age};
 
+/// The drill's sandbox host (a real sshd on a loopback port, key-only, a
+/// known_hosts pinning its key) in a test's own directory.
 struct Sshd {
-    child: Child,
+    host: nightshift::sandbox::host::SshHost,
     port: u16,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn keygen(path: &Path) {
@@ -34,27 +28,8 @@ impl Sshd {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("user_key"));
-        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-        let port = free_port();
-        std::fs::write(
-            d.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {}\n",
-                d.join("host_key").display(),
-                d.join("authorized_keys").display(),
-                d.join("sshd.pid").display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all("/run/sshd").ok();
-        let child = Command::new("/usr/sbin/sshd").arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        assert!(wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10)), "sshd did not start");
-        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
-        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
-        Some(Self { child, port, dir })
+        let host = nightshift::sandbox::host::SshHost::start(dir.path()).unwrap();
+        Some(Self { port: host.port, host, dir })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -62,12 +37,7 @@ impl Sshd {
     }
 
     fn hosts(&self) -> String {
-        format!(
-            "hosts:\n  - name: web-01\n    address: 127.0.0.1\n    port: {}\n    user: root\n    key_file: {}\n    known_hosts: {}\n",
-            self.port,
-            self.path("user_key").display(),
-            self.path("known_hosts").display()
-        )
+        self.host.inventory("web-01")
     }
 }
 

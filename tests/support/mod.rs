@@ -440,3 +440,39 @@ pub fn tool_calls(calls: &[(&str, &str, &str)], usage: (u32, u32)) -> Scripted {
 pub fn answer(text: &str, usage: (u32, u32)) -> Scripted {
     (200, vec![], completion(serde_json::json!({ "role": "assistant", "content": text }), "stop", usage))
 }
+
+/// A real Prometheus (Debian's) on loopback scraping `target` every second;
+/// killed on drop. `None` where it is not installed (.ci/run installs it).
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    pub fn start(target: &str) -> Option<Self> {
+        if Command::new("prometheus").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: ['{target}']}}]\n")).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Some(Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
+    }
+}
