@@ -136,13 +136,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         }
     }
     std::fs::create_dir_all(&opts.report).map_err(|e| format!("cannot create the report directory {}: {e}", opts.report.display()))?;
-    let kubeconfig = opts.kubeconfig.clone().unwrap_or_else(crate::sandbox::kubeconfig_path);
-    if kubeconfig.is_file() {
-        let server = crate::sandbox::server(&kubeconfig)?;
-        if !crate::sandbox::is_loopback(&server) {
-            return Err(format!("refused: {} points at {server}, which is not on loopback; the drill breaks things, so it runs only against the sandbox control plane (scripts/test-cluster.sh start)", kubeconfig.display()));
-        }
-    }
+    let kubeconfig = sandbox_kubeconfig(opts.kubeconfig.clone())?;
     let sandbox = Sandbox::connect(&kubeconfig).await;
     let mut report = Report { started: now(), short: opts.short, scenarios: Vec::new(), chaos: None };
     for (i, name) in names.iter().enumerate() {
@@ -196,6 +190,19 @@ impl ScenarioReport {
     fn failed(name: &str, why: &str) -> Self {
         Self { status: "failed".into(), ..Self::skipped(name, why) }
     }
+}
+
+/// The sandbox's kubeconfig (the given one, else scripts/test-cluster.sh's);
+/// one whose API server is not on loopback is refused: the drill breaks things.
+fn sandbox_kubeconfig(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    let kubeconfig = given.unwrap_or_else(crate::sandbox::kubeconfig_path);
+    if kubeconfig.is_file() {
+        let server = crate::sandbox::server(&kubeconfig)?;
+        if !crate::sandbox::is_loopback(&server) {
+            return Err(format!("refused: {} points at {server}, which is not on loopback; the drill breaks things, so it runs only against the sandbox control plane (scripts/test-cluster.sh start)", kubeconfig.display()));
+        }
+    }
+    Ok(kubeconfig)
 }
 
 /// The sandbox control plane.
@@ -827,13 +834,7 @@ struct Active {
 /// healthy again; an action on a target no fault touched is wrongly acted.
 pub async fn chaos(report_dir: &Path, kubeconfig: Option<PathBuf>, duration: Duration, seed: Option<u64>, short: bool) -> Result<(ScenarioReport, Option<ChaosReport>), String> {
     std::fs::create_dir_all(report_dir).map_err(|e| format!("cannot create the report directory {}: {e}", report_dir.display()))?;
-    let kubeconfig = kubeconfig.unwrap_or_else(crate::sandbox::kubeconfig_path);
-    if kubeconfig.is_file() {
-        let server = crate::sandbox::server(&kubeconfig)?;
-        if !crate::sandbox::is_loopback(&server) {
-            return Err(format!("refused: {} points at {server}, which is not on loopback; the drill breaks things, so it runs only against the sandbox control plane (scripts/test-cluster.sh start)", kubeconfig.display()));
-        }
-    }
+    let kubeconfig = sandbox_kubeconfig(kubeconfig)?;
     let sb = match Sandbox::connect(&kubeconfig).await {
         Ok(sb) => sb,
         Err(why) => return Ok((ScenarioReport::skipped("chaos", &why), None)),
