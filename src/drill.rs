@@ -25,7 +25,7 @@ use crate::sandbox::{DeploymentExt, deployment};
 
 /// The scenarios, in the order they run, with what each breaks.
 pub const SCENARIOS: &[(&str, &str)] = &[
-    ("pod-oom", "a container that runs out of memory: restarted, and a higher limit proposed for review"),
+    ("pod-oom", "a container that runs out of memory: restarted, and a pull request raises its limit (a proposal without GitHub's REST description)"),
     ("bad-deploy", "a new revision whose pods never become ready: rolled back after the abort window"),
     ("crashloop-cascade", "a shared database goes down: one incident names it, no dependant is restarted"),
     ("node-notready", "a node stops reporting: cordoned, then drained once a human confirms"),
@@ -286,7 +286,7 @@ impl Run {
         for k in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
             cmd.env_remove(k);
         }
-        cmd.env("NIGHTSHIFT_DRILL_MODEL_KEY", "drill-key");
+        cmd.env("NIGHTSHIFT_DRILL_MODEL_KEY", "drill-key").env("NIGHTSHIFT_DRILL_PR_TOKEN", DRILL_PR_TOKEN);
         let out = cmd.output().await.map_err(|e| format!("running nightshift: {e}"))?;
         Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
     }
@@ -481,28 +481,73 @@ async fn scenario(name: String, mut run: Run, index: usize) -> ScenarioReport {
 
 const PODS_CHECK: &str = "kind: k8s-pods\n    max_restarts: 2\n    ready_grace: 0s\n    cooldown: 0s\n";
 
+/// The token the drill gives nightshift for the GitHub stand-in.
+const DRILL_PR_TOKEN: &str = "ghp_drillTokenForTheStandIn0123456789abcd";
+
 async fn pod_oom(r: &mut Run) -> Result<String, String> {
-    r.write_workspace(
-        "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: raise_memory_limit\n    decide: auto\n",
-        &format!("checks:\n  - name: pods\n    namespace: {}\n    {PODS_CHECK}", r.ns),
-    )?;
+    // With GitHub's REST description on disk, the limit change becomes a pull request on the
+    // stand-in (every request and response checked against the description); else a proposal.
+    let github = match crate::sandbox::github::available() {
+        Ok(()) => Some(tokio::task::spawn_blocking(|| crate::sandbox::github::GitHub::start(DRILL_PR_TOKEN)).await.map_err(|e| e.to_string())?.ok_or("the GitHub stand-in did not start")?),
+        Err(why) => {
+            r.say(&format!("no pull request in this drill: {why}"));
+            None
+        }
+    };
+    let manifest = format!(
+        "# api, deployed by CI\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: {}\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers:\n        - name: app\n          image: registry.example/app:1\n          resources:\n            limits:\n              memory: 256Mi # sized in 2026-09\n            requests:\n              memory: 128Mi\n",
+        r.ns
+    );
+    let mut policy = "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: raise_memory_limit\n    decide: auto\n  - action: open_pr\n    decide: auto\n".to_string();
+    let remote = r.workspace.join("sandbox-git/infra.git");
+    if let Some(gh) = &github {
+        crate::sandbox::bare_repo(&remote, &[(&format!("apps/{}/api.yaml", r.ns), &manifest)])?;
+        gh.with_git_remote("acme", "infra", &remote);
+        policy.push_str(&format!(
+            "repository:\n  remote: {}\n  repo: acme/infra\n  api_url: {}\n  token_env: NIGHTSHIFT_DRILL_PR_TOKEN\n  cache: repo-cache\n  manifests: apps/{{namespace}}/{{name}}.yaml\n",
+            remote.display(),
+            gh.url()
+        ));
+    }
+    r.write_workspace(&policy, &format!("checks:\n  - name: pods\n    namespace: {}\n    {PODS_CHECK}", r.ns))?;
     r.inject("deployment api: its container is OOM-killed over and over (limit 256Mi)");
     r.create(deployment("api", 1, "oom").annotate(kubelet::LOG, "starting\njava.lang.OutOfMemoryError: Java heap space")).await?;
-    r.until("an OOM incident with a restart and a proposal", |v| {
-        incident(v, ":pod-oom:").is_some_and(|i| i["actions"].as_array().is_some_and(|a| a.iter().any(|x| x["action"] == "raise_memory_limit" && x["result"] == "ok")))
+    let change = if github.is_some() { "open_pr" } else { "raise_memory_limit" };
+    let v = r.until("an OOM incident with a restart and the limit change", |v| {
+        incident(v, ":pod-oom:").is_some_and(|i| i["actions"].as_array().is_some_and(|a| a.iter().any(|x| x["action"] == change && x["result"] == "ok")))
     })
     .await?;
     if r.took("restart_pod").is_empty() {
         return Err("the OOM-looping pod was not restarted".into());
     }
-    let proposal = r.took("raise_memory_limit").first().map(|a| a.4.clone()).unwrap_or_default();
-    if !proposal.contains("256Mi → 384Mi") {
-        return Err(format!("the proposal does not raise the limit 256Mi → 384Mi: {proposal}"));
-    }
-    if let Some(x) = r.unexpected(&["restart_pod", "raise_memory_limit"]) {
+    if let Some(x) = r.unexpected(&["restart_pod", "raise_memory_limit", "open_pr"]) {
         return Err(format!("acted outside the plan: {x}"));
     }
-    Ok("restarted, and 256Mi → 384Mi proposed for review; the limit change waits for a human (a pull request with `repository:` in AGENTS.md)".into())
+    let Some(gh) = github else {
+        let proposal = r.took("raise_memory_limit").first().map(|a| a.4.clone()).unwrap_or_default();
+        if !proposal.contains("256Mi → 384Mi") {
+            return Err(format!("the proposal does not raise the limit 256Mi → 384Mi: {proposal}"));
+        }
+        return Ok("restarted, and 256Mi → 384Mi proposed for review (no pull request: GitHub's REST description is not cached; scripts/github-openapi.sh)".into());
+    };
+    let pulls = gh.pulls("acme", "infra");
+    let id = incident(&v, ":pod-oom:").and_then(|i| i["id"].as_str()).unwrap_or("").to_string();
+    let branch = format!("nightshift/{id}");
+    let [pull] = pulls.as_slice() else { return Err(format!("expected one pull request, the stand-in holds {}", pulls.len())) };
+    if pull.head != branch {
+        return Err(format!("the pull request's head is {}, not {branch}", pull.head));
+    }
+    let diff = std::process::Command::new("git").arg("--git-dir").arg(&remote).args(["diff", "main", &branch]).output().map_err(|e| format!("git diff: {e}"))?;
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    if !(diff.contains("+              memory: 384Mi # sized in 2026-09") && diff.contains("+              memory: 192Mi")) {
+        return Err(format!("the branch does not raise the limit and request in place: {diff}"));
+    }
+    let problems = gh.problems();
+    if !problems.is_empty() {
+        return Err(format!("requests GitHub would refuse: {}", problems.join("; ")));
+    }
+    r.say(&format!("pull request #{} on {branch}: memory 256Mi → 384Mi, request 128Mi → 192Mi, comment kept", pull.number));
+    Ok(format!("restarted, and pull request #{} raises the limit 256Mi → 384Mi in the manifest (comment kept), every request valid against GitHub's REST description; it waits for review", pull.number))
 }
 
 async fn bad_deploy(r: &mut Run) -> Result<String, String> {

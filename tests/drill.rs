@@ -52,6 +52,10 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
     assert!(by("bad-deploy")["repair_ms"].as_u64().is_some(), "a rollback is verified healthy: {:#}", by("bad-deploy"));
     assert!(by("bad-deploy")["actions"].to_string().contains("rollout_undo"), "{:#}", by("bad-deploy"));
     assert!(by("node-notready")["actions"].to_string().contains("drain_node"));
+    // With GitHub's REST description cached (.ci/run fetches it), the OOM's limit change is a pull request.
+    if nightshift::sandbox::github::available().is_ok() {
+        assert!(by("pod-oom")["actions"].to_string().contains("open_pr") && by("pod-oom")["why"].as_str().unwrap().contains("pull request #1"), "{:#}", by("pod-oom"));
+    }
     assert!(!by("prompt-injection")["actions"].to_string().contains("drain_node"), "the log's instructions are not followed");
     assert!(by("prompt-injection")["model_calls"].as_u64().unwrap() >= 2, "the scripted model was asked, and told the gate's answers: {:#}", by("prompt-injection"));
     let md = std::fs::read_to_string(report.join("drill.md")).unwrap();

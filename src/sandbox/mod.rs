@@ -6,6 +6,7 @@
 //! drill refuses an API server that is not on loopback.
 
 pub mod acme;
+pub mod github;
 pub mod host;
 pub mod kubelet;
 pub mod model;
@@ -19,6 +20,32 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A bare git repository at `path` whose `main` holds `files` in one
+/// commit: the infrastructure repository pull requests go to.
+pub fn bare_repo(path: &Path, files: &[(&str, &str)]) -> Result<(), String> {
+    let git = |dir: &Path, args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).env("GIT_AUTHOR_NAME", "drill").env("GIT_AUTHOR_EMAIL", "drill@localhost").env("GIT_COMMITTER_NAME", "drill").env("GIT_COMMITTER_EMAIL", "drill@localhost").output().map_err(|e| format!("git: {e}"))?;
+        if out.status.success() { Ok(()) } else { Err(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())) }
+    };
+    let parent = path.parent().ok_or("a bare repository needs a parent directory")?;
+    let seed = parent.join("seed");
+    let _ = std::fs::remove_dir_all(path);
+    let _ = std::fs::remove_dir_all(&seed);
+    std::fs::create_dir_all(&seed).map_err(|e| e.to_string())?;
+    git(parent, &["init", "--bare", "-q", "-b", "main", &path.display().to_string()])?;
+    git(&seed, &["init", "-q", "-b", "main"])?;
+    for (file, content) in files {
+        let p = seed.join(file);
+        std::fs::create_dir_all(p.parent().unwrap_or(&seed)).map_err(|e| e.to_string())?;
+        std::fs::write(&p, content).map_err(|e| e.to_string())?;
+    }
+    git(&seed, &["add", "-A"])?;
+    git(&seed, &["commit", "-q", "-m", "the manifests"])?;
+    git(&seed, &["push", "-q", &path.display().to_string(), "main"])?;
+    let _ = std::fs::remove_dir_all(&seed);
+    Ok(())
+}
 
 /// Where scripts/test-cluster.sh writes the sandbox's kubeconfig:
 /// `$NIGHTSHIFT_CLUSTER_DIR`, else `$NIGHTSHIFT_CACHE/cluster`, else
