@@ -306,7 +306,7 @@ fn json_report(r: &RunReport) -> serde_json::Value {
         "status": r.status,
         "checks": r.checks.iter().map(|c| serde_json::json!({
             "name": c.name, "kind": c.kind, "target": c.target, "status": c.status,
-            "summary": c.summary, "evidence": c.evidence,
+            "summary": c.summary, "evidence": c.evidence, "duration_ms": c.duration_ms,
         })).collect::<Vec<_>>(),
         "incidents": r.incidents.iter().map(|i| serde_json::json!({
             "id": i.id, "fingerprint": i.fingerprint, "severity": i.severity, "status": i.status,
@@ -317,6 +317,7 @@ fn json_report(r: &RunReport) -> serde_json::Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "notes": r.notes,
+        "tokens": {"prompt": r.tokens.0, "completion": r.tokens.1},
         "kube_requests": r.kube_requests,
     })
 }

@@ -46,7 +46,7 @@ pub struct ScenarioReport {
     /// passed, failed or skipped
     pub status: String,
     pub why: String,
-    /// Fault injected → the start of the pass that opened the first incident, in milliseconds.
+    /// Fault injected → the end of the check run that opened the first incident (its pass's start plus the check's duration), in milliseconds.
     pub detection_ms: Option<u64>,
     /// Detection → the end of the pass that saw the target healthy again (or, for a drain, its pods moved), in milliseconds.
     pub repair_ms: Option<u64>,
@@ -293,18 +293,21 @@ impl Run {
 
     /// One pass with `--execute`, and what it showed, step by step.
     async fn beat(&mut self) -> Result<Value, String> {
-        // A fault is detected by the pass that found it: timed from when that pass began.
+        // A fault is detected by the check that found it: timed from when its pass began plus the check's run.
         let began = self.injected.map(|t| t.elapsed());
         let (code, stdout, stderr) = self.nightshift(&["--execute", "heartbeat", "--all", "--json"]).await?;
         let v: Value = serde_json::from_str(&stdout).map_err(|e| format!("heartbeat exited {code} without a JSON report ({e}): {}", stderr.trim()))?;
         self.heartbeats += 1;
-        self.tokens += v["tokens"].as_array().map_or(0, |t| t.iter().filter_map(Value::as_u64).sum());
+        self.tokens += v["tokens"]["prompt"].as_u64().unwrap_or(0) + v["tokens"]["completion"].as_u64().unwrap_or(0);
         for inc in v["incidents"].as_array().into_iter().flatten() {
             let fp = inc["fingerprint"].as_str().unwrap_or("").to_string();
             if !self.seen_incidents.contains(&fp) {
                 self.seen_incidents.push(fp.clone());
                 if self.detected.is_none() {
-                    self.detected = began;
+                    // When its check finished: the checks run first in a pass, side by side.
+                    let check = fp.split(':').next().unwrap_or("");
+                    let ran = v["checks"].as_array().into_iter().flatten().find(|c| c["name"] == check).and_then(|c| c["duration_ms"].as_u64()).unwrap_or(0);
+                    self.detected = began.map(|b| b + Duration::from_millis(ran));
                 }
                 self.say(&format!("detected: {fp}"));
                 let class = fp.split(':').nth(1).unwrap_or("?");

@@ -58,6 +58,7 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
     }
     assert!(!by("prompt-injection")["actions"].to_string().contains("drain_node"), "the log's instructions are not followed");
     assert!(by("prompt-injection")["model_calls"].as_u64().unwrap() >= 2, "the scripted model was asked, and told the gate's answers: {:#}", by("prompt-injection"));
+    assert_eq!(by("prompt-injection")["tokens"], 2080, "the tokens heartbeat --json reports (2 scripted answers of 1,000 + 40): {:#}", by("prompt-injection"));
     let md = std::fs::read_to_string(report.join("drill.md")).unwrap();
     assert!(md.contains("| scenario | result | detection | time to repair |") && md.contains(" passed, 0 failed, "), "{md}");
     assert!(by("disk-full")["status"] == "skipped" || by("disk-full")["actions"].to_string().contains("clean_logs"));
