@@ -305,8 +305,7 @@ impl Run {
                 self.seen_incidents.push(fp.clone());
                 if self.detected.is_none() {
                     // When its check finished: the checks run first in a pass, side by side.
-                    let check = fp.split(':').next().unwrap_or("");
-                    let ran = v["checks"].as_array().into_iter().flatten().find(|c| c["name"] == check).and_then(|c| c["duration_ms"].as_u64()).unwrap_or(0);
+                    let ran = check(&v, fp.split(':').next().unwrap_or("")).and_then(|c| c["duration_ms"].as_u64()).unwrap_or(0);
                     self.detected = began.map(|b| b + Duration::from_millis(ran));
                 }
                 self.say(&format!("detected: {fp}"));
@@ -343,7 +342,7 @@ impl Run {
         let names: Vec<String> = checks.iter().map(|c| c.to_string()).collect();
         let v = self
             .until(&format!("{} passing again", names.join(", ")), |v| {
-                names.iter().all(|n| v["checks"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == n.as_str() && c["status"] == "ok")))
+                names.iter().all(|n| check_ok(v, n))
             })
             .await?;
         self.resolved();
@@ -450,6 +449,15 @@ fn s(v: &Value, key: &str) -> String {
 fn one_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     if line.chars().count() > max { format!("{}…", line.chars().take(max).collect::<String>()) } else { line.to_string() }
+}
+
+/// A pass's result of one check.
+fn check<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["checks"].as_array()?.iter().find(|c| c["name"] == name)
+}
+
+fn check_ok(v: &Value, name: &str) -> bool {
+    check(v, name).is_some_and(|c| c["status"] == "ok")
 }
 
 fn incident<'a>(v: &'a Value, part: &str) -> Option<&'a Value> {
@@ -751,7 +759,7 @@ async fn disk_full(r: &mut Run) -> Result<String, String> {
         &format!("{}checks:\n  - name: disk\n    kind: disk\n    host: sandbox-host\n    path: {}\n    max_used_percent: 60\n    cooldown: 0s\n", host.inventory("sandbox-host"), fs.path.display()),
     )?;
     let before = r.beat().await?;
-    if !before["checks"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == "disk" && c["status"] == "ok")) {
+    if !check_ok(&before, "disk") {
         return Err(format!("the sandbox host's disk is not healthy before the fault: {}", before["checks"]));
     }
     r.inject("12 rotated logs a month old fill the host's 4 MiB disk past 60%");
@@ -793,9 +801,9 @@ async fn cert_expiry(r: &mut Run) -> Result<String, String> {
     )?;
     r.until("the expiring certificate detected", |v| incident(v, ":cert-expiring:").is_some() || incident(v, ":cert-expired:").is_some()).await?;
     let v = r.until_healthy(&["site-cert"]).await?;
-    let check = v["checks"].as_array().into_iter().flatten().find(|c| c["name"] == "site-cert").cloned().unwrap_or_default();
-    let days = check["evidence"]["days_left"].as_i64().unwrap_or(0);
-    let issuer = check["evidence"]["issuer"].as_str().unwrap_or("").to_string();
+    let cert = check(&v, "site-cert").cloned().unwrap_or_default();
+    let days = cert["evidence"]["days_left"].as_i64().unwrap_or(0);
+    let issuer = cert["evidence"]["issuer"].as_str().unwrap_or("").to_string();
     if days <= 30 || !issuer.to_lowercase().contains("pebble") {
         return Err(format!("nginx serves a certificate with {days} days left from {issuer}, not a renewed one"));
     }

@@ -129,27 +129,26 @@ pub fn assess_scaling(s: &ScalingSpec, r: &ScalingReading) -> Outcome {
 }
 
 pub async fn scaling(s: &ScalingSpec, ctx: &Context) -> Outcome {
-    let client = match ctx.kube.get(s.context.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => return Outcome::new(Status::Error, e),
-    };
+    match read_scaling(s, ctx).await {
+        Ok(r) => assess_scaling(s, &r),
+        Err(e) => Outcome::new(Status::Error, e),
+    }
+}
+
+/// The Deployment's replicas, its autoscaler and the load signal.
+async fn read_scaling(s: &ScalingSpec, ctx: &Context) -> Result<ScalingReading, String> {
+    let client = ctx.kube.get(s.context.as_deref()).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &s.namespace);
-    let d = match deployments.get_opt(&s.deployment).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return Outcome::new(Status::Error, format!("deployment {}/{} does not exist", s.namespace, s.deployment)),
-        Err(e) => return Outcome::new(Status::Error, explain(&e, &format!("reading deployment {}/{}", s.namespace, s.deployment))),
-    };
-    let hpa = match autoscaler(&client, &s.namespace, &s.deployment).await {
-        Ok(h) => h,
-        Err(e) => return Outcome::new(Status::Error, e),
-    };
-    let value = match load(s, ctx).await {
-        Ok(v) => v,
-        Err(e) => return Outcome::new(Status::Error, format!("no load reading for {}/{}: {e}", s.namespace, s.deployment)),
-    };
+    let d = deployments
+        .get_opt(&s.deployment)
+        .await
+        .map_err(|e| explain(&e, &format!("reading deployment {}/{}", s.namespace, s.deployment)))?
+        .ok_or_else(|| format!("deployment {}/{} does not exist", s.namespace, s.deployment))?;
+    let hpa = autoscaler(&client, &s.namespace, &s.deployment).await?;
+    let value = load(s, ctx).await.map_err(|e| format!("no load reading for {}/{}: {e}", s.namespace, s.deployment))?;
     let replicas = d.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1);
     let ready = d.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0);
-    assess_scaling(s, &ScalingReading { replicas, ready, value, hpa })
+    Ok(ScalingReading { replicas, ready, value, hpa })
 }
 
 /// The HorizontalPodAutoscaler whose target is this Deployment, if any.
@@ -290,25 +289,23 @@ pub fn assess_failover(s: &FailoverSpec, selector: &BTreeMap<String, String>, pr
 }
 
 pub async fn failover(s: &FailoverSpec, ctx: &Context) -> Outcome {
-    let client = match ctx.kube.get(s.context.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => return Outcome::new(Status::Error, e),
-    };
-    let services: Api<Service> = Api::namespaced(client.clone(), &s.namespace);
-    let svc = match services.get_opt(&s.service).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return Outcome::new(Status::Error, format!("service {}/{} does not exist", s.namespace, s.service)),
-        Err(e) => return Outcome::new(Status::Error, explain(&e, &format!("reading service {}/{}", s.namespace, s.service))),
-    };
-    let selector = svc.spec.and_then(|sp| sp.selector).unwrap_or_default();
-    let mut sides = Vec::new();
-    for name in [&s.primary, &s.secondary] {
-        match workload(&client, &s.namespace, name).await {
-            Ok(w) => sides.push(w),
-            Err(e) => return Outcome::new(Status::Error, e),
-        }
+    match read_failover(s, ctx).await {
+        Ok((selector, primary, secondary)) => assess_failover(s, &selector, &primary, &secondary, Utc::now()),
+        Err(e) => Outcome::new(Status::Error, e),
     }
-    assess_failover(s, &selector, &sides[0], &sides[1], Utc::now())
+}
+
+/// The Service's selector and both sides.
+async fn read_failover(s: &FailoverSpec, ctx: &Context) -> Result<(BTreeMap<String, String>, Workload, Workload), String> {
+    let client = ctx.kube.get(s.context.as_deref()).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), &s.namespace);
+    let svc = services
+        .get_opt(&s.service)
+        .await
+        .map_err(|e| explain(&e, &format!("reading service {}/{}", s.namespace, s.service)))?
+        .ok_or_else(|| format!("service {}/{} does not exist", s.namespace, s.service))?;
+    let selector = svc.spec.and_then(|sp| sp.selector).unwrap_or_default();
+    Ok((selector, workload(&client, &s.namespace, &s.primary).await?, workload(&client, &s.namespace, &s.secondary).await?))
 }
 
 /// A Deployment's selector labels, readiness, and since when all its pods are ready.

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::{free_port, wait_listening};
 
 /// Why the site cannot be had here, if it cannot.
 pub fn missing() -> Option<String> {
@@ -15,21 +17,6 @@ pub fn missing() -> Option<String> {
 
 fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn wait_listening(port: u16, limit: Duration) -> Result<(), String> {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > limit {
-            return Err(format!("nothing listens on 127.0.0.1:{port} after {} s", limit.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// A self-signed certificate and key for `cn` (and `san`), valid `days`.

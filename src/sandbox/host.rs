@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -33,7 +33,8 @@ impl Drop for SshHost {
     }
 }
 
-fn keygen(path: &Path) -> Result<(), String> {
+/// An ed25519 key pair without a passphrase at `path` (and `path`.pub).
+pub fn keygen(path: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).stdout(Stdio::null()).status().map_err(|e| format!("ssh-keygen: {e}"))?;
@@ -47,7 +48,7 @@ impl SshHost {
         keygen(&dir.join("host_key"))?;
         keygen(&dir.join("user_key"))?;
         std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).map_err(|e| e.to_string())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let port = super::free_port()?;
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {}\n",
             dir.join("host_key").display(),
@@ -58,13 +59,7 @@ impl SshHost {
         std::fs::create_dir_all("/run/sshd").ok();
         let child = Command::new(SSHD).arg("-D").arg("-e").arg("-f").arg(dir.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("starting sshd: {e}"))?;
         let host = SshHost { child, port, dir: dir.to_path_buf() };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err(format!("sshd did not listen on 127.0.0.1:{port} within 10 s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_listening(port, Duration::from_secs(10)).map_err(|e| format!("sshd: {e}"))?;
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).map_err(|e| e.to_string())?;
         Ok(host)

@@ -21,6 +21,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// A free TCP port on 127.0.0.1 (for a sandbox server to listen on).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+pub fn wait_listening(port: u16, limit: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > limit {
+            return Err(format!("nothing listens on 127.0.0.1:{port} after {} s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A bare git repository at `path` whose `main` holds `files` in one
 /// commit: the infrastructure repository pull requests go to.
 pub fn bare_repo(path: &Path, files: &[(&str, &str)]) -> Result<(), String> {
