@@ -624,7 +624,7 @@ async fn the_cluster_role_grants_what_the_actions_need_and_nothing_more() {
     assert!(undone.ends_with("to revision 1 (registry.example/app:1)"), "{undone}");
     repair::rollout_restart(&sa, &ns, "web").await.unwrap();
     repair::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
-    repair::recover(&sa, &ns, "web").await.unwrap();
+    repair::recovery_is_undo(&sa, &ns, "web").await.unwrap();
     let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
     repair::restart_pod(&sa, &ns, &pod).await.unwrap();
     repair::cordon(&sa, &node).await.unwrap();
@@ -781,7 +781,7 @@ async fn a_failed_primary_fails_over_to_the_secondary_recovers_and_is_switched_b
     let svc: Service = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"selector": {"app": "db-a"}, "ports": [{"port": 5432}]}})).unwrap();
     Api::<Service>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &svc).await.unwrap();
     let ws = Ws::new(
-        "mode: execute\nrules:\n  - action: failover\n    decide: auto\n  - action: failback\n    decide: auto\n",
+        "mode: execute\nrules:\n  - action: failover\n    decide: auto\n  - action: failback\n    decide: auto\n  - action: rollout_restart\n    decide: auto\n  - action: rollout_undo\n    decide: auto\n",
         &format!("checks:\n  - name: db\n    kind: k8s-failover\n    namespace: {ns}\n    service: db\n    primary: db-a\n    secondary: db-b\n    switch_back_after: 4s\n    cooldown: 0s\n"),
     );
     let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
@@ -803,7 +803,11 @@ async fn a_failed_primary_fails_over_to_the_secondary_recovers_and_is_switched_b
     assert_eq!(inc["actions"][0]["result"], "ok", "{inc:#}");
     let outcome = inc["actions"][0]["outcome"].as_str().unwrap();
     assert!(outcome.contains("now selects app=db-b") && outcome.contains("1 ready pod(s) of db-b"), "{outcome}");
-    assert!(outcome.contains("recovery of the primary started: restarted deployment"), "{outcome}");
+    // The primary's recovery is an action of its own: gated by its own rule, journaled, audited.
+    let recovery = &inc["actions"][1];
+    assert_eq!((recovery["action"].as_str(), recovery["result"].as_str(), recovery["decision"].as_str()), (Some("rollout_restart"), Some("ok"), Some("auto")), "{inc:#}");
+    assert!(recovery["outcome"].as_str().unwrap().contains("restarted deployment"), "{recovery}");
+    assert!(recovery["target"].as_str().unwrap().ends_with("/db-a"), "{recovery}");
     assert_eq!(inc["status"], "open", "{inc:#}");
     let (selector, endpoints) = service_state(&c, &ns, "db").await;
     assert_eq!(selector, "app=db-b");

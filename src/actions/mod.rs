@@ -244,6 +244,9 @@ pub enum Action {
         namespace: String,
         deployment: String,
         replicas: i32,
+        /// The replicas when the scale was planned: the blast radius is the difference.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
@@ -411,7 +414,9 @@ impl Action {
         match self {
             Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } | Action::ReplaceNode { .. } | Action::Failover { .. } | Action::Failback { .. } => 1,
-            Action::Scale { replicas, .. } => (*replicas).max(1) as u32,
+            // The replicas it changes (50 → 0 touches 50); unknown, the replicas it sets.
+            Action::Scale { replicas, from: Some(from), .. } => replicas.abs_diff(*from).max(1),
+            Action::Scale { replicas, from: None, .. } => (*replicas).max(1) as u32,
         }
     }
 

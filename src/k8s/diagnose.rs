@@ -352,7 +352,8 @@ pub fn scaling(r: &CheckResult, s: &crate::checks::strategy::ScalingSpec) -> Dia
     let pressure = ev(r, "pressure");
     let to = r.evidence.get("proposed").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
     let at_max = r.evidence.get("at_max").and_then(|v| v.as_bool()) == Some(true);
-    let scale = vec![Action::Scale { namespace: s.namespace.clone(), deployment: s.deployment.clone(), replicas: to, context: s.context.clone() }];
+    let from = r.evidence.get("replicas").and_then(|v| v.as_i64()).map(|n| n as i32);
+    let scale = vec![Action::Scale { namespace: s.namespace.clone(), deployment: s.deployment.clone(), replicas: to, from, context: s.context.clone() }];
     let mut steps = vec![code(&r.summary)];
     let (class, title, plan, prevention) = match pressure {
         "load" if at_max => {

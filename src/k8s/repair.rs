@@ -196,16 +196,16 @@ pub async fn switch_service(client: &Client, namespace: &str, service: &str, to:
 /// Starts a Deployment's recovery: a rollback when its newest revision is
 /// what fails (a rollout that has not completed and has a revision before
 /// it), else a rolling restart.
-pub async fn recover(client: &Client, namespace: &str, deployment: &str) -> Result<String, String> {
+/// How a failed-over primary recovers: `true` for a rollback (its rollout
+/// never completed and there is a revision to go back to), `false` for a
+/// rolling restart. Deciding only: the pipeline gates and runs the action.
+pub async fn recovery_is_undo(client: &Client, namespace: &str, deployment: &str) -> Result<bool, String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let d = api.get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?.ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = d.status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
     let stuck = d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")));
-    if (stuck || updated < desired) && undo_plan(client, namespace, deployment).await.is_ok() {
-        return rollout_undo(client, namespace, deployment).await;
-    }
-    rollout_restart(client, namespace, deployment).await
+    Ok((stuck || updated < desired) && undo_plan(client, namespace, deployment).await.is_ok())
 }
 
 pub async fn cordon(client: &Client, node: &str) -> Result<String, String> {

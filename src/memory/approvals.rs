@@ -101,6 +101,7 @@ impl Memory {
     pub fn decide_approval(&self, id: &str, approve: bool, who: &str) -> std::result::Result<Approval, DecideError> {
         use super::audit::{ActionResult, AuditEntry};
         use super::notes::{IncidentStatus, timestamp};
+        let _write = self.write_lock()?;
         let t = Utc::now();
         let outcome = self.update_approvals(|list| {
             let a = list.iter_mut().find(|a| a.id == id).ok_or_else(|| DecideError::NotFound(id.to_string()))?;

@@ -155,21 +155,47 @@ pub fn parse(text: &str) -> Vec<AuditEntry> {
 }
 
 impl Memory {
-    /// Appends entries to the day's audit file (atomically: the whole file is rewritten).
+    /// Appends entries to the audit file of each entry's own day, under the
+    /// memory's write lock and atomically (the whole file is rewritten), so
+    /// concurrent writers never lose an entry. `now` names the day of an
+    /// entry whose time does not parse.
     pub fn append_audit(&self, now: DateTime<Utc>, entries: &[AuditEntry]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let path = self.root.join("audit").join(format!("{}.md", now.format("%Y-%m-%d")));
-        let mut text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("# Audit {}\n\n", now.format("%Y-%m-%d")),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
+        let _lock = self.write_lock()?;
+        let mut by_day: BTreeMap<String, Vec<&AuditEntry>> = BTreeMap::new();
         for e in entries {
-            text.push_str(&e.render());
+            let day = super::notes::parse_ts(&e.time).unwrap_or(now).format("%Y-%m-%d").to_string();
+            by_day.entry(day).or_default().push(e);
         }
-        atomic_write(&path, text.as_bytes())
+        for (day, entries) in by_day {
+            let path = self.root.join("audit").join(format!("{day}.md"));
+            let mut text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("# Audit {day}\n\n"),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            for e in entries {
+                text.push_str(&e.render());
+            }
+            atomic_write(&path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the audit shows that nightshift itself executed `action` on
+    /// `target` for `incident` at `time`, successfully: what memory recall
+    /// trusts, rather than what a note says.
+    pub fn audit_confirms(&self, time: &str, action: &str, target: &str, incident: &str) -> bool {
+        let Some(t) = super::notes::parse_ts(time) else { return false };
+        // An entry lands in the file of its own day (older builds: the day the pass ended).
+        [t, t + chrono::Duration::days(1)].iter().any(|day| {
+            let path = self.root.join("audit").join(format!("{}.md", day.format("%Y-%m-%d")));
+            std::fs::read_to_string(&path).is_ok_and(|text| {
+                parse(&text).iter().any(|e| e.time == time && e.action == action && e.target == target && e.incident.as_deref() == Some(incident) && e.result == ActionResult::Ok && e.mode == "execute")
+            })
+        })
     }
 
     /// Every audit entry of the days from `since` on.

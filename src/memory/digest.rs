@@ -9,7 +9,8 @@ use crate::workspace::heartbeat::Severity;
 /// One incident's digest section.
 pub fn section(inc: &Incident, commit: &str) -> String {
     let mut s = format!("## {}\n\n", inc.id);
-    let mut field = |k: &str, v: String| s.push_str(&format!("- **{k}**: {v}\n"));
+    // One line per field whatever the value holds, so no value adds a field.
+    let mut field = |k: &str, v: String| s.push_str(&format!("- **{k}**: {}\n", one_line(&v)));
     field("Title", one_line(&inc.title));
     field("Class", one_line(&inc.class));
     field("Target", code(&inc.target));
@@ -43,8 +44,12 @@ pub fn parse(text: &str) -> Vec<(Incident, String)> {
         let id = lines.next().unwrap_or("").trim().to_string();
         let mut inc = Incident::blank(&id, IncidentStatus::Resolved);
         let mut commit = String::new();
+        let mut seen = std::collections::BTreeSet::new();
         for line in lines {
             let Some((k, v)) = line.strip_prefix("- **").and_then(|r| r.split_once("**: ")) else { continue };
+            if !seen.insert(k.to_string()) {
+                continue;
+            }
             let v = v.trim().to_string();
             match k {
                 "Title" => inc.title = v,

@@ -51,6 +51,8 @@ impl Memory {
     /// Acknowledging twice keeps the first acknowledgement (`false`).
     pub fn ack_incident(&self, id: &str, who: &str) -> std::result::Result<(Ack, bool), AckError> {
         use super::audit::{ActionResult, AuditEntry};
+        // The note, the acks, the audit and the commit change together or not at all.
+        let _write = self.write_lock()?;
         let mut inc = self.read_incident(id).map_err(|_| AckError::NotFound(id.to_string()))?;
         if inc.status == IncidentStatus::Resolved {
             return Err(AckError::Resolved(id.to_string()));

@@ -92,6 +92,29 @@ pub struct Memory {
 /// An exclusive lock on the memory's state, released on drop.
 pub struct StateLock(#[allow(dead_code)] Flock<File>);
 
+thread_local! {
+    /// Memory roots whose write lock this thread holds (the lock is re-entrant per thread).
+    static WRITING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The one memory-wide write lock (`state/memory.lock`): every audit append,
+/// note read-modify-write and commit holds it, across processes (the daemon,
+/// a CLI `approve` beside it) and threads. Re-entrant on one thread, so a
+/// function that holds it may call another that takes it; never held across
+/// an `.await`.
+pub struct WriteLock {
+    flock: Option<Flock<File>>,
+    root: PathBuf,
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if self.flock.take().is_some() {
+            WRITING.with(|w| w.borrow_mut().retain(|r| r != &self.root));
+        }
+    }
+}
+
 impl Memory {
     /// Opens the memory folder, creating it and its git repository if absent.
     pub fn open(workspace: &Path) -> Result<Self> {
@@ -102,7 +125,7 @@ impl Memory {
         }
         let ignore = root.join(".gitignore");
         if !ignore.exists() {
-            atomic_write(&ignore, b"# operational state: check state, journal, pending approvals\nstate/\n")?;
+            atomic_write(&ignore, b"# operational state: check state, journal, pending approvals\nstate/\n# temporary files of atomic writes\n.*.tmp-*\n")?;
         }
         if git2::Repository::open(&root).is_err() {
             git2::Repository::init(&root).map_err(|source| MemoryError::Git { path: root.clone(), source })?;
@@ -135,6 +158,16 @@ impl Memory {
             .map_err(|(_, e)| MemoryError::Io { path, source: std::io::Error::from(e) })
     }
 
+    /// Takes the memory-wide write lock, waiting for its holder (see [`WriteLock`]).
+    pub fn write_lock(&self) -> Result<WriteLock> {
+        if WRITING.with(|w| w.borrow().contains(&self.root)) {
+            return Ok(WriteLock { flock: None, root: self.root.clone() });
+        }
+        let StateLock(flock) = self.lock("memory")?;
+        WRITING.with(|w| w.borrow_mut().push(self.root.clone()));
+        Ok(WriteLock { flock: Some(flock), root: self.root.clone() })
+    }
+
     /// Tries to take a lock without waiting; `None` if another process holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<StateLock>> {
         let path = self.state_dir().join(format!("{name}.lock"));
@@ -149,12 +182,21 @@ impl Memory {
     /// Commits everything git does not ignore; returns the commit, or `None`
     /// when nothing changed.
     pub fn commit(&self, message: &str) -> Result<Option<git2::Oid>> {
-        // One commit at a time, across processes (a CLI approval beside the daemon) and tasks.
-        let _lock = self.lock("git")?;
+        // One writer at a time, across processes (a CLI approval beside the daemon) and tasks.
+        let _lock = self.write_lock()?;
         let git = |source| MemoryError::Git { path: self.root.clone(), source };
         let repo = git2::Repository::open(&self.root).map_err(git)?;
+        // Only nightshift writes this repository, and only under the write lock:
+        // an index lock left here is a crash's, and would fail every later commit.
+        let stale = repo.path().join("index.lock");
+        if stale.exists() {
+            tracing::warn!(path = %stale.display(), "removing the git index lock a crashed run left");
+            std::fs::remove_file(&stale).map_err(io_err(&stale))?;
+        }
         let mut index = repo.index().map_err(git)?;
-        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).map_err(git)?;
+        // Temporary files of atomic writes (`.NAME.tmp-PID-N`) are never staged.
+        let mut skip_temporary = |path: &Path, _: &[u8]| -> i32 { i32::from(is_temporary(path)) };
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, Some(&mut skip_temporary)).map_err(git)?;
         index.update_all(["*"], None).map_err(git)?;
         index.write().map_err(git)?;
         let tree_id = index.write_tree().map_err(git)?;
@@ -168,6 +210,11 @@ impl Memory {
         let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).map_err(git)?;
         Ok(Some(oid))
     }
+}
+
+/// A temporary file of [`atomic_write`].
+fn is_temporary(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
 }
 
 /// Single-line text safe to place in a markdown list item: control characters

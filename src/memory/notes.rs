@@ -109,31 +109,34 @@ impl Incident {
 
     fn render_raw(&self) -> String {
         let mut s = format!("# {}\n\n", one_line(&self.title));
-        s.push_str(&format!("- **Detected**: {}\n", self.detected));
-        s.push_str(&format!("- **Severity**: {}\n", self.severity.as_str()));
-        s.push_str(&format!("- **Status**: {}\n", self.status.as_str()));
-        s.push_str(&format!("- **Check**: {}\n", one_line(&self.check)));
-        s.push_str(&format!("- **Fingerprint**: {}\n", super::code(&self.fingerprint)));
-        s.push_str(&format!("- **Class**: {}\n", one_line(&self.class)));
-        s.push_str(&format!("- **Target**: {}\n", super::code(&self.target)));
+        // Every header field goes through `field`: one line, no control characters,
+        // so no value (an alert's timestamp, a target) can add a field of its own.
+        let mut field = |key: &str, value: &str| s.push_str(&format!("- **{key}**: {}\n", one_line(value)));
+        field("Detected", &self.detected);
+        field("Severity", self.severity.as_str());
+        field("Status", self.status.as_str());
+        field("Check", &self.check);
+        field("Fingerprint", &super::code(&self.fingerprint));
+        field("Class", &self.class);
+        field("Target", &super::code(&self.target));
         if let Some(t) = &self.failing_since {
-            s.push_str(&format!("- **Failing since**: {t}\n"));
+            field("Failing since", t);
         }
-        s.push_str(&format!("- **Last seen**: {}\n", self.last_seen));
-        s.push_str(&format!("- **Occurrences**: {}\n", self.occurrences));
+        field("Last seen", &self.last_seen);
+        field("Occurrences", &self.occurrences.to_string());
         if let Some(r) = &self.resolved {
-            s.push_str(&format!("- **Resolved**: {r}\n"));
+            field("Resolved", r);
         }
         if let Some(fix) = self.fix() {
-            s.push_str(&format!("- **Fixed by**: {} on {}\n", fix.kind(), super::code(&fix.target().id)));
+            field("Fixed by", &format!("{} on {}", fix.kind(), super::code(&fix.target().id)));
         }
         if let Some(r) = &self.recalled_from {
-            s.push_str(&format!("- **Recalled from**: [{r}]({r}.md)\n"));
+            field("Recalled from", &format!("[{r}]({r}.md)"));
         }
         if !self.attempts.is_empty() {
-            s.push_str(&format!("- **Fix attempts**: {}\n", super::code(&serde_json::to_string(&self.attempts).unwrap_or_default())));
+            field("Fix attempts", &super::code(&serde_json::to_string(&self.attempts).unwrap_or_default()));
         }
-        s.push_str(&format!("- **Tokens**: {}\n", self.tokens));
+        field("Tokens", &self.tokens.to_string());
         s.push_str("\n## Evidence\n\n");
         s.push_str(&fenced("text", &self.evidence));
         for (title, items, numbered) in [("Diagnosis", &self.diagnosis, true), ("Actions taken", &self.actions, false), ("Prevention", &self.prevention, false)] {
@@ -190,6 +193,7 @@ impl Incident {
         let mut heading = String::new();
         let mut in_code = false;
         let mut depth = 0usize;
+        let mut seen = std::collections::BTreeSet::new();
         for (event, range) in Parser::new(text).into_offset_iter() {
             match event {
                 Event::Start(Tag::Heading { level, .. }) => {
@@ -213,7 +217,7 @@ impl Incident {
                     if depth == 1 {
                         let raw = text[range.clone()].lines().next().unwrap_or("").trim();
                         let item = strip_marker(raw).to_string();
-                        apply_item(&mut inc, &section, item);
+                        apply_item(&mut inc, &section, item, &mut seen);
                     }
                 }
                 Event::End(TagEnd::Item) => depth = depth.saturating_sub(1),
@@ -238,10 +242,14 @@ fn strip_marker(raw: &str) -> &str {
     }
 }
 
-fn apply_item(inc: &mut Incident, section: &str, item: String) {
+fn apply_item(inc: &mut Incident, section: &str, item: String, seen: &mut std::collections::BTreeSet<String>) {
     match section {
         "" => {
             let Some((key, value)) = item.strip_prefix("**").and_then(|r| r.split_once("**:")) else { return };
+            // nightshift writes each field once; a second one is not ours and never wins.
+            if !seen.insert(key.to_string()) {
+                return;
+            }
             let value = value.trim().to_string();
             match key {
                 "Detected" => inc.detected = value,
@@ -278,8 +286,26 @@ impl Memory {
         self.root.join("incidents").join(format!("{id}.md"))
     }
 
+    /// Writes a note under the memory's write lock. Lines a human added to
+    /// its actions meanwhile (an approval, an acknowledgement from the daemon
+    /// or the command line) are kept: a pass that read the note earlier never
+    /// erases them.
     pub fn write_incident(&self, inc: &Incident) -> Result<()> {
-        atomic_write(&self.incident_path(&inc.id), inc.render().as_bytes())
+        let _write = self.write_lock()?;
+        let path = self.incident_path(&inc.id);
+        let text = inc.render();
+        let Some(on_disk) = std::fs::read_to_string(&path).ok().and_then(|t| Incident::parse(&inc.id, &t)) else {
+            return atomic_write(&path, text.as_bytes());
+        };
+        // Compared as written (redacted, one line each), not as held in memory.
+        let ours = Incident::parse(&inc.id, &text).map(|i| i.actions).unwrap_or_default();
+        let added: Vec<String> = on_disk.actions.into_iter().filter(|l| !ours.contains(l)).collect();
+        if added.is_empty() {
+            return atomic_write(&path, text.as_bytes());
+        }
+        let mut merged = inc.clone();
+        merged.actions.extend(added);
+        atomic_write(&path, merged.render().as_bytes())
     }
 
     pub fn read_incident(&self, id: &str) -> Result<Incident> {

@@ -76,13 +76,27 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
             status: status.to_string(),
             labels,
             annotations: strings(a.get("annotations").unwrap_or(&Value::Null), "annotations", i)?,
-            starts_at: a.get("startsAt").and_then(Value::as_str).unwrap_or("").to_string(),
+            starts_at: starts_at(a, i)?,
             fingerprint: a.get("fingerprint").and_then(Value::as_str).unwrap_or("").to_string(),
             source: alertmanager(),
             severity: None,
         });
     }
     Ok(out)
+}
+
+/// An alert's `startsAt`: absent or empty is unknown; otherwise it must be an
+/// RFC 3339 timestamp, kept in nightshift's own form (never the sender's text).
+fn starts_at(a: &Value, i: usize) -> Result<String, AlertError> {
+    match a.get("startsAt") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(String::new()),
+        Some(Value::String(s)) => crate::memory::notes::parse_ts(s)
+            .filter(|_| !s.chars().any(char::is_whitespace))
+            .map(timestamp)
+            .ok_or_else(|| AlertError(format!("alerts[{i}].startsAt is not an RFC 3339 timestamp (e.g. \"2026-12-02T10:30:00Z\")"))),
+        Some(_) => Err(AlertError(format!("alerts[{i}].startsAt must be a string"))),
+    }
 }
 
 /// The longest label value or name an event may carry (Kubernetes names are at most 253).
@@ -289,7 +303,8 @@ impl Runner<'_> {
     async fn alert_fires(&mut self, fp: &str, alert: &Alert, seen: u32) -> Result<(), RunError> {
         let t = timestamp(now());
         let annotations = serde_json::to_string_pretty(&alert.annotations).unwrap_or_default();
-        let evidence = crate::redact::redact(&format!("alert {} {} since {}\nlabels: {}\nannotations (untrusted):\n{annotations}", alert.name(), alert.status, alert.starts_at, alert.target()));
+        let since = crate::memory::notes::parse_ts(&alert.starts_at).map_or_else(|| "an unknown time".to_string(), timestamp);
+        let evidence = crate::redact::redact(&format!("alert {} {} since {since}\nlabels: {}\nannotations (untrusted):\n{annotations}", alert.name(), alert.status, alert.target()));
         let existing = self.state.open.get(fp).and_then(|id| self.mem.read_incident(id).ok());
         let new = existing.is_none();
         let mut inc = match existing {
@@ -310,7 +325,8 @@ impl Runner<'_> {
                 },
                 target: alert.target(),
                 check: format!("alert:{} ({})", alert.name(), alert.source),
-                failing_since: Some(if alert.starts_at.is_empty() { t.clone() } else { alert.starts_at.clone() }),
+                // Re-parsed: a journal line is data too. A start in the future is taken as now.
+                failing_since: Some(crate::memory::notes::parse_ts(&alert.starts_at).filter(|s| *s <= now()).map_or_else(|| t.clone(), timestamp)),
                 attempts: Vec::new(),
                 tokens: 0,
                 recalled_from: None,

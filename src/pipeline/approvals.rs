@@ -50,14 +50,10 @@ impl Runner<'_> {
                         a.decided_at = Some(t);
                         expired.push(a.clone());
                     }
-                    (ApprovalKind::Confirm, ApprovalStatus::Approved) | (ApprovalKind::AbortWindow, ApprovalStatus::Approved) if execute => {
-                        a.status = ApprovalStatus::Done;
-                        taken.push(a.clone());
-                    }
-                    (ApprovalKind::AbortWindow, ApprovalStatus::Pending) if execute && a.deadline <= t => {
-                        a.status = ApprovalStatus::Done;
-                        taken.push(a.clone());
-                    }
+                    // Marked done by `execute` once its journal entry is written (or by
+                    // `carry_out` when it is not carried out), so a crash loses none.
+                    (ApprovalKind::Confirm, ApprovalStatus::Approved) | (ApprovalKind::AbortWindow, ApprovalStatus::Approved) if execute => taken.push(a.clone()),
+                    (ApprovalKind::AbortWindow, ApprovalStatus::Pending) if execute && a.deadline <= t => taken.push(a.clone()),
                     _ => {}
                 }
             }
@@ -66,10 +62,7 @@ impl Runner<'_> {
         for a in expired {
             let verdict = Verdict { decision: Decision::Confirm, reason: a.reason.clone(), abort_window: None };
             let mut inc = a.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
-            self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, "-".into(), ActionResult::Expired, format!("approval {} expired unanswered", a.id), 0);
-            if let Some(inc) = inc {
-                self.mem.write_incident(&inc)?;
-            }
+            self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, "-".into(), ActionResult::Expired, format!("approval {} expired unanswered", a.id), 0)?;
         }
         for a in taken {
             self.carry_out(a).await?;
@@ -80,7 +73,9 @@ impl Runner<'_> {
     /// Carries out one approval that a human approved or whose window passed.
     pub(super) async fn carry_out(&mut self, a: Approval) -> Result<(), RunError> {
         let spec = a.check.as_deref().and_then(|c| self.spec(c));
-        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), a.level);
+        // Re-gated with the check's level now: a check moved to L1 since the approval stops it.
+        let level = spec.map_or(a.level, |s| s.level);
+        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), level);
         subject.check = a.check.clone();
         let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.rate_key(), now()));
         let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
@@ -98,15 +93,24 @@ impl Runner<'_> {
             None => None,
         };
         let (result, outcome, ms) = if verdict.decision > satisfied {
+            self.close_approval(&a.id)?;
             (ActionResult::Denied, format!("not carried out: the policy now decides {} ({})", verdict.decision, verdict.reason), 0)
         } else if let Some(summary) = passes_now {
+            self.close_approval(&a.id)?;
             (ActionResult::Aborted, format!("not carried out: the check passes now ({summary})"), 0)
         } else {
             let started = Instant::now();
+            self.carrying = Some(a.id.clone());
             let (r, o) = self.execute(&a.action, inc.as_ref(), spec, &format!("{}, {route} ({})", match a.kind { ApprovalKind::Confirm => "confirm", ApprovalKind::AbortWindow => "abort-window" }, a.reason)).await?;
             (r, o, started.elapsed().as_millis() as u64)
         };
-        let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms);
+        let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms)?;
+        if result == ActionResult::Ok
+            && let Some(inc) = inc.as_mut()
+            && let Some(r) = self.recover_primary(spec, level, inc, &a.action).await?
+        {
+            self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, r.action, r.target, r.result.as_str(), r.outcome));
+        }
         if let Some(mut inc) = inc {
             if result == ActionResult::Ok && a.action.kind().holds_open() {
                 inc.status = IncidentStatus::Open;
@@ -123,6 +127,16 @@ impl Runner<'_> {
             self.mem.write_incident(&inc)?;
         }
         self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, report.action, report.target, report.result.as_str(), report.outcome));
+        Ok(())
+    }
+
+    /// Marks an approval that will not be carried out as done.
+    fn close_approval(&self, id: &str) -> Result<(), RunError> {
+        self.mem.update_approvals(|list| {
+            if let Some(a) = list.iter_mut().find(|a| a.id == id && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)) {
+                a.status = ApprovalStatus::Done;
+            }
+        })?;
         Ok(())
     }
 
@@ -145,13 +159,7 @@ impl Runner<'_> {
                 let left = (a.deadline - now()).to_std().unwrap_or_default();
                 tokio::time::sleep(left.min(Duration::from_millis(100))).await;
             }
-            let taken = self.mem.update_approvals(|list| match list.iter_mut().find(|x| x.id == a.id) {
-                Some(x) if matches!(x.status, ApprovalStatus::Pending | ApprovalStatus::Approved) => {
-                    x.status = ApprovalStatus::Done;
-                    Some(x.clone())
-                }
-                _ => None,
-            })?;
+            let taken = self.mem.load_approvals()?.into_iter().find(|x| x.id == a.id && matches!(x.status, ApprovalStatus::Pending | ApprovalStatus::Approved));
             match taken {
                 Some(a) => self.carry_out(a).await?,
                 None => self.report.notes.push(format!("approval {}: aborted by a human; not carried out", a.id)),

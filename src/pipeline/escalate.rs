@@ -12,7 +12,7 @@ use crate::actions::Action;
 use crate::memory::audit::ActionResult;
 use crate::memory::escalation::Escalated;
 use crate::memory::notes::{Incident, IncidentStatus, parse_ts};
-use crate::policy::{Decision, EscalationLevel, Verdict};
+use crate::policy::{EscalationLevel, Verdict};
 
 /// What the ladder says for an incident opened at `opened`, `sent` levels
 /// in: the level now due (1-based) if it is higher than `sent`, and when the
@@ -79,21 +79,29 @@ impl Runner<'_> {
             inc.severity.as_str(),
             inc.id
         );
-        let dead = self.mem.dead_letters();
-        let webhooks = &self.ws.policy.webhooks;
-        let sent = if level.notify.is_empty() {
-            crate::actions::notify::send(webhooks, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
-        } else {
-            let targets: Vec<&crate::policy::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
-            crate::actions::notify::deliver(&targets, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
+        let action = Action::Notify { severity: inc.severity, message: message.clone() };
+        // Through the gate like any notification: a `notify: forbid` rule stops it, dry-run sends nothing.
+        let (verdict, held) = self.gate_notify(&action, Some(&inc.check));
+        let ladder = format!("escalation level {n} of {}: unresolved and unacknowledged after {}", levels.len(), minutes(level.after));
+        let verdict = Verdict { reason: format!("{ladder}; {}", verdict.reason), ..verdict };
+        let (result, outcome) = match held {
+            Some(held) => held,
+            None => {
+                let dead = self.mem.dead_letters();
+                let webhooks = &self.ws.policy.webhooks;
+                let sent = if level.notify.is_empty() {
+                    crate::actions::notify::send(webhooks, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
+                } else {
+                    let targets: Vec<&crate::policy::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
+                    crate::actions::notify::deliver(&targets, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
+                };
+                match sent {
+                    Ok(o) => (ActionResult::Ok, o),
+                    Err(e) => (ActionResult::Failed, e),
+                }
+            }
         };
-        let (result, outcome) = match sent {
-            Ok(o) => (ActionResult::Ok, o),
-            Err(e) => (ActionResult::Failed, e),
-        };
-        let verdict = Verdict { decision: Decision::Auto, reason: format!("escalation level {n} of {}: unresolved and unacknowledged after {}", levels.len(), minutes(level.after)), abort_window: None };
-        let action = Action::Notify { severity: inc.severity, message };
-        self.record(Some(inc), None, &action, &verdict, "escalation".into(), result, outcome, 0);
+        self.record(Some(inc), None, &action, &verdict, "escalation".into(), result, outcome, 0)?;
         self.report.notes.push(format!("incident {} escalated to level {n}", inc.id));
         Ok(())
     }

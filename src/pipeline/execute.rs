@@ -11,7 +11,7 @@ use crate::memory::audit::ActionResult;
 use crate::memory::code;
 use crate::memory::journal::JournalEntry;
 use crate::memory::notes::Incident;
-use crate::memory::approvals::new_id;
+use crate::memory::approvals::{ApprovalStatus, new_id};
 use crate::workspace::heartbeat::CheckSpec;
 
 impl Runner<'_> {
@@ -130,6 +130,21 @@ impl Runner<'_> {
         }
         let id = new_id("j-");
         self.mem.journal(&JournalEntry::Begin { id: id.clone(), at: now(), action: action.clone(), incident, check: spec.map(|s| s.name.clone()) })?;
+        // An approval is done from here on: a crash now is reconciled from the journal, never repeated.
+        if let Some(approval) = self.carrying.take() {
+            let still = self.mem.update_approvals(|list| match list.iter_mut().find(|a| a.id == approval) {
+                Some(a) if matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) => {
+                    a.status = ApprovalStatus::Done;
+                    true
+                }
+                _ => false,
+            })?;
+            if !still {
+                let detail = format!("approval {approval} was aborted before the action started; not carried out");
+                self.mem.journal(&JournalEntry::End { id, at: now(), result: ActionResult::Aborted, detail: detail.clone() })?;
+                return Ok((ActionResult::Aborted, detail));
+            }
+        }
         let ran = self.run_action(action, about, allowed).await;
         let (mut result, mut outcome) = match ran {
             Ok(o) => (ActionResult::Ok, o),
@@ -155,8 +170,9 @@ impl Runner<'_> {
                 }
             }
         tracing::Span::current().record("result", result.as_str());
-        self.mem.journal(&JournalEntry::End { id, at: now(), result, detail: outcome.clone() })?;
         self.state.record(kind, &action.rate_key(), now(), result);
+        // Ended by `record`, once the audit, the note and the state hold it.
+        self.unended = Some(super::JournalEnd { id, result, detail: outcome.clone() });
         Ok((result, outcome))
     }
 
@@ -198,11 +214,8 @@ impl Runner<'_> {
                 if !*recover {
                     return Ok(format!("{switched}; the recovery of {from} is left to its own checks (recover_primary: false)"));
                 }
-                // The switch stands whatever the recovery does: the secondary serves meanwhile.
-                Ok(match crate::k8s::repair::recover(&client, namespace, from).await {
-                    Ok(r) => format!("{switched}; recovery of the primary started: {r}"),
-                    Err(e) => format!("{switched}; the recovery of the primary could not start: {e}"),
-                })
+                // The recovery is an action of its own (`recover_primary`): gated, journaled, counted.
+                Ok(switched)
             }
             Action::Failback { namespace, service, to, context, .. } => {
                 let client = self.ctx.kube.get(context.as_deref()).await?;
@@ -223,6 +236,43 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// After a failover: the primary's recovery (a rollback of a rollout that
+    /// never completed, else a rolling restart) as an action of its own, with
+    /// its own decision, journal entry and rate accounting. The switch stands
+    /// whatever the recovery does: the secondary serves meanwhile. The check
+    /// says when the incident is over, so the recovery is not verified here.
+    pub(super) async fn recover_primary(&mut self, check: Option<&CheckSpec>, level: crate::workspace::heartbeat::Level, inc: &mut Incident, failover: &Action) -> Result<Option<super::ActionReport>, RunError> {
+        let Action::Failover { namespace, from, recover: true, context, .. } = failover else { return Ok(None) };
+        let undo = match self.ctx.kube.get(context.as_deref()).await {
+            Ok(client) => crate::k8s::repair::recovery_is_undo(&client, namespace, from).await,
+            Err(e) => Err(e),
+        };
+        let undo = match undo {
+            Ok(u) => u,
+            Err(e) => {
+                inc.actions.push(format!("{} the recovery of {} could not be planned: {}", crate::memory::notes::timestamp(now()), code(from), code(&e)));
+                return Ok(None);
+            }
+        };
+        let action = if undo {
+            Action::RolloutUndo { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
+        } else {
+            Action::RolloutRestart { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
+        };
+        let subject = crate::policy::Subject::for_action(&action, check.map(|c| c.name.as_str()), level);
+        let verdict = crate::policy::decide(&self.ws.policy, &subject, &self.state.history(action.kind(), &action.rate_key(), now()));
+        let (result, outcome, by, ms) = match verdict.decision {
+            crate::policy::Decision::Auto if self.mode == crate::policy::Mode::DryRun => (ActionResult::DryRun, format!("dry-run: would {}", action.describe()), "policy", 0),
+            crate::policy::Decision::Auto => {
+                let started = std::time::Instant::now();
+                let (r, o) = self.execute(&action, Some(&*inc), None, &format!("recovery after failover: {}", verdict.reason)).await?;
+                (r, o, "policy", started.elapsed().as_millis() as u64)
+            }
+            other => (ActionResult::Denied, format!("not started: the policy decides {other} ({}); a human recovers {from}", verdict.reason), "-", 0),
+        };
+        self.record(Some(inc), check.map(|c| c.name.as_str()), &action, &verdict, by.into(), result, outcome, ms).map(Some)
     }
 
     /// The declared verification steps after the check itself (connectivity,

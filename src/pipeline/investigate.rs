@@ -196,7 +196,7 @@ impl Runner<'_> {
                 break;
             }
         }
-        self.record_investigation(inc, &inv);
+        self.record_investigation(inc, &inv)?;
         Ok(Some(inv))
     }
 
@@ -274,6 +274,18 @@ impl Runner<'_> {
                     Ok(a) => a,
                     Err(e) => return bad(e),
                 };
+                // Only what HEARTBEAT.md declares: a model never picks a file to read or an address to dial.
+                let declared = |want: &dyn Fn(&checks::TlsSource) -> bool| self.ws.heartbeat.checks.iter().any(|c| matches!(&c.probe, checks::ProbeSpec::Tls { source, .. } if want(source)));
+                if let Some(f) = &a.file
+                    && !declared(&|s| matches!(s, checks::TlsSource::File(p) if p == std::path::Path::new(f)))
+                {
+                    return format!("denied: {f} is not the certificate file of a declared tls check");
+                }
+                if let Some(addr) = &a.address
+                    && !declared(&|s| matches!(s, checks::TlsSource::Address { address, .. } if address == addr))
+                {
+                    return format!("denied: {addr} is not the address of a declared tls check");
+                }
                 let info = match (a.address, a.file) {
                     (Some(addr), None) => {
                         let host = addr.rsplit_once(':').map_or(addr.clone(), |(h, _)| h.to_string());
@@ -323,14 +335,14 @@ impl Runner<'_> {
                 let requested = v.get("action").and_then(Value::as_str).unwrap_or("").to_string();
                 if ActionKind::from_name(&requested).is_none() {
                     let why = format!("unknown action {requested:?}");
-                    self.audit_refusal(inc, &requested, &v.to_string(), &why);
+                    self.audit_refusal(inc, &requested, &v.to_string(), &why)?;
                     return Ok((format!("denied: {why}"), None));
                 }
                 // The model gets a smaller set than the runbooks: no cluster or node changes of its own choosing.
                 let offered = serde_json::from_value::<tools::RepairKind>(Value::String(requested.clone())).is_ok();
                 if !offered || !ActionKind::from_name(&requested).is_some_and(|k| k.available() && k != ActionKind::Notify) {
                     let why = format!("{requested} is not one of the repair tool's actions");
-                    self.audit_refusal(inc, &requested, &v.to_string(), &why);
+                    self.audit_refusal(inc, &requested, &v.to_string(), &why)?;
                     return Ok((format!("denied: {why}"), None));
                 }
                 match serde_json::from_value::<tools::RepairArgs>(v).map_err(|e| e.to_string()).and_then(tools::RepairArgs::into_action) {
@@ -340,7 +352,7 @@ impl Runner<'_> {
             }
         };
         if let Some(why) = self.undeclared(&action) {
-            self.audit_refusal(inc, action.kind().name(), &action.target().id, &why);
+            self.audit_refusal(inc, action.kind().name(), &action.target().id, &why)?;
             return Ok((format!("denied: {why}"), None));
         }
         let report = self.step(spec, inc, &action, past).await?;
@@ -370,10 +382,10 @@ impl Runner<'_> {
     }
 
     /// Audits a model request refused before the gate (unknown or undeclared).
-    fn audit_refusal(&mut self, inc: &mut Incident, action: &str, target: &str, why: &str) {
+    fn audit_refusal(&mut self, inc: &mut Incident, action: &str, target: &str, why: &str) -> Result<(), RunError> {
         let t = timestamp(now());
         inc.actions.push(format!("{t} model asked for {} on {}: refused: {why}", code(action), code(target)));
-        self.audit.push(AuditEntry {
+        self.audit_now(AuditEntry {
             time: t,
             action: if action.is_empty() { "unknown".into() } else { action.to_string() },
             target: target.to_string(),
@@ -387,11 +399,10 @@ impl Runner<'_> {
             result: ActionResult::Denied,
             outcome: "refused before the gate".into(),
             duration_ms: 0,
-        });
-        self.changed = true;
+        })
     }
 
-    fn record_investigation(&mut self, inc: &mut Incident, inv: &Investigation) {
+    fn record_investigation(&mut self, inc: &mut Incident, inv: &Investigation) -> Result<(), RunError> {
         let total = inv.prompt_tokens + inv.completion_tokens;
         inc.tokens += total;
         if let Some(w) = &inv.write_up {
@@ -400,7 +411,7 @@ impl Runner<'_> {
             }
         }
         inc.diagnosis.push(format!("model investigation: {} request(s), {} prompt + {} completion tokens, ended: {}", inv.requests, inv.prompt_tokens, inv.completion_tokens, inv.ended));
-        self.audit.push(AuditEntry {
+        self.audit_now(AuditEntry {
             time: timestamp(now()),
             action: "investigate".into(),
             target: inc.id.clone(),
@@ -414,9 +425,9 @@ impl Runner<'_> {
             result: if inv.ended == "finished" { ActionResult::Ok } else { ActionResult::Failed },
             outcome: format!("{} request(s), {} prompt + {} completion tokens; ended: {}", inv.requests, inv.prompt_tokens, inv.completion_tokens, inv.ended),
             duration_ms: 0,
-        });
+        })?;
         self.tokens.0 += inv.prompt_tokens;
         self.tokens.1 += inv.completion_tokens;
-        self.changed = true;
+        Ok(())
     }
 }

@@ -137,6 +137,22 @@ pub struct Runner<'a> {
     forced: Vec<String>,
     /// The process's Kubernetes request count when the run began.
     kube_requests_at_start: u64,
+    /// The journal end of the action just carried out: written by `record`
+    /// once the audit, the history and the note hold the action, so a crash
+    /// before then leaves it unfinished (reconciled, never repeated) and
+    /// never recorded-nowhere.
+    unended: Option<JournalEnd>,
+    /// The approval whose action `execute` is about to carry out: marked
+    /// done only once its journal entry is written.
+    carrying: Option<String>,
+}
+
+/// A journal end waiting for its action to be recorded.
+#[derive(Debug, Clone)]
+struct JournalEnd {
+    id: String,
+    result: ActionResult,
+    detail: String,
 }
 
 /// A `dependency` check that fails, with what depends on it.
@@ -196,6 +212,8 @@ impl<'a> Runner<'a> {
             down: Vec::new(),
             forced: Vec::new(),
             kube_requests_at_start: crate::k8s::requests(),
+            unended: None,
+            carrying: None,
         };
         Ok((runner, lock))
     }
@@ -469,7 +487,8 @@ impl<'a> Runner<'a> {
         }
         // Memory first: a fix that healed this fingerprint before is tried first.
         let mut plan = diag.plan.clone();
-        if let Some((fix, from)) = recall(&past) {
+        let mem = &self.mem;
+        if let Some((fix, from)) = recall(&past, |a, id| mem.audit_confirms(&a.at, a.action.kind().name(), &a.action.target().id, id)) {
             if new || inc.recalled_from.is_none() {
                 let (ok, tried) = success(&past, &fix);
                 inc.diagnosis.push(format!("memory: incident {from} was fixed by {} on {} ({ok} of {tried} tries of it succeeded for this problem); trying it first", fix.kind(), code(&fix.target().id)));
@@ -510,6 +529,9 @@ impl<'a> Runner<'a> {
                 match result {
                     // A scale or a failover succeeded: the check says when the incident is over.
                     ActionResult::Ok if action.kind().holds_open() => {
+                        if let Some(r) = self.recover_primary(Some(spec), spec.level, &mut inc, action).await? {
+                            reports.push(r);
+                        }
                         blocked = false;
                         break;
                     }
@@ -571,7 +593,7 @@ impl<'a> Runner<'a> {
         let verdict = policy::decide(&self.ws.policy, &subject, &history);
         tracing::Span::current().record("decision", verdict.decision.to_string());
         let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
-        Ok(self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms))
+        self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)
     }
 
     async fn act(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict) -> Result<(ActionResult, String, String, u64), RunError> {
@@ -614,8 +636,12 @@ impl<'a> Runner<'a> {
 
 
 
+    /// Records one decided action, durably before the next one starts: the
+    /// audit entry is appended, the note and the run state (cooldowns, rate
+    /// history, open incidents) are written, and only then the journal
+    /// entry of an executed action is ended.
     #[allow(clippy::too_many_arguments)]
-    fn record(&mut self, inc: Option<&mut Incident>, check: Option<&str>, action: &Action, verdict: &Verdict, approved_by: String, result: ActionResult, outcome: String, ms: u64) -> ActionReport {
+    fn record(&mut self, inc: Option<&mut Incident>, check: Option<&str>, action: &Action, verdict: &Verdict, approved_by: String, result: ActionResult, outcome: String, ms: u64) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
         let entry = AuditEntry {
@@ -633,20 +659,30 @@ impl<'a> Runner<'a> {
             outcome: outcome.clone(),
             duration_ms: ms,
         };
+        self.mem.append_audit(t, std::slice::from_ref(&entry))?;
         if let Some(inc) = inc {
             inc.actions.push(format!("{} {} on {}: {} ({}) → {}: {}", entry.time, entry.action, code(&target), entry.decision, verdict.reason, result.as_str(), outcome));
             if action.kind().is_mutating() && result.executed() {
                 inc.attempts.push(crate::memory::notes::Attempt { at: entry.time.clone(), action: action.clone(), result, route: entry.approved_by.clone() });
             }
+            self.mem.write_incident(inc)?;
+        }
+        if let Some(end) = self.unended.take() {
+            self.mem.save_state(&self.state)?;
+            self.mem.journal(&crate::memory::journal::JournalEntry::End { id: end.id, at: now(), result: end.result, detail: end.detail })?;
         }
         self.audit.push(entry);
         self.changed = true;
-        ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result, duration_ms: ms }
+        Ok(ActionReport { action: action.kind().to_string(), target, decision: verdict.decision.to_string(), reason: verdict.reason.clone(), outcome, result, duration_ms: ms })
     }
 
-
-
-
+    /// Appends an audit entry that is not an action's (a refusal before the gate, an investigation) at once.
+    fn audit_now(&mut self, entry: AuditEntry) -> Result<(), RunError> {
+        self.mem.append_audit(now(), std::slice::from_ref(&entry))?;
+        self.audit.push(entry);
+        self.changed = true;
+        Ok(())
+    }
 
     fn finish(mut self) -> Result<RunReport, RunError> {
         for class in std::mem::take(&mut self.resolved_classes) {
@@ -654,7 +690,6 @@ impl<'a> Runner<'a> {
         }
         self.mem.save_state(&self.state)?;
         let t = now();
-        self.mem.append_audit(t, &self.audit)?;
         if self.changed {
             let mut subject: Vec<String> = self.report.incidents.iter().map(|i| format!("{} ({})", i.id, i.status)).collect();
             subject.extend(self.audit.iter().filter(|e| e.incident.is_none()).map(|e| format!("{} {}", e.action, e.result.as_str())));

@@ -80,7 +80,7 @@ impl Runner<'_> {
         } else {
             self.execute(&action, Some(inc), None, "").await?
         };
-        reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0));
+        reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0)?);
         Ok(())
     }
 
@@ -109,6 +109,22 @@ impl Runner<'_> {
         }
     }
 
+    /// The gate for a notification nightshift sends of its own accord (an
+    /// escalation, a summary): the verdict, and the result when it must not
+    /// be sent (refused by a rule, or a dry run).
+    pub(super) fn gate_notify(&self, action: &Action, check: Option<&str>) -> (policy::Verdict, Option<(ActionResult, String)>) {
+        let subject = policy::Subject::for_action(action, check, Level::L3);
+        let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
+        let held = if verdict.decision >= Decision::Alert {
+            Some((ActionResult::Denied, format!("refused: {}", verdict.reason)))
+        } else if self.mode == policy::Mode::DryRun {
+            Some((ActionResult::DryRun, format!("dry-run: would send: {}", action.describe())))
+        } else {
+            None
+        };
+        (verdict, held)
+    }
+
     /// Sends one summary for every closed window that folded messages.
     pub(super) async fn flush_notifications(&mut self) -> Result<(), RunError> {
         if self.ws.policy.webhooks.is_empty() {
@@ -121,9 +137,13 @@ impl Runner<'_> {
             self.state.notified.remove(&key);
             let message = format!("{} more notification(s) for {key} since {}: {}", w.suppressed, timestamp(w.opened), w.examples.join(" | "));
             let action = Action::Notify { severity: w.severity.unwrap_or(Severity::Warning), message };
-            let (result, outcome) = self.execute(&action, None, None, "").await?;
-            let verdict = policy::Verdict { decision: Decision::Auto, reason: "summary of an aggregation window".into(), abort_window: None };
-            self.record(None, None, &action, &verdict, "policy".into(), result, outcome, 0);
+            let (verdict, held) = self.gate_notify(&action, None);
+            let verdict = policy::Verdict { reason: format!("summary of an aggregation window; {}", verdict.reason), ..verdict };
+            let (result, outcome) = match held {
+                Some(held) => held,
+                None => self.execute(&action, None, None, "").await?,
+            };
+            self.record(None, None, &action, &verdict, "policy".into(), result, outcome, 0)?;
         }
         // Windows with nothing folded simply expire.
         self.state.notified.retain(|_, w| t - w.opened < window || w.suppressed > 0);

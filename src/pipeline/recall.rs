@@ -24,9 +24,15 @@ impl Runner<'_> {
     }
 }
 
-/// The fix to reuse: the latest one that healed an earlier incident of the fingerprint.
-pub(super) fn recall(past: &[(Attempt, String)]) -> Option<(Action, String)> {
-    past.iter().rev().find(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating() && a.action.kind() != crate::actions::ActionKind::RestartPod).map(|(a, id)| (a.action.clone(), id.clone()))
+/// The fix to reuse: the latest one that healed an earlier incident of the
+/// fingerprint and that the audit shows nightshift carried out itself
+/// (`carried_out(attempt, incident)`): a note's text alone never makes a fix.
+pub(super) fn recall(past: &[(Attempt, String)], carried_out: impl Fn(&Attempt, &str) -> bool) -> Option<(Action, String)> {
+    past.iter()
+        .rev()
+        .filter(|(a, _)| a.result == ActionResult::Ok && a.action.kind().is_mutating() && a.action.kind() != crate::actions::ActionKind::RestartPod)
+        .find(|(a, id)| carried_out(a, id))
+        .map(|(a, id)| (a.action.clone(), id.clone()))
 }
 
 /// (succeeded, tried) of one fix over the attempts.

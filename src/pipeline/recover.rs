@@ -2,10 +2,9 @@
 //! ended are recorded as interrupted (so cooldowns and the circuit breaker
 //! count them) and never re-run.
 
-use super::{RunError, Runner, now};
+use super::{RunError, Runner};
 use crate::checks;
 use crate::memory::audit::ActionResult;
-use crate::memory::journal::JournalEntry;
 use crate::memory::notes::timestamp;
 use crate::policy::{Decision, Verdict};
 
@@ -23,14 +22,12 @@ impl Runner<'_> {
                 None => "its check no longer exists".into(),
             };
             let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
-            self.mem.journal(&JournalEntry::End { id: u.id.clone(), at: now(), result: ActionResult::Interrupted, detail: outcome.clone() })?;
             self.state.record(u.action.kind(), &u.action.rate_key(), u.at, ActionResult::Interrupted);
+            // Ended once recorded: a crash during this reconciliation reconciles it again.
+            self.unended = Some(super::JournalEnd { id: u.id.clone(), result: ActionResult::Interrupted, detail: outcome.clone() });
             let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
             let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
-            let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0);
-            if let Some(inc) = inc {
-                self.mem.write_incident(&inc)?;
-            }
+            let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0)?;
             self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
         }
         self.mem.rotate_journal()?;

@@ -213,15 +213,18 @@ pub struct Subject {
     pub check: Option<String>,
     pub level: Level,
     pub blast_radius: u32,
+    /// A scale to zero replicas: refused unless a rule names the target.
+    pub to_zero: bool,
 }
 
 impl Subject {
     pub fn new(kind: ActionKind, target: &str) -> Self {
-        Self { kind, target: Target { id: target.into(), ..Target::default() }, check: None, level: Level::L3, blast_radius: 1 }
+        Self { kind, target: Target { id: target.into(), ..Target::default() }, check: None, level: Level::L3, blast_radius: 1, to_zero: false }
     }
 
     pub fn for_action(action: &crate::actions::Action, check: Option<&str>, level: Level) -> Self {
-        Self { kind: action.kind(), target: action.target(), check: check.map(str::to_string), level, blast_radius: action.blast_radius() }
+        let to_zero = matches!(action, crate::actions::Action::Scale { replicas, .. } if *replicas <= 0);
+        Self { kind: action.kind(), target: action.target(), check: check.map(str::to_string), level, blast_radius: action.blast_radius(), to_zero }
     }
 }
 
@@ -298,7 +301,9 @@ impl Protected {
         if let Some(h) = t.host.as_deref().filter(|h| self.hosts.iter().any(|p| glob_match(p, h))) {
             return Some(format!("host {h} is protected"));
         }
-        if self.targets.iter().any(|p| glob_match(p, &t.id)) {
+        // A target on a host (`web-1:/var/log/app`) is protected by its own path's pattern too.
+        let on_host = t.host.as_deref().and_then(|h| t.id.strip_prefix(h)).and_then(|r| r.strip_prefix(':'));
+        if self.targets.iter().any(|p| glob_match(p, &t.id) || on_host.is_some_and(|path| glob_match(p, path))) {
             return Some(format!("target {} is protected", t.id));
         }
         None
@@ -323,6 +328,9 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
             Level::L1 => verdicts.push((Decision::Alert, "the check is level L1: monitor only".into())),
             Level::L2 => verdicts.push((Decision::Confirm, "the check is level L2: suggest and wait for a human".into())),
             Level::L3 | Level::L4 => {}
+        }
+        if subject.to_zero && !matching.iter().any(|r| r.matches.target.as_deref().is_some_and(|p| p != "*")) {
+            verdicts.push((Decision::Forbid, format!("scaling {} to 0 replicas takes it down: refused unless a rule names it (a scale rule with target: {})", subject.target.id, subject.target.id)));
         }
         if subject.blast_radius > policy.max_blast_radius {
             verdicts.push((Decision::Confirm, format!("touches {} instances, more than max_blast_radius {}", subject.blast_radius, policy.max_blast_radius)));

@@ -14,7 +14,13 @@ use tokio::sync::oneshot;
 
 use crate::pipeline::Alert;
 
-type Job = (Vec<u8>, oneshot::Sender<io::Result<()>>);
+/// What the writer thread does, in the order asked.
+enum Job {
+    /// Append these lines and sync.
+    Append(Vec<u8>, oneshot::Sender<io::Result<()>>),
+    /// Record that everything before this offset is handled.
+    Commit(u64, oneshot::Sender<io::Result<()>>),
+}
 
 /// The writing end, cheap to clone into request handlers.
 #[derive(Clone)]
@@ -23,30 +29,44 @@ pub struct IntakeLog {
 }
 
 impl IntakeLog {
-    /// Starts the writer thread for `path`.
+    /// Starts the writer thread for `path`. A torn last line (a crash while
+    /// appending: never acknowledged) is cut first, so the next append can
+    /// never merge with it; an offset past the end (a crash between
+    /// truncating the log and recording the offset) goes back to 0.
     pub fn open(path: PathBuf) -> io::Result<Self> {
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) as u64;
+        if complete < text.len() as u64 {
+            file.set_len(complete)?;
+            file.sync_data()?;
+        }
+        if read_offset(&path) > complete {
+            write_offset(&path, 0)?;
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("intake-writer".into()).spawn(move || {
             while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                    if batch.len() >= 4096 {
-                        break;
+                let mut batch = Vec::new();
+                let mut next = Some(first);
+                // Appends that queued up are written together and synced once; a commit
+                // runs alone, between appends, so it can never cut one that was acknowledged.
+                while let Some(job) = next.take() {
+                    match job {
+                        Job::Append(bytes, reply) => {
+                            batch.push((bytes, reply));
+                            if batch.len() < 4096 {
+                                next = rx.try_recv().ok();
+                            }
+                        }
+                        Job::Commit(offset, reply) => {
+                            flush(&mut file, std::mem::take(&mut batch));
+                            let _ = reply.send(commit(&mut file, &path, offset));
+                        }
                     }
                 }
-                let mut result = Ok(());
-                for (bytes, _) in &batch {
-                    if let Err(e) = file.write_all(bytes) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                let result = result.and_then(|_| file.sync_data());
-                for (_, reply) in batch {
-                    let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
-                }
+                flush(&mut file, batch);
             }
         })?;
         Ok(Self { tx })
@@ -60,9 +80,60 @@ impl IntakeLog {
             bytes.push(b'\n');
         }
         let (reply, wait) = oneshot::channel();
-        self.tx.send((bytes, reply)).map_err(|_| io::Error::other("the intake writer stopped"))?;
+        self.tx.send(Job::Append(bytes, reply)).map_err(|_| io::Error::other("the intake writer stopped"))?;
         wait.await.map_err(|_| io::Error::other("the intake writer stopped"))?
     }
+
+    /// Records that everything before `offset` is handled; the writer starts
+    /// a fresh log when everything in it is (and it is large).
+    pub async fn commit_offset(&self, offset: u64) -> io::Result<()> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(Job::Commit(offset, reply)).map_err(|_| io::Error::other("the intake writer stopped"))?;
+        wait.await.map_err(|_| io::Error::other("the intake writer stopped"))?
+    }
+}
+
+/// Writes a batch of appends, syncs once, and answers each.
+fn flush(file: &mut File, batch: Vec<(Vec<u8>, oneshot::Sender<io::Result<()>>)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut result = Ok(());
+    for (bytes, _) in &batch {
+        if let Err(e) = file.write_all(bytes) {
+            result = Err(e);
+            break;
+        }
+    }
+    let result = result.and_then(|_| file.sync_data());
+    for (_, reply) in batch {
+        let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+    }
+}
+
+/// The writer's commit: nothing is appended while it runs. The log is cut
+/// only when the offset is its whole length, and the cut comes before the
+/// offset's reset (a crash between them leaves an offset past the end, which
+/// `open` and `pending` read as 0: nothing is lost).
+fn commit(file: &mut File, log: &Path, offset: u64) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    if offset == len && len > TRUNCATE_AT {
+        file.set_len(0)?;
+        file.sync_data()?;
+        return write_offset(log, 0);
+    }
+    write_offset(log, offset)
+}
+
+/// A log this large whose every alert is handled starts afresh.
+const TRUNCATE_AT: u64 = 8 * 1024 * 1024;
+
+fn read_offset(log: &Path) -> u64 {
+    std::fs::read_to_string(offset_path(log)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+fn write_offset(log: &Path, offset: u64) -> io::Result<()> {
+    crate::memory::atomic_write(&offset_path(log), offset.to_string().as_bytes()).map_err(|e| io::Error::other(e.to_string()))
 }
 
 fn offset_path(log: &Path) -> PathBuf {
@@ -72,7 +143,7 @@ fn offset_path(log: &Path) -> PathBuf {
 /// Alerts appended since the last `commit_offset`, and the offset after them.
 /// A torn last line (a crash mid-append, never acknowledged) is left for later.
 pub fn pending(log: &Path) -> io::Result<(Vec<Alert>, u64)> {
-    let start: u64 = std::fs::read_to_string(offset_path(log)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let start = read_offset(log);
     let mut file = match File::open(log) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -86,19 +157,4 @@ pub fn pending(log: &Path) -> io::Result<(Vec<Alert>, u64)> {
     let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let alerts = buf[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect();
     Ok((alerts, start + complete as u64))
-}
-
-/// Records that everything before `offset` is handled; starts a fresh log
-/// when everything in it is.
-pub fn commit_offset(log: &Path, offset: u64) -> io::Result<()> {
-    let len = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-    let offset = if offset == len && len > 8 * 1024 * 1024 {
-        // Everything handled and the log is large: truncate (the writer appends at the end, so
-        // anything written meanwhile lands after the cut and is picked up from offset 0).
-        OpenOptions::new().write(true).open(log)?.set_len(0)?;
-        0
-    } else {
-        offset
-    };
-    crate::memory::atomic_write(&offset_path(log), offset.to_string().as_bytes()).map_err(|e| io::Error::other(e.to_string()))
 }

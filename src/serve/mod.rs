@@ -203,7 +203,7 @@ async fn pass(app: &App) -> bool {
     match runner.with_alerts(alerts).with_kube(app.kube.clone(), cache).with_forced(forced).heartbeat(false).await {
         Ok(report) => {
             if n_alerts > 0
-                && let Err(e) = intake::commit_offset(&app.intake_path, offset) {
+                && let Err(e) = app.intake.commit_offset(offset).await {
                     error!(error = %e, "cannot record the intake offset");
                 }
             for i in &report.incidents {

@@ -374,7 +374,7 @@ fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems
         }
     let check = m.str("check", problems);
     m.finish(EXAMPLE_KEYS, problems);
-    Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius }, expect: expect? })
+    Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius, to_zero: false }, expect: expect? })
 }
 
 fn commands(node: &Node, problems: &mut Problems) -> BTreeMap<String, String> {
