@@ -41,7 +41,7 @@ fn an_unresolved_incident_climbs_the_ladder_until_a_human_acknowledges_it_or_it_
     let hook = HttpServer::start(200, "");
     let ws = Ws::new(
         &format!(
-            "notify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\n  - name: manager\n    url: {}\nescalation:\n  - after: 2s\n    notify: [oncall]\n  - after: 5s\n    notify: [manager]\n  - after: 8s\n    notify: [oncall, manager]\n",
+            "mode: execute\nnotify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\n  - name: manager\n    url: {}\nescalation:\n  - after: 2s\n    notify: [oncall]\n  - after: 5s\n    notify: [manager]\n  - after: 8s\n    notify: [oncall, manager]\n",
             hook.url("/oncall"),
             hook.url("/manager")
         ),
@@ -91,6 +91,30 @@ fn an_unresolved_incident_climbs_the_ladder_until_a_human_acknowledges_it_or_it_
     assert!(note.contains("escalation level 1 of 3") && note.contains("acknowledged the incident: escalation stops"), "{note}");
     assert!(!note.contains("escalation level 2 of 3"), "{note}");
     assert!(ws.audit_text().contains("acknowledge on"), "the acknowledgement is audited");
+}
+
+#[test]
+fn escalations_pass_the_gate_and_a_dry_run_or_a_forbid_rule_sends_none() {
+    let hook = HttpServer::start(200, "");
+    let ladder = format!("notify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\nescalation:\n  - after: 1s\n    notify: [oncall]\n", hook.url("/oncall"));
+    let checks = "checks:\n  - name: api\n    kind: exec\n    command: \"exit 1\"\n";
+    // Dry-run (the default): the incident is announced, the ladder only says what it would send.
+    let dry = Ws::new(&ladder, checks);
+    dry.run(&["heartbeat", "--all"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    dry.run(&["heartbeat", "--all"]);
+    assert!(escalations(&hook).is_empty(), "dry-run sent an escalation: {:?}", escalations(&hook));
+    let audit = dry.audit_text();
+    assert!(audit.contains("escalation level 1 of 1") && audit.contains("- result: dry-run"), "{audit}");
+    // Executing, but a rule forbids notifications: refused, audited, not sent.
+    let forbid = Ws::new(&format!("mode: execute\n{ladder}rules:\n  - action: notify\n    decide: forbid\n"), checks);
+    forbid.run(&["heartbeat", "--all"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    forbid.run(&["heartbeat", "--all"]);
+    assert!(escalations(&hook).is_empty(), "a forbidden escalation was sent: {:?}", escalations(&hook));
+    let audit = forbid.audit_text();
+    assert!(audit.contains("escalation level 1 of 1") && audit.contains("- decision: forbid") && audit.contains("- result: denied"), "{audit}");
+    assert!(hook.requests.lock().unwrap().is_empty(), "nothing at all reaches the webhook under notify: forbid");
 }
 
 #[test]

@@ -147,3 +147,34 @@ fn decisions_order_from_permissive_to_strict() {
     assert_eq!(all, [Decision::Auto, Decision::AbortWindow, Decision::Confirm, Decision::Alert, Decision::Forbid]);
     assert_eq!(Target::default().id, "");
 }
+
+/// The gate judges the action as it would run: a scale by the replicas it
+/// changes, a scale to zero only when a rule names it, a remote target by its path.
+#[test]
+fn scale_reach_scale_to_zero_and_remote_paths_from_real_actions() {
+    use nightshift::actions::Action;
+    let p = policy(RULES);
+    let scale = |ns: &str, to: i32, from: Option<i32>| Action::Scale { namespace: ns.into(), deployment: "checkout".into(), replicas: to, from, context: None };
+    let decide = |a: &Action| policy::decide(&p, &Subject::for_action(a, Some("rollouts"), Level::L3), &History::default());
+    // 50 → 48 changes two replicas: within max_blast_radius 10.
+    assert_eq!(decide(&scale("shop", 48, Some(50))).decision, Decision::Auto);
+    // 50 → 0 touches 50, and takes the service down: refused, naming how to allow it.
+    let v = decide(&scale("shop", 0, Some(50)));
+    assert_eq!(v.decision, Decision::Forbid, "{}", v.reason);
+    assert!(v.reason.contains("to 0 replicas") && v.reason.contains("target: shop/checkout"), "{}", v.reason);
+    // 2 → 20 touches 18: more than max_blast_radius.
+    let v = decide(&scale("shop", 20, Some(2)));
+    assert_eq!(v.decision, Decision::Confirm, "{}", v.reason);
+    assert!(v.reason.contains("touches 18 instances"), "{}", v.reason);
+    // A rule that names the Deployment lets it go to zero (its own decision applies).
+    let named = policy(&RULES.replace("rules:\n", "rules:\n  - action: scale\n    decide: confirm\n    match: {target: shop/checkout}\n"));
+    let v = policy::decide(&named, &Subject::for_action(&scale("shop", 0, Some(3)), None, Level::L3), &History::default());
+    assert_eq!(v.decision, Decision::Confirm, "{}", v.reason);
+
+    // protected.targets covers a path on a host as it covers a local one.
+    let remote = Action::CleanLogs { root: "/var/lib/postgresql/15/main/log".into(), host: Some("web-01".into()) };
+    let v = decide(&remote);
+    assert_eq!(v.decision, Decision::Forbid, "{}", v.reason);
+    let elsewhere = Action::CleanLogs { root: "/var/log/app".into(), host: Some("web-01".into()) };
+    assert_eq!(decide(&elsewhere).decision, Decision::Auto);
+}

@@ -473,6 +473,12 @@ impl<'a> Runner<'a> {
         span.record("incident.id", inc.id.as_str());
         span.record("new", new);
         self.state.open.insert(inc.fingerprint.clone(), inc.id.clone());
+        if new {
+            // The note and the open-incident map are durable before anything is done about it:
+            // a crash from here on updates this incident, never opens a second one.
+            self.mem.write_incident(&inc)?;
+            self.mem.save_state(&self.state)?;
+        }
         let before = inc.status;
         let mut reports = Vec::new();
         let waiting: Vec<String> = self
