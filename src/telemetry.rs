@@ -6,14 +6,19 @@
 //! pipeline's spans (heartbeat → check → incident → decide → act → verify →
 //! notify, each carrying the incident id where there is one) are exported
 //! over OTLP/HTTP in batches. Only nightshift's own spans are exported, and
-//! they carry names, ids, kinds and decisions, never check output or evidence.
+//! they carry names, ids, kinds and decisions, never check output or evidence;
+//! every string they do carry (attributes, events such as an error, the
+//! status) is redacted on its way out, in `Redacting`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -84,7 +89,53 @@ fn provider(runtime: tokio::runtime::Handle) -> Result<SdkTracerProvider, String
         .build()
         .map_err(|e| format!("the OTLP exporter: {e}"))?;
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("nightshift").with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))).build();
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    Ok(SdkTracerProvider::builder().with_batch_exporter(Redacting(exporter)).with_resource(resource).build())
+}
+
+/// An exporter that redacts every string of a span before handing the batch
+/// on: the one place spans pass on their way out.
+#[derive(Debug)]
+struct Redacting<E>(E);
+
+impl<E: SpanExporter> SpanExporter for Redacting<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0.export(batch.into_iter().map(redact_span).collect())
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// The span with its attributes, its events (name and attributes: a logged
+/// error is one) and its error status redacted.
+fn redact_span(mut span: SpanData) -> SpanData {
+    span.attributes.iter_mut().for_each(redact_attribute);
+    for event in &mut span.events.events {
+        event.name = Cow::Owned(crate::redact::redact(&event.name));
+        event.attributes.iter_mut().for_each(redact_attribute);
+    }
+    if let Status::Error { description } = &mut span.status {
+        *description = Cow::Owned(crate::redact::redact(description));
+    }
+    span
+}
+
+fn redact_attribute(kv: &mut KeyValue) {
+    match &mut kv.value {
+        Value::String(s) => *s = crate::redact::redact(s.as_str()).into(),
+        Value::Array(Array::String(items)) => items.iter_mut().for_each(|s| *s = crate::redact::redact(s.as_str()).into()),
+        // Numbers and booleans (`Value` is non-exhaustive: a new kind stays as it is).
+        _ => {}
+    }
 }
 
 /// The exporter's HTTP client: reqwest, its requests run on nightshift's
@@ -120,5 +171,41 @@ impl opentelemetry_http::HttpClient for OnRuntime {
             out = out.header(k, v);
         }
         out.body(body).map_err(|e| Box::new(e) as opentelemetry_http::HttpError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind};
+
+    #[test]
+    fn a_span_leaves_without_the_secrets_its_fields_and_events_carried() {
+        let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+        events.events.push(opentelemetry::trace::Event::new(
+            "cannot write the dead letter",
+            std::time::SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("error", "POST https://hooks.slack.com/services/T000/B000/XXXXXXXX: refused")],
+            0,
+        ));
+        let span = SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "act".into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: vec![KeyValue::new("target", "https://admin:hunter2@db.internal/x"), KeyValue::new("attempt", 2_i64)],
+            dropped_attributes_count: 0,
+            events,
+            links: opentelemetry_sdk::trace::SpanLinks::default(),
+            status: Status::error("token=abc123 rejected"),
+            instrumentation_scope: opentelemetry::InstrumentationScope::builder("nightshift").build(),
+        };
+        let out = redact_span(span);
+        assert_eq!(out.attributes, vec![KeyValue::new("target", "https://admin:[REDACTED]@db.internal/x"), KeyValue::new("attempt", 2_i64)]);
+        assert_eq!(out.events.events[0].attributes, vec![KeyValue::new("error", "POST https://hooks.slack.com/services/[REDACTED]: refused")]);
+        assert_eq!(out.status, Status::error("token=[REDACTED] rejected"));
     }
 }

@@ -116,6 +116,58 @@ fn a_failing_webhook_is_retried_with_the_same_key_and_dead_lettered() {
     assert_eq!(line["payload"]["service"], "api");
 }
 
+/// Every file under `dir` (the memory folder) but git's own, as text.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != ".git") {
+                out.extend(files_under(&path));
+            }
+        } else {
+            out.push((path.clone(), String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_password_and_a_token_in_a_checks_url_reach_no_webhook_and_no_memory_file() {
+    let (password, token) = ("Sup3rS3cretPw", "tok9f8e7d6c5b4a3210");
+    let hook = HttpServer::start(200, "");
+    let broken = HttpServer::start(500, "");
+    // Nothing listens on the check's port: the check fails with connection refused.
+    let url = format!("http://admin:{password}@127.0.0.1:{}/health?access_token={token}", support::free_port());
+    let ws = Ws::new(
+        &format!(
+            "notify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\n  - name: broken\n    url: {}\nescalation:\n  - after: 1s\n    notify: [oncall, broken]\n",
+            hook.url("/oncall"),
+            broken.url("/broken")
+        ),
+        &format!("checks:\n  - name: api\n    kind: http\n    url: \"{url}\"\n    timeout: 2s\n"),
+    );
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let id = v["incidents"][0]["id"].as_str().unwrap().to_string();
+    // Past the ladder's first level (detection times are kept to the second): the escalation goes out too.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    ws.run(&["heartbeat", "--all"]);
+
+    let received: Vec<String> = hook.requests.lock().unwrap().iter().chain(broken.requests.lock().unwrap().iter()).filter_map(|r| r.split_once("\r\n\r\n").map(|(_, b)| b.to_string())).collect();
+    let to_oncall: Vec<&String> = received.iter().filter(|b| b.contains(&id)).collect();
+    assert!(to_oncall.iter().any(|b| b.contains("is unhealthy")) && to_oncall.iter().any(|b| b.contains("[escalation level 1 of 1]")), "the incident and its escalation were delivered: {received:#?}");
+    assert!(received.iter().all(|b| serde_json::from_str::<serde_json::Value>(b).is_ok()), "still JSON: {received:#?}");
+    for body in &received {
+        assert!(!body.contains(password) && !body.contains(token), "a secret reached a webhook: {body}");
+    }
+    let files = files_under(&ws.memory());
+    assert!(files.iter().any(|(p, text)| p.ends_with("state/dead-letters.jsonl") && text.contains(&id)), "the broken webhook's messages are dead letters");
+    for (path, text) in &files {
+        assert!(!text.contains(password) && !text.contains(token), "a secret is in {}: {text}", path.display());
+    }
+}
+
 #[test]
 fn delivery_succeeds_after_two_500s() {
     let hook = HttpServer::start(200, "");

@@ -130,6 +130,31 @@ fn a_hostile_log_line_and_an_obedient_model_change_nothing() {
 }
 
 #[test]
+fn the_title_is_fenced_data_and_no_secret_of_the_title_or_evidence_reaches_the_model() {
+    let (password, token) = ("Sup3rS3cretPw", "tok9f8e7d6c5b4a3210");
+    let model = ModelServer::start(vec![
+        tool_calls(&[("c1", "health_check", r#"{"check":"api"}"#)], (900, 20)),
+        answer("The API does not listen; a human must start it.", (1000, 20)),
+    ]);
+    // Nothing listens on the port: the title and the evidence quote the URL, password and token included.
+    let url = format!("http://admin:{password}@127.0.0.1:{}/health?access_token={token}", support::free_port());
+    let ws = Ws::new(
+        &format!("model:\n  base_url: {}\n  name: scripted\n", model.base_url()),
+        &format!("checks:\n  - name: api\n    kind: http\n    url: \"{url}\"\n    timeout: 2s\n"),
+    );
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let reqs = model.requests();
+    assert_eq!(reqs.len(), 2, "{v}");
+    let sent = serde_json::to_string(&reqs).unwrap();
+    assert!(!sent.contains(password) && !sent.contains(token), "a secret reached the model: {sent}");
+    let user = reqs[0]["messages"][1]["content"].as_str().unwrap();
+    let title = user.find("is unhealthy (api)").unwrap();
+    let fence = user.find("```data\n").unwrap();
+    assert!(fence < title && user[fence..title].lines().count() == 2, "the title sits inside a data fence: {user}");
+}
+
+#[test]
 fn malformed_arguments_go_back_as_an_error_the_model_can_fix() {
     let model = ModelServer::start(vec![
         tool_calls(&[("c1", "health_check", r#"{"check": app"#)], (900, 10)),

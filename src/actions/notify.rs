@@ -42,8 +42,17 @@ fn key(incident: Option<&str>, service: &str, message: &str) -> String {
     h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
+/// `body` as JSON with every string redacted: what leaves nightshift, to a
+/// webhook or to the dead-letter file, never carries a secret.
+fn redacted(body: &impl Serialize) -> serde_json::Value {
+    // A body that cannot be JSON is sent as null rather than in clear (it cannot happen: they are derived).
+    let mut v = serde_json::to_value(body).unwrap_or_default();
+    crate::redact::redact_json(&mut v);
+    v
+}
+
 fn dead_letter(path: &Path, webhook: &Webhook, error: &str, time: &str, body: &impl Serialize) {
-    let line = serde_json::json!({ "time": time, "webhook": webhook.name, "url": webhook.url, "error": error, "payload": body });
+    let line = redacted(&serde_json::json!({ "time": time, "webhook": webhook.name, "url": webhook.url, "error": error, "payload": body }));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         writeln!(f, "{line}")?;
@@ -91,8 +100,9 @@ pub async fn deliver(targets: &[&Webhook], severity: Severity, service: &str, me
     if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {} (kept in state/dead-letters.jsonl)", failed.join("; "))) }
 }
 
-/// One POST of `body` with the webhook's auth header, retried with backoff.
+/// One POST of `body`, redacted, with the webhook's auth header, retried with backoff.
 async fn post(client: &reqwest::Client, w: &Webhook, key: &str, body: &impl Serialize) -> Result<(), String> {
+    let body = &redacted(body);
     let mut last = String::new();
     for attempt in 0..TRIES {
         if attempt > 0 {

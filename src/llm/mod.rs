@@ -10,6 +10,13 @@ use std::time::Duration;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestAssistantMessageContentPart, ChatCompletionRequestDeveloperMessageContent, ChatCompletionRequestDeveloperMessageContentPart,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageContent, ChatCompletionRequestSystemMessageContentPart, ChatCompletionRequestToolMessageContent,
+    ChatCompletionRequestToolMessageContentPart, ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+};
+
+use crate::redact::redact;
 
 /// What AGENTS.md's `model:` block says (all optional).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,4 +78,54 @@ impl ModelConfig {
         let config = OpenAIConfig::new().with_api_base(self.base_url.trim_end_matches('/')).with_api_key(self.api_key.clone());
         Ok(Client::with_config(config).with_http_client(http))
     }
+}
+
+/// A message as it may leave for the model: the text of its content, every
+/// part of it, with secrets redacted. The one place a request's messages
+/// pass before they are sent, whatever built them (prompts, evidence, tool
+/// results, the model's own earlier answers).
+pub fn redacted(mut message: ChatCompletionRequestMessage) -> ChatCompletionRequestMessage {
+    let text = |t: &mut String| *t = redact(t);
+    match &mut message {
+        ChatCompletionRequestMessage::Developer(m) => match &mut m.content {
+            ChatCompletionRequestDeveloperMessageContent::Text(t) => text(t),
+            ChatCompletionRequestDeveloperMessageContent::Array(parts) => parts.iter_mut().for_each(|p| match p {
+                ChatCompletionRequestDeveloperMessageContentPart::Text(p) => text(&mut p.text),
+            }),
+        },
+        ChatCompletionRequestMessage::System(m) => match &mut m.content {
+            ChatCompletionRequestSystemMessageContent::Text(t) => text(t),
+            ChatCompletionRequestSystemMessageContent::Array(parts) => parts.iter_mut().for_each(|p| match p {
+                ChatCompletionRequestSystemMessageContentPart::Text(p) => text(&mut p.text),
+            }),
+        },
+        ChatCompletionRequestMessage::User(m) => match &mut m.content {
+            ChatCompletionRequestUserMessageContent::Text(t) => text(t),
+            ChatCompletionRequestUserMessageContent::Array(parts) => parts.iter_mut().for_each(|p| match p {
+                ChatCompletionRequestUserMessageContentPart::Text(p) => text(&mut p.text),
+                // Media parts carry no text nightshift wrote; it sends none.
+                ChatCompletionRequestUserMessageContentPart::ImageUrl(_) | ChatCompletionRequestUserMessageContentPart::InputAudio(_) | ChatCompletionRequestUserMessageContentPart::File(_) => {}
+            }),
+        },
+        ChatCompletionRequestMessage::Assistant(m) => match &mut m.content {
+            Some(ChatCompletionRequestAssistantMessageContent::Text(t)) => text(t),
+            Some(ChatCompletionRequestAssistantMessageContent::Array(parts)) => parts.iter_mut().for_each(|p| match p {
+                ChatCompletionRequestAssistantMessageContentPart::Text(p) => text(&mut p.text),
+                ChatCompletionRequestAssistantMessageContentPart::Refusal(p) => text(&mut p.refusal),
+            }),
+            None => {}
+        },
+        ChatCompletionRequestMessage::Tool(m) => match &mut m.content {
+            ChatCompletionRequestToolMessageContent::Text(t) => text(t),
+            ChatCompletionRequestToolMessageContent::Array(parts) => parts.iter_mut().for_each(|p| match p {
+                ChatCompletionRequestToolMessageContentPart::Text(p) => text(&mut p.text),
+            }),
+        },
+        ChatCompletionRequestMessage::Function(m) => {
+            if let Some(t) = &mut m.content {
+                text(t);
+            }
+        }
+    }
+    message
 }

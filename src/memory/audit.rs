@@ -73,9 +73,12 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// The entry as markdown; secrets are redacted field by field, so no
+    /// field's pattern can reach into the next.
     pub fn render(&self) -> String {
-        let mut s = format!("## {} {} on {}\n\n", self.time, self.action, code(&self.target));
-        let mut field = |k: &str, v: &str| s.push_str(&format!("- {k}: {}\n", one_line(v)));
+        use crate::redact::redact;
+        let mut s = format!("## {} {} on {}\n\n", redact(&self.time), redact(&self.action), code(&redact(&self.target)));
+        let mut field = |k: &str, v: &str| s.push_str(&format!("- {k}: {}\n", one_line(&redact(v))));
         field("incident", self.incident.as_deref().unwrap_or("-"));
         field("check", self.check.as_deref().unwrap_or("-"));
         field("decision", &self.decision);
@@ -87,7 +90,7 @@ impl AuditEntry {
         field("outcome", &self.outcome);
         field("duration", &format!("{} ms", self.duration_ms));
         s.push('\n');
-        crate::redact::redact(&s)
+        s
     }
 }
 
@@ -278,4 +281,31 @@ pub fn report(entries: &[AuditEntry], since: &str, days: f64) -> Report {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_cut_short_in_one_field_leaves_the_others_readable() {
+        let mut entry = AuditEntry {
+            time: "2026-11-23T16:40:01Z".into(),
+            action: "run_command".into(),
+            target: "rotate-keys".into(),
+            incident: Some("2026-11-23-app-exec-failed".into()),
+            check: Some("app".into()),
+            decision: "auto".into(),
+            approved_by: "policy".into(),
+            risk: "medium".into(),
+            mode: "execute".into(),
+            reason: "the key in the log: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun".into(),
+            result: ActionResult::Failed,
+            outcome: "`rotate-keys` exited 1".into(),
+            duration_ms: 120,
+        };
+        let parsed = parse(&entry.render());
+        entry.reason = "the key in the log: [REDACTED PRIVATE KEY]".into();
+        assert_eq!(parsed, vec![entry]);
+    }
 }

@@ -6,8 +6,10 @@ use super::notes::{Incident, IncidentStatus, uncode};
 use super::{Memory, Result, code, io_err, one_line};
 use crate::workspace::heartbeat::Severity;
 
-/// One incident's digest section.
+/// One incident's digest section; secrets are redacted field by field
+/// before it is rendered.
 pub fn section(inc: &Incident, commit: &str) -> String {
+    let inc = &inc.redacted();
     let mut s = format!("## {}\n\n", inc.id);
     // One line per field whatever the value holds, so no value adds a field.
     let mut field = |k: &str, v: String| s.push_str(&format!("- **{k}**: {}\n", one_line(&v)));
@@ -33,7 +35,7 @@ pub fn section(inc: &Incident, commit: &str) -> String {
     field("Tokens", inc.tokens.to_string());
     field("Full note", format!("commit {commit}: `git show {commit}:incidents/{}.md`", inc.id));
     s.push('\n');
-    crate::redact::redact(&s)
+    s
 }
 
 /// Parses the sections of a digest into (incident, commit) pairs.

@@ -104,7 +104,41 @@ impl Incident {
 
     /// The note as markdown; secrets are redacted from every part of it.
     pub fn render(&self) -> String {
-        crate::redact::redact(&self.render_raw())
+        self.redacted().render_raw()
+    }
+
+    /// A copy with secrets redacted field by field, before anything is
+    /// rendered: a secret's pattern never reaches across fields (a private
+    /// key cut short in one field cannot take the severity or the status
+    /// with it).
+    pub fn redacted(&self) -> Incident {
+        use crate::redact::redact;
+        let lines = |v: &[String]| v.iter().map(|s| redact(s)).collect::<Vec<_>>();
+        let Incident { id, title, fingerprint, class, target, check, failing_since, attempts, tokens, recalled_from, severity, status, detected, last_seen, resolved, occurrences, evidence, diagnosis, actions, prevention, related } = self;
+        Incident {
+            id: id.clone(),
+            title: redact(title),
+            fingerprint: redact(fingerprint),
+            class: redact(class),
+            target: redact(target),
+            check: redact(check),
+            failing_since: failing_since.as_deref().map(redact),
+            // An attempt whose redacted form no longer reads as one is left out rather than kept in clear.
+            attempts: attempts.iter().filter_map(redacted_attempt).collect(),
+            tokens: *tokens,
+            recalled_from: recalled_from.as_deref().map(redact),
+            severity: *severity,
+            status: *status,
+            detected: redact(detected),
+            last_seen: redact(last_seen),
+            resolved: resolved.as_deref().map(redact),
+            occurrences: *occurrences,
+            evidence: redact(evidence),
+            diagnosis: lines(diagnosis),
+            actions: lines(actions),
+            prevention: lines(prevention),
+            related: lines(related),
+        }
     }
 
     fn render_raw(&self) -> String {
@@ -227,6 +261,13 @@ impl Incident {
         inc.evidence = inc.evidence.trim_end_matches('\n').to_string();
         (!inc.title.is_empty()).then_some(inc)
     }
+}
+
+/// An attempt with every string of its action redacted.
+fn redacted_attempt(a: &Attempt) -> Option<Attempt> {
+    let mut v = serde_json::to_value(a).ok()?;
+    crate::redact::redact_json(&mut v);
+    serde_json::from_value(v).ok()
 }
 
 /// The text of an inline code span written by `code`.
@@ -390,6 +431,18 @@ mod tests {
         let inc = sample();
         let text = inc.render();
         assert_eq!(Incident::parse(&inc.id, &text), Some(inc));
+    }
+
+    #[test]
+    fn a_key_cut_short_in_one_field_leaves_the_others_readable() {
+        let mut inc = sample();
+        inc.status = IncidentStatus::NeedsHuman;
+        inc.title = "Deploy key in the event: -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW".into();
+        inc.diagnosis.push("password=hunter2 in the unit file".into());
+        let parsed = Incident::parse(&inc.id, &inc.render());
+        inc.title = "Deploy key in the event: [REDACTED PRIVATE KEY]".into();
+        inc.diagnosis[1] = "password=[REDACTED] in the unit file".into();
+        assert_eq!(parsed, Some(inc));
     }
 
     #[test]

@@ -94,7 +94,8 @@ impl Runner<'_> {
             Some(w) if t - w.opened < window => {
                 w.suppressed += 1;
                 if w.examples.len() < 3 {
-                    w.examples.push(message.chars().take(160).collect());
+                    // Redacted before it is cut: a secret cut in half no longer looks like one.
+                    w.examples.push(crate::redact::redact(message).chars().take(160).collect());
                 }
                 w.severity = w.severity.max(Some(severity));
                 None
