@@ -141,7 +141,7 @@ fn a_password_and_a_token_in_a_checks_url_reach_no_webhook_and_no_memory_file() 
     let url = format!("http://admin:{password}@127.0.0.1:{}/health?access_token={token}", support::free_port());
     let ws = Ws::new(
         &format!(
-            "notify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\n  - name: broken\n    url: {}\nescalation:\n  - after: 1s\n    notify: [oncall, broken]\n",
+            "mode: execute\nnotify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\n  - name: broken\n    url: {}\nescalation:\n  - after: 1s\n    notify: [oncall, broken]\n",
             hook.url("/oncall"),
             broken.url("/broken")
         ),
@@ -190,7 +190,7 @@ fn delivery_succeeds_after_two_500s() {
 fn flapping_is_folded_into_one_message_and_a_summary() {
     let hook = HttpServer::start(200, "");
     let ws = Ws::new(
-        &format!("notify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")),
+        &format!("mode: execute\nnotify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")),
         "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n",
     );
     let up = ws.path().join("up");

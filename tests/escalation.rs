@@ -107,6 +107,8 @@ fn escalations_pass_the_gate_and_a_dry_run_or_a_forbid_rule_sends_none() {
     let audit = dry.audit_text();
     assert!(audit.contains("escalation level 1 of 1") && audit.contains("- result: dry-run"), "{audit}");
     // Executing, but a rule forbids notifications: refused, audited, not sent.
+    let hook = HttpServer::start(200, "");
+    let ladder = format!("notify_window: 0s\nwebhooks:\n  - name: oncall\n    url: {}\nescalation:\n  - after: 1s\n    notify: [oncall]\n", hook.url("/oncall"));
     let forbid = Ws::new(&format!("mode: execute\n{ladder}rules:\n  - action: notify\n    decide: forbid\n"), checks);
     forbid.run(&["heartbeat", "--all"]);
     std::thread::sleep(Duration::from_millis(2100));

@@ -137,7 +137,8 @@ fn sigkill_mid_action_is_reconciled_not_repeated() {
     let journal = std::fs::read_to_string(ws.memory().join("state/journal")).unwrap();
     assert_eq!(journal.lines().count(), 1, "the journal entry was written before the action: {journal}");
 
-    let r = ws.run(&["heartbeat", "--execute"]);
+    // The check ran just before the crash and is not due again; --all runs it now (and the cooldown holds).
+    let r = ws.run(&["heartbeat", "--execute", "--all"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stdout.contains("reconciled interrupted run_command on fix"), "{}", r.stdout);
     assert!(r.stdout.contains("not repeated"), "{}", r.stdout);

@@ -158,3 +158,46 @@ pub fn pending(log: &Path) -> io::Result<(Vec<Alert>, u64)> {
     let alerts = buf[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect();
     Ok((alerts, start + complete as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(n: usize) -> Alert {
+        crate::pipeline::parse_event(format!(r#"{{"source":"ci","service":"s{n}","summary":"x"}}"#).as_bytes()).unwrap_or_default().remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_from_a_crash_is_cut_and_never_merges_with_the_next_alert() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("intake.jsonl");
+        // A crash mid-append left half a line (never acknowledged).
+        std::fs::write(&path, b"{\"status\":\"firing\",\"lab").unwrap_or_else(|e| panic!("{e}"));
+        let log = IntakeLog::open(path.clone()).unwrap_or_else(|e| panic!("{e}"));
+        log.append(&[alert(1)]).await.unwrap_or_else(|e| panic!("{e}"));
+        let (got, _) = pending(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, vec![alert(1)]);
+    }
+
+    #[tokio::test]
+    async fn committing_a_large_handled_log_never_cuts_an_alert_acknowledged_meanwhile() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("intake.jsonl");
+        let log = IntakeLog::open(path.clone()).unwrap_or_else(|e| panic!("{e}"));
+        // Past the truncation size, every alert handled.
+        let big: Vec<Alert> = (0..60_000).map(alert).collect();
+        log.append(&big).await.unwrap_or_else(|e| panic!("{e}"));
+        let (all, offset) = pending(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(all.len() == big.len() && offset > TRUNCATE_AT);
+        // An alert acknowledged between reading the log and committing its offset survives.
+        log.append(&[alert(99_999)]).await.unwrap_or_else(|e| panic!("{e}"));
+        log.commit_offset(offset).await.unwrap_or_else(|e| panic!("{e}"));
+        let (left, _) = pending(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left, vec![alert(99_999)]);
+        // Once that one is handled too, the log starts afresh.
+        let (_, end) = pending(&path).unwrap_or_else(|e| panic!("{e}"));
+        log.commit_offset(end).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(1), 0);
+        assert_eq!(pending(&path).map(|p| p.0.len()).unwrap_or(1), 0);
+    }
+}
