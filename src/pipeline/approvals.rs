@@ -131,7 +131,7 @@ impl Runner<'_> {
     }
 
     /// Marks an approval that will not be carried out as done.
-    fn close_approval(&self, id: &str) -> Result<(), RunError> {
+    pub(super) fn close_approval(&self, id: &str) -> Result<(), RunError> {
         self.mem.update_approvals(|list| {
             if let Some(a) = list.iter_mut().find(|a| a.id == id && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)) {
                 a.status = ApprovalStatus::Done;

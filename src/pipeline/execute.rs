@@ -121,6 +121,10 @@ impl Runner<'_> {
         let incident = incident.map(|i| i.id.clone());
         let kind = action.kind();
         if !kind.is_mutating() {
+            // Nothing to journal: an approval of it is simply done.
+            if let Some(approval) = self.carrying.take() {
+                self.close_approval(&approval)?;
+            }
             let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
             let dead = self.mem.dead_letters();
             return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
