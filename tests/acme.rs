@@ -12,7 +12,7 @@ use support::Ws;
 #[test]
 fn an_expiring_certificate_is_renewed_through_acme_and_verified() {
     if let Some(why) = nightshift::sandbox::acme::missing() {
-        eprintln!("SKIP: {why}");
+        support::skip("pebble, certbot and nginx", &why);
         return;
     }
     let dir = tempfile::tempdir().unwrap();

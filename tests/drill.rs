@@ -41,7 +41,7 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
         };
         if let Some(why) = missing {
             assert_eq!((s["status"].as_str(), s["why"].as_str()), (Some("skipped"), Some(why.as_str())));
-            eprintln!("SKIP: drill {}: {why}", s["scenario"]);
+            support::skip(&format!("drill {}", s["scenario"]), &why);
             continue;
         }
         assert_eq!(s["status"], "passed", "{s:#}");

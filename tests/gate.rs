@@ -44,7 +44,7 @@ fn write(path: &Path, bytes: usize, days_old: u64) {
 #[test]
 fn execute_cleans_exactly_the_old_logs_verifies_and_resolves() {
     let Some(fs) = SmallFs::mount() else {
-        eprintln!("SKIP: mounting a tmpfs needs root (CI runs as root)");
+        support::skip("a tmpfs (root)", "mounting a tmpfs needs root (CI runs as root)");
         return;
     };
     let root = fs.path.join("logs");

@@ -695,7 +695,7 @@ async fn load_doubles_replicas_up_to_max_halves_them_after_a_sustained_light_loa
     let Some(c) = cluster::cluster().await else { return };
     let exporter = support::HttpServer::start(200, "shop_load 0.9\n");
     let Some(prom) = support::Prometheus::start(&exporter.addr) else {
-        eprintln!("SKIP: prometheus is not installed (.ci/run installs Debian's prometheus)");
+        support::skip("prometheus", "prometheus is not installed (.ci/run installs Debian's prometheus)");
         return;
     };
     let ns = c.namespace("scaling").await;

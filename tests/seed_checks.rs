@@ -124,7 +124,7 @@ fn wait_series(url: &str, query: &str, n: usize) {
 fn prometheus_queries_per_series_and_a_down_prometheus_is_a_check_error() {
     let exporter = HttpServer::start(200, "# TYPE demo_value gauge\ndemo_value{shard=\"a\"} 1\ndemo_value{shard=\"b\"} 5\ndemo_value{shard=\"c\"} 2\n");
     let Some(prom) = support::Prometheus::start(&exporter.addr) else {
-        eprintln!("SKIP: prometheus is not installed (.ci/run installs Debian's prometheus)");
+        support::skip("prometheus", "prometheus is not installed (.ci/run installs Debian's prometheus)");
         return;
     };
     wait_series(&prom.url, "demo_value", 3);

@@ -221,7 +221,7 @@ fn have(bin: &str) -> bool {
 #[test]
 fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolves_it() {
     if !have("prometheus") || !have("prometheus-alertmanager") {
-        eprintln!("SKIP: prometheus and prometheus-alertmanager are needed (.ci/run installs both from Debian)");
+        support::skip("prometheus and alertmanager", "prometheus and prometheus-alertmanager are needed (.ci/run installs both from Debian)");
         return;
     }
     let exporter = support::HttpServer::start(200, "");

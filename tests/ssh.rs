@@ -47,7 +47,7 @@ fn by_name(v: &serde_json::Value, name: &str) -> serde_json::Value {
 #[test]
 fn remote_checks_read_the_host_over_ssh() {
     let Some(sshd) = Sshd::start() else {
-        eprintln!("SKIP: no sshd (apt-get install openssh-server)");
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
         return;
     };
     let data = tempfile::tempdir().unwrap();
@@ -79,7 +79,7 @@ fn remote_checks_read_the_host_over_ssh() {
 #[test]
 fn a_changed_host_key_is_a_clear_check_error() {
     let Some(sshd) = Sshd::start() else {
-        eprintln!("SKIP: no sshd");
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
         return;
     };
     keygen(&sshd.path("other_key"));
@@ -96,7 +96,7 @@ fn a_changed_host_key_is_a_clear_check_error() {
 #[test]
 fn a_full_remote_disk_is_cleaned_over_ssh_only_under_the_root() {
     let Some(sshd) = Sshd::start() else {
-        eprintln!("SKIP: no sshd");
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
         return;
     };
     let data = tempfile::tempdir().unwrap();
@@ -141,11 +141,12 @@ fn a_full_remote_disk_is_cleaned_over_ssh_only_under_the_root() {
 #[test]
 fn a_stopped_service_is_restarted_over_ssh() {
     let Some(sshd) = Sshd::start() else {
-        eprintln!("SKIP: no sshd");
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
         return;
     };
     if !Path::new("/usr/sbin/service").exists() || Path::new("/run/systemd/system").exists() {
-        eprintln!("SKIP: this test drives a SysV service (no systemd here)");
+        // CI's machines run no systemd; a developer's systemd host cannot run this one.
+        support::skip("a SysV service manager", "this test drives a SysV service through `service` (a host without systemd, as CI's)");
         return;
     }
     // A SysV service of our own: start/stop/status/restart of a sleeping process with a pidfile.

@@ -11,12 +11,15 @@ use super::{free_port, wait_listening};
 
 /// Why the site cannot be had here, if it cannot.
 pub fn missing() -> Option<String> {
-    let absent: Vec<&str> = ["pebble", "certbot", "nginx", "openssl"].into_iter().filter(|b| !on_path(b)).collect();
+    let absent: Vec<&str> = ["pebble", "certbot", "nginx", "openssl"].into_iter().filter(|b| find(b).is_none()).collect();
     (!absent.is_empty()).then(|| format!("{} not installed (.ci/run installs them from Debian)", absent.join(", ")))
 }
 
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+/// Where a program is: on PATH, or in the sbin directories a non-root PATH
+/// often lacks (Debian installs nginx as /usr/sbin/nginx).
+fn find(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).map(|d| d.join(bin)).find(|p| p.is_file())
 }
 
 /// A self-signed certificate and key for `cn` (and `san`), valid `days`.
@@ -82,7 +85,8 @@ impl Site {
             key = p("site.key"),
         );
         std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
-        let nginx = format!("nginx -c {} -p {}/", p("nginx.conf"), dir.display());
+        let nginx_bin = find("nginx").ok_or("nginx is not installed")?;
+        let nginx = format!("{} -c {} -p {}/", nginx_bin.display(), p("nginx.conf"), dir.display());
         let site = Site { pebble, nginx: nginx.clone(), dir: dir.to_path_buf(), port, acme };
         wait_listening(acme, Duration::from_secs(20)).map_err(|e| format!("pebble: {e}"))?;
         let st = Command::new("sh").arg("-c").arg(&nginx).output().map_err(|e| format!("nginx: {e}"))?;

@@ -65,7 +65,7 @@ impl GitHub {
         match spec() {
             Ok(_) => {}
             Err(SpecError::Missing(why)) => {
-                if std::env::var("NIGHTSHIFT_REQUIRE_GITHUB_SPEC").as_deref() == Ok("1") {
+                if std::env::var("NIGHTSHIFT_REQUIRE_GITHUB_SPEC").as_deref() == Ok("1") || std::env::var("NIGHTSHIFT_REQUIRE_ALL").as_deref() == Ok("1") {
                     panic!("NIGHTSHIFT_REQUIRE_GITHUB_SPEC=1 but {why}");
                 }
                 eprintln!("SKIP GitHub stand-in: {why}");

@@ -37,7 +37,7 @@ pub async fn cluster() -> Option<Cluster> {
     let kubeconfig = match started {
         Ok(path) => path,
         Err(reason) => {
-            if std::env::var("NIGHTSHIFT_REQUIRE_CLUSTER").as_deref() == Ok("1") {
+            if std::env::var("NIGHTSHIFT_REQUIRE_CLUSTER").as_deref() == Ok("1") || super::require_all() {
                 panic!("NIGHTSHIFT_REQUIRE_CLUSTER=1 but there is no Kubernetes test cluster: {reason}");
             }
             eprintln!("SKIP: no Kubernetes test cluster ({reason}); run scripts/test-cluster.sh build");
