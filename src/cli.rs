@@ -250,6 +250,10 @@ async fn run(cli: Cli) -> u8 {
                 eprintln!("nightshift: the workspace does not validate ({} problem(s)); nothing was run", problems.len());
                 Err(2)
             }
+            Err(e @ (crate::serve::ServeError::IntakeOpen(_) | crate::serve::ServeError::Limits(_))) => {
+                eprintln!("nightshift: {e}");
+                Err(2)
+            }
             Err(e) => {
                 eprintln!("nightshift: {e}");
                 Err(1)

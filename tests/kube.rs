@@ -649,7 +649,16 @@ async fn the_deploy_manifests_are_accepted_by_the_api_server_and_their_workspace
     let Some(c) = cluster::cluster().await else { return };
     let docs = manifest("deploy/kubernetes/nightshift.yaml");
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"]);
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"]);
+    // serve listens beyond loopback there, so the intake token comes from the Secret, not optionally.
+    let env = &docs[3]["spec"]["template"]["spec"]["containers"][0]["env"];
+    let token = env.as_array().unwrap().iter().find(|e| e["name"] == "NIGHTSHIFT_INTAKE_TOKEN").unwrap();
+    assert_eq!(token["valueFrom"]["secretKeyRef"], json!({"name": "nightshift", "key": "intake-token"}));
+    // Only the named peers reach the daemon's port.
+    let policy = &docs[5]["spec"];
+    assert_eq!(policy["podSelector"]["matchLabels"], docs[3]["spec"]["selector"]["matchLabels"]);
+    let peers: Vec<&Value> = policy["ingress"][0]["from"].as_array().unwrap().iter().map(|p| &p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]).collect();
+    assert_eq!(peers, ["monitoring", "argocd", "ingress-nginx"]);
     // The workspace in the ConfigMap validates.
     let cm = &docs[1]["data"];
     let dir = tempfile::tempdir().unwrap();

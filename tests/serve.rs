@@ -349,3 +349,100 @@ fn json_logs_carry_the_incident_id() {
     assert!(!lines.is_empty(), "{logs}");
     assert!(lines.iter().any(|l| l["fields"]["incident"] == id.as_str() && l["fields"]["message"] == "incident"), "{logs}");
 }
+
+/// Reads until the server closes the connection; how long that took, or
+/// `None` when it was still open after `limit`.
+fn closed_within(conn: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(limit)).unwrap();
+    let start = std::time::Instant::now();
+    let mut sink = Vec::new();
+    match conn.read_to_end(&mut sink) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+        _ => Some(start.elapsed()),
+    }
+}
+
+#[test]
+fn a_client_slow_to_send_its_head_or_body_is_cut_off() {
+    use std::io::{Read, Write};
+    let ws = Ws::new("mode: dry-run\n", "checks: []\n");
+    let serve = Serve::start(&ws, &[], &[("NIGHTSHIFT_HTTP_HEADER_TIMEOUT", "1s"), ("NIGHTSHIFT_HTTP_BODY_TIMEOUT", "1s")]);
+    // Part of a request line, then nothing: closed after the header timeout.
+    let mut slow = std::net::TcpStream::connect(&serve.addr).unwrap();
+    slow.write_all(b"GET /healthz HT").unwrap();
+    let took = closed_within(&mut slow, Duration::from_secs(10));
+    assert!(took.is_some_and(|t| t < Duration::from_secs(4)), "a slow head held its connection: {took:?}");
+    // A connection that never sends a byte is closed the same way.
+    let mut idle = std::net::TcpStream::connect(&serve.addr).unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(10)).is_some_and(|t| t < Duration::from_secs(4)));
+    // A whole head, then a tenth of the body it announced: 400 once the body timeout passes.
+    let mut body = std::net::TcpStream::connect(&serve.addr).unwrap();
+    body.write_all(format!("POST /webhook/events HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n0123456789", serve.addr).as_bytes()).unwrap();
+    body.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = body.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400") && reply.contains("the request body did not arrive within 1s"), "{reply}");
+    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+}
+
+fn passes(serve: &Serve) -> u64 {
+    let (_, body) = serve.request("GET", "/healthz", &[], b"");
+    serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["passes"].as_u64()).unwrap_or(0)
+}
+
+#[test]
+fn idle_connections_cannot_starve_healthz_or_the_passes_of_a_daemon_with_128_file_descriptors() {
+    let ws = Ws::new("mode: dry-run\n", "checks:\n  - name: shell\n    kind: exec\n    command: \"true\"\n    every: 1s\n");
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let mut serve = Serve::spawn(support::with_open_files(&ws.cmd(&["serve", "--listen", &addr]), 128), addr);
+    assert!(eventually(Duration::from_secs(10), || passes(&serve) >= 1));
+    // 300 connections that send nothing, kept open by this test (the default header timeout is 10 s).
+    let idle: Vec<std::net::TcpStream> = (0..300).map(|_| std::net::TcpStream::connect(&serve.addr).unwrap()).collect();
+    let before = passes(&serve);
+    let start = std::time::Instant::now();
+    let (code, body) = serve.request("GET", "/healthz", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    assert!(start.elapsed() < Duration::from_secs(2), "/healthz took {:?}", start.elapsed());
+    assert!(eventually(Duration::from_secs(8), || passes(&serve) >= before + 2), "the passes stopped: {} after {before}", passes(&serve));
+    assert!(serve.request("GET", "/metrics", &[], b"").1.contains("nightshift_checks_total{check=\"shell\",status=\"ok\"}"));
+    // SIGTERM with the idle connections still open: a clean stop, promptly.
+    serve.signal(Signal::SIGTERM);
+    let mut status = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        status = serve.child.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert_eq!(status.unwrap().code(), Some(0));
+    drop(idle);
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_an_intake_token() {
+    let ws = Ws::new("mode: dry-run\n", "checks: []\n");
+    let port = support::free_port();
+    // Bound on every address, reached only through loopback here.
+    let listen = format!("0.0.0.0:{port}");
+    let mut open = ws.cmd(&["serve", "--listen", &listen]).env_remove("NIGHTSHIFT_INTAKE_TOKEN").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(10), || {
+        status = open.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        let _ = open.kill();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut open.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(exited, "serve started without the intake token");
+    assert_eq!(status.unwrap().code(), Some(2), "{err}");
+    assert!(err.contains("without NIGHTSHIFT_INTAKE_TOKEN") && err.contains("listen on 127.0.0.1"), "{err}");
+
+    let mut cmd = ws.cmd(&["serve", "--listen", &listen]);
+    cmd.env("NIGHTSHIFT_INTAKE_TOKEN", "in7ake");
+    let serve = Serve::spawn(cmd, format!("127.0.0.1:{port}"));
+    assert_eq!(serve.request("GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(serve.request("POST", "/webhook/events", &[], EVENT.as_bytes()).0, 401);
+    assert_eq!(serve.request("POST", "/webhook/events", &[("Authorization", "Bearer in7ake")], EVENT.as_bytes()).0, 200);
+}

@@ -1,18 +1,31 @@
 //! `clean_logs`: under one declared root, delete `*.log` files (and rotated
 //! ones) older than `max_age`, gzip big logs nobody has written to for an
-//! hour, and remove core dumps. Symlinks are never followed and the walk
-//! never leaves the root's filesystem.
+//! hour, and remove core dumps. The walk holds each directory open and
+//! reaches everything relative to it (`openat`, `unlinkat`, `O_NOFOLLOW`):
+//! a symlink is never followed, a directory swapped for one mid-walk is not
+//! entered, and nothing outside the root is touched. The walk never leaves
+//! the root's filesystem. A `.gz` takes its log's owner and mode.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use nix::dir::Dir;
+use nix::fcntl::{OFlag, openat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 use crate::checks::human_bytes;
 use crate::policy::CleanSettings;
 
 const MAX_ENTRIES: usize = 200_000;
+/// Directories deeper than this are not entered (the walk holds one descriptor per level).
+const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -55,53 +68,135 @@ pub fn check_root(root: &Path) -> io::Result<PathBuf> {
 
 /// Lists what cleaning `root` would do, touching nothing.
 pub fn plan(root: &Path, settings: &CleanSettings, now: SystemTime) -> io::Result<Plan> {
+    walk(root, settings, now, |_| {}, |_, _, _, _, _| {})
+}
+
+/// What cleaning does to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clean {
+    Delete,
+    Gzip,
+    Core,
+}
+
+/// One directory of the walk, open, and the subdirectories still to enter.
+struct Frame {
+    dir: Dir,
+    path: PathBuf,
+    subdirs: Vec<CString>,
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+fn modified(st: &FileStat) -> SystemTime {
+    let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+    let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999))
+}
+
+/// Opens `name` under `parent` as a directory, never through a symlink.
+fn open_dir<Fd: AsFd>(parent: Fd, name: &CStr) -> nix::Result<Dir> {
+    Dir::openat(parent, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+}
+
+/// The names in a directory, `.` and `..` left out.
+fn entries(dir: &mut Dir) -> Vec<CString> {
+    dir.iter().flatten().map(|e| e.file_name().to_owned()).filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..").collect()
+}
+
+/// Walks `root` depth first, one open directory per level, and calls
+/// `found` with the open parent of every file cleaning concerns. Every
+/// directory is opened relative to its parent with `O_NOFOLLOW`, so one
+/// swapped for a symlink after it was listed is not entered; `entering`
+/// runs just before (the tests swap directories there).
+fn walk(
+    root: &Path,
+    settings: &CleanSettings,
+    now: SystemTime,
+    mut entering: impl FnMut(&Path),
+    mut found: impl FnMut(&Dir, &CStr, &Path, Clean, u64),
+) -> io::Result<Plan> {
     let root = check_root(root)?;
-    let dev = fs::metadata(&root)?.dev();
+    let top = Dir::open(&root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+    let dev = fstat(top.as_fd())?.st_dev;
     let mut plan = Plan::default();
-    let mut stack = vec![root];
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut next = Some((top, root));
     let mut seen = 0usize;
     let old_before = now.checked_sub(settings.max_age).unwrap_or(SystemTime::UNIX_EPOCH);
     let quiet_before = now.checked_sub(Duration::from_secs(3600)).unwrap_or(SystemTime::UNIX_EPOCH);
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            seen += 1;
-            if seen > MAX_ENTRIES {
-                plan.truncated = true;
-                return Ok(plan);
-            }
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-            let ft = meta.file_type();
-            if ft.is_symlink() {
-                plan.symlinks_skipped += 1;
-                continue;
-            }
-            if ft.is_dir() {
-                if meta.dev() == dev {
-                    stack.push(path);
+    loop {
+        if let Some((mut dir, path)) = next.take() {
+            let mut subdirs = Vec::new();
+            for name in entries(&mut dir) {
+                seen += 1;
+                if seen > MAX_ENTRIES {
+                    plan.truncated = true;
+                    return Ok(sorted(plan));
                 }
-                continue;
+                let Ok(st) = fstatat(dir.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+                let file = path.join(OsStr::from_bytes(name.as_bytes()));
+                let t = kind(&st);
+                if t == SFlag::S_IFLNK {
+                    plan.symlinks_skipped += 1;
+                } else if t == SFlag::S_IFDIR {
+                    if st.st_dev == dev {
+                        subdirs.push(name);
+                    }
+                } else if t == SFlag::S_IFREG {
+                    let n = String::from_utf8_lossy(name.as_bytes());
+                    let size = u64::try_from(st.st_size).unwrap_or(0);
+                    let mtime = modified(&st);
+                    let what = if settings.core_dumps && is_core(&n) {
+                        Clean::Core
+                    } else if is_log(&n) && mtime < old_before {
+                        Clean::Delete
+                    } else if is_log(&n) && !n.ends_with(".gz") && size > settings.gzip_over_bytes && mtime < quiet_before {
+                        Clean::Gzip
+                    } else {
+                        continue;
+                    };
+                    match what {
+                        Clean::Delete => plan.delete.push((file.clone(), size)),
+                        Clean::Gzip => plan.gzip.push((file.clone(), size)),
+                        Clean::Core => plan.cores.push((file.clone(), size)),
+                    }
+                    found(&dir, &name, &file, what, size);
+                }
             }
-            if !ft.is_file() {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().to_string();
-            let modified = meta.modified().unwrap_or(now);
-            let size = meta.len();
-            if settings.core_dumps && is_core(&name) {
-                plan.cores.push((path, size));
-            } else if is_log(&name) && modified < old_before {
-                plan.delete.push((path, size));
-            } else if is_log(&name) && !name.ends_with(".gz") && size > settings.gzip_over_bytes && modified < quiet_before {
-                plan.gzip.push((path, size));
-            }
+            subdirs.reverse();
+            stack.push(Frame { dir, path, subdirs });
+        }
+        let depth = stack.len();
+        let Some(frame) = stack.last_mut() else { break };
+        let Some(name) = frame.subdirs.pop() else {
+            stack.pop();
+            continue;
+        };
+        if depth >= MAX_DEPTH {
+            plan.truncated = true;
+            continue;
+        }
+        let path = frame.path.join(OsStr::from_bytes(name.as_bytes()));
+        entering(&path);
+        match open_dir(frame.dir.as_fd(), &name) {
+            // Another filesystem mounted here since the listing is left alone too.
+            Ok(dir) if fstat(dir.as_fd()).is_ok_and(|st| st.st_dev == dev) => next = Some((dir, path)),
+            Ok(_) => {}
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => plan.symlinks_skipped += 1,
+            Err(_) => {}
         }
     }
+    Ok(sorted(plan))
+}
+
+fn sorted(mut plan: Plan) -> Plan {
     for list in [&mut plan.delete, &mut plan.gzip, &mut plan.cores] {
         list.sort();
     }
-    Ok(plan)
+    plan
 }
 
 fn total(list: &[(PathBuf, u64)]) -> u64 {
@@ -144,26 +239,49 @@ impl Plan {
     }
 }
 
-/// A file may be touched only if its real parent directory is inside the root
-/// (guards against a directory swapped for a symlink after planning).
-fn inside(root: &Path, path: &Path) -> bool {
-    let Some(parent) = path.parent() else { return false };
-    fs::canonicalize(parent).is_ok_and(|p| p.starts_with(root)) && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+/// Compresses `name` in `dir` to `name.gz` with the log's owner and mode,
+/// then removes the log; returns the size of the `.gz`. Nothing is opened
+/// through a symlink, and a `.gz` that cannot take the log's owner is
+/// removed again (the log stays as it was).
+fn gzip_at(dir: &Dir, name: &CStr) -> io::Result<u64> {
+    let src: OwnedFd = openat(dir.as_fd(), name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())?;
+    let st = fstat(&src)?;
+    if kind(&st) != SFlag::S_IFREG {
+        return Err(io::Error::other("no longer a regular file"));
+    }
+    let mut gz = name.to_bytes().to_vec();
+    gz.extend_from_slice(b".gz");
+    let gz = CString::new(gz).map_err(io::Error::other)?;
+    // Owner-only until it has the log's owner and mode.
+    let out: OwnedFd = openat(dir.as_fd(), gz.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    let written = compress(File::from(src), File::from(out), &st);
+    match written {
+        Ok(size) => {
+            unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+            Ok(size)
+        }
+        Err(e) => {
+            let _ = unlinkat(dir.as_fd(), gz.as_c_str(), UnlinkatFlags::NoRemoveDir);
+            Err(e)
+        }
+    }
 }
 
-fn gzip_file(path: &Path) -> io::Result<()> {
-    let mut gz_name = path.as_os_str().to_owned();
-    gz_name.push(".gz");
-    let gz_path = PathBuf::from(gz_name);
-    let mut src = OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
-    let out = OpenOptions::new().write(true).create_new(true).open(&gz_path)?;
+/// Writes `src` gzipped into `out`, gives `out` the owner and permission
+/// bits of `log`, syncs it; returns its size.
+fn compress(mut src: File, out: File, log: &FileStat) -> io::Result<u64> {
     let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let result = io::copy(&mut src, &mut enc).and_then(|_| enc.finish()).and_then(|f: File| f.sync_all());
-    if let Err(e) = result {
-        let _ = fs::remove_file(&gz_path);
-        return Err(e);
+    io::copy(&mut src, &mut enc)?;
+    let out = enc.finish()?;
+    let mine = fstat(&out)?;
+    if (mine.st_uid, mine.st_gid) != (log.st_uid, log.st_gid) {
+        fchown(&out, Some(Uid::from_raw(log.st_uid)), Some(Gid::from_raw(log.st_gid)))
+            .map_err(|e| io::Error::other(format!("cannot give the .gz the log's owner {}:{} ({e}); the log is left uncompressed", log.st_uid, log.st_gid)))?;
     }
-    fs::remove_file(path)
+    // After fchown, which may clear set-id bits; an archive gets none.
+    fchmod(&out, Mode::from_bits_truncate(log.st_mode & 0o777))?;
+    fsync(&out)?;
+    Ok(u64::try_from(fstat(&out)?.st_size).unwrap_or(0))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,39 +293,30 @@ pub struct Done {
     pub errors: Vec<String>,
 }
 
-/// Cleans `root` as `plan` would describe it now.
+/// Cleans `root` as `plan` would describe it now, acting on each file as
+/// the walk finds it, through its open parent directory.
 pub fn execute(root: &Path, settings: &CleanSettings, now: SystemTime) -> io::Result<(Plan, Done)> {
-    let canonical = check_root(root)?;
-    let plan = plan(root, settings, now)?;
+    clean(root, settings, now, |_| {})
+}
+
+fn clean(root: &Path, settings: &CleanSettings, now: SystemTime, entering: impl FnMut(&Path)) -> io::Result<(Plan, Done)> {
     let mut done = Done::default();
-    for (path, size) in plan.delete.iter().chain(plan.cores.iter()) {
-        if !inside(&canonical, path) {
-            done.errors.push(format!("{} left alone: no longer inside {}", path.display(), canonical.display()));
-            continue;
-        }
-        match fs::remove_file(path) {
+    let plan = walk(root, settings, now, entering, |dir, name, path, what, size| match what {
+        Clean::Delete | Clean::Core => match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) => {
                 done.freed_bytes += size;
-                if plan.cores.iter().any(|(p, _)| p == path) { done.cores += 1 } else { done.deleted += 1 }
+                if what == Clean::Core { done.cores += 1 } else { done.deleted += 1 }
             }
-            Err(e) => done.errors.push(format!("{}: {e}", path.display())),
-        }
-    }
-    for (path, size) in &plan.gzip {
-        if !inside(&canonical, path) {
-            done.errors.push(format!("{} left alone: no longer inside {}", path.display(), canonical.display()));
-            continue;
-        }
-        let mut gz = path.as_os_str().to_owned();
-        gz.push(".gz");
-        match gzip_file(path) {
-            Ok(()) => {
+            Err(e) => done.errors.push(format!("{}: {}", path.display(), io::Error::from(e))),
+        },
+        Clean::Gzip => match gzip_at(dir, name) {
+            Ok(gz) => {
                 done.gzipped += 1;
-                done.freed_bytes += size.saturating_sub(fs::metadata(PathBuf::from(gz)).map(|m| m.len()).unwrap_or(0));
+                done.freed_bytes += size.saturating_sub(gz);
             }
             Err(e) => done.errors.push(format!("gzip {}: {e}", path.display())),
-        }
-    }
+        },
+    })?;
     Ok((plan, done))
 }
 
@@ -239,5 +348,79 @@ mod tests {
         for n in ["core.c", "corefile", "score", ".core"] {
             assert!(!is_core(n), "{n}");
         }
+    }
+
+    fn write_aged(path: &Path, bytes: usize, hours: u64) {
+        fs::write(path, vec![b'x'; bytes]).unwrap_or_else(|e| panic!("{e}"));
+        let f = File::options().write(true).open(path).unwrap_or_else(|e| panic!("{e}"));
+        f.set_modified(SystemTime::now() - Duration::from_secs(hours * 3600)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn small() -> CleanSettings {
+        CleanSettings { gzip_over_bytes: 1024, ..CleanSettings::default() }
+    }
+
+    fn stat(path: &Path) -> (u32, u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    #[test]
+    fn a_gzipped_log_keeps_its_owner_and_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = root.path().join("secret.log");
+        write_aged(&log, 4096, 2);
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+        // As root, the log belongs to someone else, as a service's logs do.
+        let other = Uid::effective().is_root().then(|| (Uid::from_raw(4242), Gid::from_raw(4343)));
+        if let Some((uid, gid)) = other {
+            nix::unistd::chown(&log, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let before = stat(&log);
+        let (plan, done) = execute(root.path(), &small(), SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((plan.gzip.len(), done.gzipped, done.errors.clone()), (1, 1, Vec::<String>::new()));
+        assert!(!log.exists());
+        assert_eq!(stat(&root.path().join("secret.log.gz")), before);
+        if let Some((uid, gid)) = other {
+            assert_eq!((before.1, before.2), (uid.as_raw(), gid.as_raw()));
+        }
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_walk_is_not_followed() {
+        let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (root, outside) = (base.path().join("root"), base.path().join("outside"));
+        for d in [root.join("sub"), outside.clone()] {
+            fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for dir in [&root, &root.join("sub"), &outside] {
+            write_aged(&dir.join("old.log"), 10, 24 * 30);
+            write_aged(&dir.join("big.log"), 4096, 2);
+            write_aged(&dir.join("core"), 10, 1);
+        }
+        let listing = |d: &Path| {
+            let mut v: Vec<String> = fs::read_dir(d).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default();
+            v.sort();
+            v
+        };
+        // root lists sub as a real directory; before it is entered, sub becomes a symlink out of the root.
+        let (plan, done) = clean(&root, &small(), SystemTime::now(), |path| {
+            if path.ends_with("sub") {
+                fs::rename(path, base.path().join("moved")).unwrap_or_else(|e| panic!("{e}"));
+                std::os::unix::fs::symlink(&outside, path).unwrap_or_else(|e| panic!("{e}"));
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listing(&outside), ["big.log", "core", "old.log"], "nothing outside the root is touched");
+        assert_eq!(listing(&base.path().join("moved")), ["big.log", "core", "old.log"]);
+        assert_eq!(listing(&root), ["big.log.gz", "sub"]);
+        assert_eq!((done.deleted, done.gzipped, done.cores, plan.symlinks_skipped), (1, 1, 1, 1));
+
+        // A symlink already there is not followed either.
+        let (_, done) = execute(&root, &small(), SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((done.deleted, done.gzipped, done.cores), (0, 0, 0));
+        assert_eq!(listing(&outside), ["big.log", "core", "old.log"]);
     }
 }

@@ -2,11 +2,13 @@
 //! pipeline as `heartbeat` when a check is due, an alert arrives or a human
 //! decides; the HTTP API takes alerts, Slack and API approvals, and serves
 //! health and metrics. SIGHUP reloads the workspace (an invalid one keeps the
-//! old running); SIGTERM lets the pass in flight finish, then stops.
+//! old running); SIGTERM lets the pass in flight finish, then stops. The
+//! HTTP server's timeouts and connection limit are in `server`.
 
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod server;
 pub mod slack;
 
 use std::net::SocketAddr;
@@ -29,6 +31,12 @@ use crate::workspace::{self, Problem, Workspace};
 pub enum ServeError {
     #[error("the workspace does not validate ({} problem(s))", .0.len())]
     Invalid(Vec<Problem>),
+    #[error(
+        "refusing to serve the intake on {0}, which is not a loopback address, without NIGHTSHIFT_INTAKE_TOKEN: anyone who reaches the port could post alerts. Set NIGHTSHIFT_INTAKE_TOKEN to a secret (Alertmanager and Argo CD send it as a bearer token), or listen on 127.0.0.1"
+    )]
+    IntakeOpen(SocketAddr),
+    #[error("the HTTP limits in the environment: {0}")]
+    Limits(#[from] server::LimitError),
     #[error(transparent)]
     Memory(#[from] crate::memory::MemoryError),
     #[error("{0}")]
@@ -64,6 +72,11 @@ fn env(name: &str) -> Option<String> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(), ServeError> {
+    let intake_token = env("NIGHTSHIFT_INTAKE_TOKEN");
+    if intake_token.is_none() && !is_loopback(listen) {
+        return Err(ServeError::IntakeOpen(listen));
+    }
+    let limits = server::Limits::from_env()?;
     let ws = workspace::load(&root).map_err(ServeError::Invalid)?;
     let mem = Memory::open(&root)?;
     let intake_path = mem.state_dir().join("intake.jsonl");
@@ -76,7 +89,7 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
         metrics: metrics::Metrics::default(),
         wake: tokio::sync::Notify::new(),
         api_token: env("NIGHTSHIFT_API_TOKEN"),
-        intake_token: env("NIGHTSHIFT_INTAKE_TOKEN"),
+        intake_token,
         slack_secret: env("SLACK_SIGNING_SECRET"),
         execute,
         last_pass: Mutex::new(None),
@@ -96,13 +109,9 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
     println!("nightshift serving on http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router = http::router(app.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(server::serve(listener, router, limits, async {
+        let _ = stop_rx.await;
+    }));
     loop {
         let ok = pass(&app).await;
         let wait = next_wake(&app, ok);
@@ -122,6 +131,11 @@ pub async fn run(root: PathBuf, listen: SocketAddr, execute: bool) -> Result<(),
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(())
+}
+
+/// Whether only this machine can reach `addr` (`::ffff:127.0.0.1` included).
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
 }
 
 /// Starts the watch cache when a Kubernetes check reads the current context
@@ -320,6 +334,13 @@ mod tests {
 
     fn ran(state: &mut State, name: &str, at: chrono::DateTime<Utc>) {
         state.checks.insert(name.into(), CheckState { last_run: at, status: crate::checks::Status::Ok, consecutive_failures: 0, summary: String::new(), failing_since: None });
+    }
+
+    #[test]
+    fn only_loopback_listen_addresses_go_without_an_intake_token() {
+        let table = [("127.0.0.1:9469", true), ("127.0.0.2:9469", true), ("[::1]:9469", true), ("[::ffff:127.0.0.1]:9469", true), ("0.0.0.0:9469", false), ("[::]:9469", false), ("10.0.0.5:9469", false)];
+        let got: Vec<(&str, bool)> = table.iter().map(|(a, _)| (*a, a.parse().is_ok_and(is_loopback))).collect();
+        assert_eq!(got, table);
     }
 
     #[test]

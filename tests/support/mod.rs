@@ -302,11 +302,16 @@ impl Serve {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = ws.cmd(&["serve", "--listen", &addr]);
-        cmd.args(extra).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(extra);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
+        Self::spawn(cmd, addr)
+    }
+
+    /// Starts `cmd` (a `serve` command line) and waits until `addr` accepts connections.
+    pub fn spawn(mut cmd: Command, addr: String) -> Self {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         assert!(wait_listening(&addr, Duration::from_secs(20)), "serve did not start");
         Self { addr, child }
     }
@@ -344,6 +349,19 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `cmd` run under a soft and hard limit of `n` open files (`ulimit -n`).
+pub fn with_open_files(cmd: &Command, n: u32) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
 }
 
 /// A plain HTTP/1.1 request over a fresh connection; (status, body).
