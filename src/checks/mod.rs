@@ -1,6 +1,7 @@
 //! Checks: each kind is a module behind the one `Check` trait; `ProbeSpec` is
 //! the closed set of kinds with the single `match` that dispatches them.
 
+pub mod archive;
 pub mod backup;
 pub mod disk;
 pub mod exec;
