@@ -21,7 +21,7 @@ use crate::policy::{Decision, EscalationLevel, Verdict};
 pub fn due(levels: &[EscalationLevel], opened: DateTime<Utc>, sent: usize, t: DateTime<Utc>) -> (Option<usize>, Option<DateTime<Utc>>) {
     let elapsed = (t - opened).to_std().unwrap_or_default();
     let reached = levels.iter().take_while(|l| elapsed >= l.after).count();
-    let next = levels.get(reached).and_then(|l| chrono::Duration::from_std(l.after).ok()).map(|d| opened + d);
+    let next = levels.get(reached).and_then(|l| crate::duration::after(opened, l.after));
     ((reached > sent).then_some(reached), next)
 }
 
