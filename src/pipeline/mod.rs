@@ -29,6 +29,7 @@ pub const CONCURRENCY: usize = 16;
 /// A healthy disk whose growth reaches its limit sooner than this is a warning.
 pub const TREND_WARN_DAYS: f64 = 3.0;
 
+mod alert_bounds;
 mod alerts;
 mod approvals;
 mod escalate;
