@@ -138,6 +138,8 @@ pub struct Runner<'a> {
     forced: Vec<String>,
     /// The process's Kubernetes request count when the run began.
     kube_requests_at_start: u64,
+    /// Remembered incidents by fingerprint, read once per pass on first use (recall).
+    past: std::sync::OnceLock<std::collections::BTreeMap<String, Vec<Incident>>>,
 }
 
 /// A `dependency` check that fails, with what depends on it.
@@ -197,6 +199,7 @@ impl<'a> Runner<'a> {
             down: Vec::new(),
             forced: Vec::new(),
             kube_requests_at_start: crate::k8s::requests(),
+            past: std::sync::OnceLock::new(),
         };
         Ok((runner, lock))
     }
