@@ -34,7 +34,7 @@ impl Runner<'_> {
     /// Sends the levels that have fallen due for every open incident.
     #[tracing::instrument(name = "escalate", skip_all)]
     pub(super) async fn escalate(&mut self) -> Result<(), RunError> {
-        let open: Vec<String> = self.state.open.values().cloned().collect();
+        let open: std::collections::BTreeSet<String> = self.state.open.values().cloned().collect();
         self.state.escalated.retain(|id, _| open.contains(id));
         let levels = self.ws.policy.escalation.clone();
         if levels.is_empty() {
