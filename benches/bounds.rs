@@ -2,8 +2,9 @@
 //! `nightshift heartbeat --all` process, measured alone (wall time, its own
 //! peak RSS from wait4): an exec check whose command prints 1.5 GB and then
 //! fails, a backup check on a crafted .tar.gz (a PAX extended header of
-//! 1 GiB and a 3 GiB file of zeros, a few MiB on disk), and both in one
-//! pass. Prints each run's status and the check summaries.
+//! 1 GiB and a 3.5 GiB file of zeros, 4.5 MiB on disk), one on a gzip bomb
+//! (4.5 GiB of zeros, 4.5 MiB on disk), and the exec and the PAX archive in
+//! one pass. Prints each run's status and the check summaries.
 //! Run with `cargo bench --bench bounds`; `NIGHTSHIFT_BIN=path` measures
 //! another build of the binary (an older one, for a before/after).
 #![allow(clippy::expect_used)]
@@ -16,10 +17,10 @@ use std::process::Command;
 
 use common::{measure_into, ms};
 
-/// A .tar.gz in one gzip member: a PAX record of `pax` bytes, then a file of `zeros` zero bytes.
+/// A .tar.gz in one gzip member: a PAX record of `pax` bytes (none when 0), then a file of `zeros` zero bytes.
 fn crafted(path: &Path, pax: u64, zeros: u64) {
     let file = std::fs::File::create(path).expect("create");
-    let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::best());
     let header = |size: u64, kind: tar::EntryType, name: &str| {
         let mut h = tar::Header::new_ustar();
         h.set_path(name).expect("name");
@@ -30,27 +31,29 @@ fn crafted(path: &Path, pax: u64, zeros: u64) {
         h.as_bytes().to_vec()
     };
     let pad = |n: u64| vec![0u8; ((512 - n % 512) % 512) as usize];
-    // One record: "<len> comment=aaaa…\n", its length counting itself.
-    let value = pax - 30;
-    let mut len = value + 10;
-    loop {
-        let total = len.to_string().len() as u64 + 1 + "comment=".len() as u64 + value + 1;
-        if total == len {
-            break;
+    if pax > 0 {
+        // One record: "<len> comment=aaaa…\n", its length counting itself.
+        let value = pax - 30;
+        let mut len = value + 10;
+        loop {
+            let total = len.to_string().len() as u64 + 1 + "comment=".len() as u64 + value + 1;
+            if total == len {
+                break;
+            }
+            len = total;
         }
-        len = total;
+        gz.write_all(&header(len, tar::EntryType::XHeader, "PaxHeaders/db.sql")).expect("write");
+        gz.write_all(format!("{len} comment=").as_bytes()).expect("write");
+        let chunk = vec![b'a'; 1 << 20];
+        let mut left = value;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64);
+            gz.write_all(&chunk[..n as usize]).expect("write");
+            left -= n;
+        }
+        gz.write_all(b"\n").expect("write");
+        gz.write_all(&pad(len)).expect("write");
     }
-    gz.write_all(&header(len, tar::EntryType::XHeader, "PaxHeaders/db.sql")).expect("write");
-    gz.write_all(format!("{len} comment=").as_bytes()).expect("write");
-    let chunk = vec![b'a'; 1 << 20];
-    let mut left = value;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64);
-        gz.write_all(&chunk[..n as usize]).expect("write");
-        left -= n;
-    }
-    gz.write_all(b"\n").expect("write");
-    gz.write_all(&pad(len)).expect("write");
     gz.write_all(&header(zeros, tar::EntryType::Regular, "db.sql")).expect("write");
     let chunk = vec![0u8; 1 << 20];
     let mut left = zeros;
@@ -82,15 +85,21 @@ fn main() {
     let bin = std::env::var("NIGHTSHIFT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nightshift").to_string());
     let dir = tempfile::tempdir().expect("tempdir");
     let backups = dir.path().join("backups");
+    let bombs = dir.path().join("bombs");
     std::fs::create_dir_all(&backups).expect("mkdir");
+    std::fs::create_dir_all(&bombs).expect("mkdir");
     let archive = backups.join("db.tar.gz");
-    crafted(&archive, 1 << 30, 3 << 30);
-    let size = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
+    crafted(&archive, 1 << 30, 3584 << 20);
+    crafted(&bombs.join("db.tar.gz"), 0, 4608 << 20);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(0.0);
     let exec = "  - name: loud\n    kind: exec\n    command: \"yes | head -c 1500000000; exit 1\"\n    timeout: 5m\n";
     let backup = format!("  - name: backup\n    kind: backup\n    path: {}/*.tar.gz\n", backups.display());
+    let bomb = format!("  - name: bomb\n    kind: backup\n    path: {}/*.tar.gz\n", bombs.display());
     println!("hostile inputs to one `heartbeat --all` pass of {bin}:");
-    println!("  crafted archive: {:.1} MiB on disk (PAX record 1 GiB, then 3 GiB of zeros)", size as f64 / (1 << 20) as f64);
+    println!("  crafted archive: {:.1} MiB on disk (PAX record 1 GiB, then 3.5 GiB of zeros)", size(&archive));
+    println!("  gzip bomb: {:.1} MiB on disk (4.5 GiB of zeros in one file)", size(&bombs.join("db.tar.gz")));
     println!("  exec printing 1.5 GB:   {}", run(&bin, dir.path(), exec));
-    println!("  backup on the archive:  {}", run(&bin, dir.path(), &backup));
-    println!("  both in one pass:       {}", run(&bin, dir.path(), &format!("{exec}{backup}")));
+    println!("  backup, crafted PAX:    {}", run(&bin, dir.path(), &backup));
+    println!("  backup, gzip bomb:      {}", run(&bin, dir.path(), &bomb));
+    println!("  exec and PAX, one pass: {}", run(&bin, dir.path(), &format!("{exec}{backup}")));
 }
