@@ -495,7 +495,7 @@ fn incidents(root: &Path, command: IncidentsCommand) -> Result<u8, u8> {
                 eprintln!("nightshift: --since: {e}");
                 2
             })?;
-            let from = Utc::now() - chrono::Duration::from_std(period).unwrap_or_default();
+            let from = crate::duration::before(Utc::now(), period).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
             let all: Vec<_> = crate::memory::stats::remembered(&mem).map_err(fail)?.into_iter().map(|(i, _)| i).collect();
             let s = crate::memory::stats::stats(&all, from);
             if json {
@@ -533,7 +533,7 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
         2
     })?;
     let mem = memory_or_exit(root)?;
-    let from = Utc::now() - chrono::Duration::from_std(period).unwrap_or_default();
+    let from = crate::duration::before(Utc::now(), period).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
     let entries = mem.audit_since(from).map_err(|e| {
         eprintln!("nightshift: {e}");
         1

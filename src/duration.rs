@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -12,11 +14,28 @@ use serde::{Deserialize, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration accepted anywhere (workspace files, the command
+/// line): 100 years of 365 days. Longer ones are typos or attempts to
+/// overflow the clock arithmetic, never a schedule or a retention.
+pub const MAX: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// Why a duration could not be parsed; the message is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{input}`: write a number and a unit (ms, s, m, h, d, w), e.g. 30s, 5m, 1h, 1d")]
-pub struct DurationError {
-    pub input: String,
+pub enum DurationError {
+    #[error("invalid duration `{input}`: write a number and a unit (ms, s, m, h, d, w), e.g. 30s, 5m, 1h, 1d")]
+    Syntax { input: String },
+    #[error("duration `{input}` is longer than the longest nightshift accepts, 36500d (100 years): write a shorter one, e.g. 365d")]
+    TooLong { input: String },
+}
+
+/// `t + d`, or None past the range of timestamps.
+pub fn after(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+    chrono::Duration::from_std(d).ok().and_then(|d| t.checked_add_signed(d))
+}
+
+/// `t - d`, or None past the range of timestamps.
+pub fn before(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+    chrono::Duration::from_std(d).ok().and_then(|d| t.checked_sub_signed(d))
 }
 
 impl HumanDuration {
@@ -29,9 +48,11 @@ impl HumanDuration {
     }
 }
 
-/// Parses `30s`, `5m`, `1h`, `1d`, `2w`, `500ms` and concatenations (`1h30m`).
+/// Parses `30s`, `5m`, `1h`, `1d`, `2w`, `500ms` and concatenations
+/// (`1h30m`), at most `MAX`.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError { input: input.to_string() };
+    let err = || DurationError::Syntax { input: input.to_string() };
+    let too_long = || DurationError::TooLong { input: input.to_string() };
     let s = input.trim();
     if s.is_empty() {
         return Err(err());
@@ -61,9 +82,12 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
             "w" => 604_800_000,
             _ => return Err(err()),
         };
-        total = total.checked_add(n.checked_mul(millis_per_unit).ok_or_else(err)?).ok_or_else(err)?;
+        total = total.checked_add(n.checked_mul(millis_per_unit).ok_or_else(too_long)?).ok_or_else(too_long)?;
     }
-    let millis = u64::try_from(total).map_err(|_| err())?;
+    if total > MAX.as_millis() {
+        return Err(too_long());
+    }
+    let millis = u64::try_from(total).map_err(|_| too_long())?;
     Ok(Duration::from_millis(millis))
 }
 
@@ -151,6 +175,27 @@ mod tests {
         for input in ["5 minutes", "5min", "", "m5", "1.5h", "5", "-5m", "5m ago"] {
             assert!(parse(input).is_err(), "{input} should be rejected");
         }
+    }
+
+    #[test]
+    fn durations_beyond_a_hundred_years_are_refused_with_the_fix() {
+        assert_eq!(parse("36500d"), Ok(MAX));
+        for input in ["36501d", "100000000d", "99999999999999999999999999999999999999w"] {
+            let e = parse(input).err();
+            assert_eq!(e, Some(DurationError::TooLong { input: input.into() }), "{input}");
+        }
+        let text = parse("100000000d").err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(text, "duration `100000000d` is longer than the longest nightshift accepts, 36500d (100 years): write a shorter one, e.g. 365d");
+    }
+
+    #[test]
+    fn clock_arithmetic_is_checked() {
+        let t = chrono::DateTime::<Utc>::MAX_UTC;
+        assert_eq!(after(t, Duration::from_secs(1)), None);
+        assert_eq!(before(chrono::DateTime::<Utc>::MIN_UTC, Duration::from_secs(1)), None);
+        let epoch = chrono::DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(after(epoch, Duration::from_secs(60)).map(|t| t.timestamp()), Some(60));
+        assert_eq!(before(epoch, MAX).map(|t| t.timestamp()), Some(-(MAX.as_secs() as i64)));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod checks;
+pub mod capture;
 pub mod cli;
 pub mod drill;
 pub mod duration;

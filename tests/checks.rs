@@ -65,6 +65,19 @@ fn exec_timeout_kills_the_command_and_fails() {
 }
 
 #[test]
+fn exec_output_is_read_through_a_cap_and_the_evidence_keeps_both_ends() {
+    // 200 MB between a first and a last line, then a failing exit: the check
+    // finishes, keeps the exit code, and its evidence holds the start and the end.
+    let ws = Ws::new("mode: dry-run\n", "checks:\n  - name: loud\n    kind: exec\n    command: \"echo FIRST-LINE; yes | head -c 200000000; echo; echo LAST-LINE; exit 3\"\n    timeout: 2m\n");
+    let (_, v) = ws.json(&["check", "loud", "--json"]);
+    let c = &v["checks"][0];
+    assert_eq!((c["status"].as_str(), c["evidence"]["exit_code"].as_i64()), (Some("failing"), Some(3)), "{c}");
+    let stdout = c["evidence"]["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("FIRST-LINE\n") && stdout.ends_with("LAST-LINE\n") && stdout.contains(" bytes truncated]"), "{stdout}");
+    assert!(stdout.len() <= 2100, "evidence of {} bytes", stdout.len());
+}
+
+#[test]
 fn http_body_and_status_expectations() {
     let http = HttpServer::start(200, "degraded");
     let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: body\n    kind: http\n    url: {}\n    body_contains: healthy\n  - name: code\n    kind: http\n    url: {}\n    expect_status: 204\n", http.url("/"), http.url("/")));

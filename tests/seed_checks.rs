@@ -82,6 +82,27 @@ fn backups_good_truncated_stale_small_and_wrong_sidecar() {
     }
 }
 
+#[test]
+fn a_tar_bomb_is_not_verifiable_and_fails_never_intact() {
+    // A PAX extended header of 8 MiB (a few KiB on disk) before an ordinary file:
+    // the tar reader would hold the whole record in memory and call the archive intact.
+    let root = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("comment", vec![b'a'; 8 << 20].as_slice())]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(6);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "db.sql", &b"SELECT"[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    std::fs::write(root.path().join("db.tar.gz"), gz.finish().unwrap()).unwrap();
+    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: bomb\n    kind: backup\n    path: {}/*.tar.gz\n", root.path().display()));
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = by_name(&v, "bomb");
+    assert_eq!((code, c["status"].as_str(), c["evidence"]["problem"].as_str()), (1, Some("failing"), Some("corrupt")), "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("not verifiable: an extension header of 8.0 MiB (more than 1.0 MiB)"), "{c}");
+}
+
 fn sha256(p: &Path) -> String {
     let out = Command::new("sha256sum").arg(p).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()

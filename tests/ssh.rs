@@ -77,6 +77,24 @@ fn remote_checks_read_the_host_over_ssh() {
 }
 
 #[test]
+fn remote_output_is_read_through_the_cap_too() {
+    let Some(sshd) = Sshd::start() else {
+        eprintln!("SKIP: no sshd (apt-get install openssh-server)");
+        return;
+    };
+    let ws = Ws::new(
+        "mode: dry-run\n",
+        &format!("{}checks:\n  - name: r-loud\n    kind: exec\n    host: web-01\n    command: \"echo FIRST-LINE; yes | head -c 50000000; echo; echo LAST-LINE; exit 4\"\n    timeout: 2m\n", sshd.hosts()),
+    );
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = by_name(&v, "r-loud");
+    assert_eq!((code, c["status"].as_str()), (1, Some("failing")), "{c}");
+    assert!(c["summary"].as_str().unwrap().ends_with("exited 4"), "{c}");
+    let stdout = c["evidence"]["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("FIRST-LINE\n") && stdout.ends_with("LAST-LINE\n") && stdout.contains(" bytes truncated]") && stdout.len() <= 2100, "{stdout}");
+}
+
+#[test]
 fn a_changed_host_key_is_a_clear_check_error() {
     let Some(sshd) = Sshd::start() else {
         support::skip("sshd", "no sshd (apt-get install openssh-server)");

@@ -31,6 +31,7 @@ fn every_validation_error_names_file_line_and_fix() {
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n   command: \"true\"\n", "HEARTBEAT.md:", "YAML syntax error"),
         (OK_POLICY, "checks:\n  - name: p\n    kind: process\n", "HEARTBEAT.md:5", "needs exactly one of `process`"),
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    every: 5\n", "HEARTBEAT.md:8", "`every: 5` has no unit"),
+        (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    every: 100000000d\n", "HEARTBEAT.md:8", "`100000000d` is longer than the longest nightshift accepts, 36500d (100 years)"),
         (OK_POLICY, "hosts: []\n", "HEARTBEAT.md:4", "has no `checks:` list"),
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    at: \"0 2 * *\"\n", "HEARTBEAT.md:8", "cron needs five"),
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    at: \"0 25 * * *\"\n", "HEARTBEAT.md:8", "hour: 25 is outside 0-23"),
@@ -69,6 +70,7 @@ fn every_validation_error_names_file_line_and_fix() {
         ("unknown_action: auto\n", OK_CHECKS, "AGENTS.md:6", "would let any action without a rule run unasked"),
         ("webhooks:\n  - name: n8n\n    url: http://127.0.0.1:5678/x\n    auth_header: Bearer abc\n", OK_CHECKS, "AGENTS.md:9", "would put a secret in AGENTS.md"),
         ("max_blast_radius: -1\n", OK_CHECKS, "AGENTS.md:6", "out of range"),
+        ("approval_ttl: 100000000d\n", OK_CHECKS, "AGENTS.md:6", "`100000000d` is longer than the longest nightshift accepts"),
         ("clean_roots: [var/log]\n", OK_CHECKS, "AGENTS.md:6", "must be an absolute directory"),
         ("rules:\n  - action: scale\n    decide: auto\n    match: {namespce: shop}\n", OK_CHECKS, "AGENTS.md:9", "unknown key `namespce`"),
     ];
@@ -166,4 +168,17 @@ fn verification_steps_name_other_declared_checks() {
     for want in ["verify connectivity names the check itself", "verify performance names `a-latency`, which is not a declared check", "unknown key `speed`", "HEARTBEAT.md:"] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
+}
+
+#[test]
+fn durations_on_the_command_line_are_bounded() {
+    let ws = Ws::new(OK_POLICY, OK_CHECKS);
+    assert_eq!(ws.run(&["heartbeat"]).code, 0);
+    for args in [&["memory", "compact", "--older-than", "100000000d"][..], &["audit", "report", "--since", "100000000d"], &["incidents", "stats", "--since", "100000000d"]] {
+        let r = ws.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("duration `100000000d` is longer than the longest nightshift accepts, 36500d (100 years): write a shorter one"), "{args:?}: {}", r.stderr);
+    }
+    let r = ws.run(&["memory", "compact", "--older-than", "36500d"]);
+    assert_eq!(r.code, 0, "the longest accepted duration works: {}", r.stderr);
 }

@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 
 /// Runs the command, returning (wall time, peak RSS in KiB, exit code) of that child alone.
 pub fn measure(cmd: &mut Command) -> (Duration, i64, i32) {
+    measure_into(cmd.stdout(Stdio::null()))
+}
+
+/// `measure`, with the command's stdout left as the caller set it (a file, to read afterwards).
+pub fn measure_into(cmd: &mut Command) -> (Duration, i64, i32) {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn nightshift");
+    let child = cmd.stderr(Stdio::null()).spawn().expect("spawn nightshift");
     let pid = child.id() as i32;
     let mut status = 0;
     // SAFETY: wait4 on our own child with valid out-pointers; the Child is not waited on elsewhere.

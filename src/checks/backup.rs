@@ -1,14 +1,10 @@
 //! `backup`: the newest file matching a glob is younger than `max_age`, at
-//! least `min_size`, and passes an integrity test chosen by its type: a gzip
-//! stream read to its end (CRC checked), a tar listing read through, and a
-//! `.sha256` sidecar compared when one exists.
+//! least `min_size`, and passes the integrity tests of `super::archive`,
+//! chosen by its type, within their limits.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-use sha2::{Digest, Sha256};
 
 use super::{Check, Context, Outcome, Status, human_bytes};
 
@@ -60,70 +56,6 @@ pub fn newest(pattern: &Path) -> io::Result<Option<(PathBuf, SystemTime, u64)>> 
     Ok(best)
 }
 
-/// Reads a gzip stream to its end; flate2 checks the CRC and length trailer.
-fn gzip_ok(path: &Path) -> Result<String, String> {
-    let mut dec = flate2::read::MultiGzDecoder::new(File::open(path).map_err(|e| e.to_string())?);
-    let n = io::copy(&mut dec, &mut io::sink()).map_err(|e| format!("gzip stream broken: {e}"))?;
-    Ok(format!("gzip stream complete ({} uncompressed)", human_bytes(n)))
-}
-
-/// Lists a tar archive through, reading every entry.
-fn tar_ok(reader: impl Read) -> Result<String, String> {
-    let mut archive = tar::Archive::new(reader);
-    let mut count = 0u64;
-    for entry in archive.entries().map_err(|e| format!("tar listing failed: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("tar listing failed after {count} entries: {e}"))?;
-        io::copy(&mut entry, &mut io::sink()).map_err(|e| format!("tar entry {} truncated: {e}", count + 1))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err("tar archive has no entries".into());
-    }
-    Ok(format!("tar lists {count} entries"))
-}
-
-fn sidecar_ok(path: &Path) -> Option<Result<String, String>> {
-    let mut side = path.as_os_str().to_owned();
-    side.push(".sha256");
-    let text = std::fs::read_to_string(PathBuf::from(side)).ok()?;
-    let want = text.split_whitespace().next().unwrap_or("").to_lowercase();
-    let mut hasher = Sha256::new();
-    let result = File::open(path)
-        .and_then(|mut f| {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                hasher.update(&buf[..n]);
-            }
-        })
-        .map_err(|e| e.to_string());
-    Some(result.and_then(|_| {
-        let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        if got == want { Ok("sha256 matches its sidecar".into()) } else { Err(format!("sha256 {got} does not match the sidecar's {want}")) }
-    }))
-}
-
-/// The integrity tests that apply to a file, by name; each Ok or Err with why.
-pub fn integrity(path: &Path) -> Vec<Result<String, String>> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let mut out = Vec::new();
-    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        out.push(gzip_ok(path));
-        if out[0].is_ok() {
-            out.push(File::open(path).map_err(|e| e.to_string()).and_then(|f| tar_ok(flate2::read::GzDecoder::new(f))));
-        }
-    } else if name.ends_with(".gz") {
-        out.push(gzip_ok(path));
-    } else if name.ends_with(".tar") {
-        out.push(File::open(path).map_err(|e| e.to_string()).and_then(tar_ok));
-    }
-    out.extend(sidecar_ok(path));
-    out
-}
-
 impl Check for Backup<'_> {
     const KIND: &'static str = "backup";
 
@@ -151,7 +83,8 @@ impl Check for Backup<'_> {
             failures.push(("small", format!("newest backup is {} (min_size {})", human_bytes(size), human_bytes(min))));
         }
         let f = file.clone();
-        let tests = tokio::task::spawn_blocking(move || integrity(&f)).await.unwrap_or_default();
+        // The tests stop themselves at the limits (time included): the blocking thread does not outlive them.
+        let tests = tokio::task::spawn_blocking(move || super::archive::verify(&f, &super::archive::Limits::for_size(size))).await.unwrap_or_default();
         let passed: Vec<String> = tests.iter().filter_map(|t| t.as_ref().ok().cloned()).collect();
         for t in tests.iter().filter_map(|t| t.as_ref().err()) {
             failures.push(("corrupt", t.clone()));

@@ -4,7 +4,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::{Check, Context, Outcome, Status, tail};
+use super::{Check, Context, Outcome, Status};
+
+/// Bytes of each stream a failing command leaves in its evidence (the start and the end).
+pub const EVIDENCE: usize = 2000;
 
 pub struct Exec<'a> {
     pub command: &'a str,
@@ -21,7 +24,8 @@ pub struct Ran {
 }
 
 /// Runs `sh -c command nightshift ARGS…` in `dir` in its own process group
-/// (the arguments are the script's `$1`…); on timeout the whole group is killed.
+/// (the arguments are the script's `$1`…); on timeout the whole group is
+/// killed. Output is read through the cap of `crate::capture`, to its end.
 pub async fn run_shell(command: &str, args: &[&str], dir: &std::path::Path, timeout: Duration) -> std::io::Result<Ran> {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("sh");
@@ -29,18 +33,17 @@ pub async fn run_shell(command: &str, args: &[&str], dir: &std::path::Path, time
     if dir.is_dir() {
         cmd.current_dir(dir);
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out?;
-            Ok(Ran {
-                code: out.status.code(),
-                stdout: tail(&String::from_utf8_lossy(&out.stdout), 2000),
-                stderr: tail(&String::from_utf8_lossy(&out.stderr), 2000),
-                timed_out: false,
-                elapsed: started.elapsed(),
-            })
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let finished = async {
+        let (out, err) = crate::capture::both(stdout, stderr).await?;
+        Ok::<_, std::io::Error>((child.wait().await?, out, err))
+    };
+    match tokio::time::timeout(timeout, finished).await {
+        Ok(done) => {
+            let (status, stdout, stderr) = done?;
+            Ok(Ran { code: status.code(), stdout, stderr, timed_out: false, elapsed: started.elapsed() })
         }
         Err(_) => {
             if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -78,10 +81,10 @@ impl Check for Exec<'_> {
         }
         if o.status != Status::Ok {
             if !ran.stdout.trim().is_empty() {
-                o = o.with("stdout", ran.stdout);
+                o = o.with("stdout", crate::capture::clip(&ran.stdout, EVIDENCE));
             }
             if !ran.stderr.trim().is_empty() {
-                o = o.with("stderr", ran.stderr);
+                o = o.with("stderr", crate::capture::clip(&ran.stderr, EVIDENCE));
             }
         }
         o

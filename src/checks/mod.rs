@@ -1,6 +1,7 @@
 //! Checks: each kind is a module behind the one `Check` trait; `ProbeSpec` is
 //! the closed set of kinds with the single `match` that dispatches them.
 
+pub mod archive;
 pub mod backup;
 pub mod disk;
 pub mod exec;
@@ -294,13 +295,57 @@ impl ProbeSpec {
     }
 }
 
-/// Runs one check and wraps its outcome.
-pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
-    let started = Instant::now();
-    let outcome = match &spec.host {
-        Some(host) => remote::run(&spec.probe, host, ctx).await,
-        None => spec.probe.run(ctx).await,
+/// How long a check may run when its kind has no `timeout` of its own (a
+/// Kubernetes check may wait for the watch's first list, then list itself).
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(120);
+/// Added to a kind's own timeout, so the kind's own message (it says more) comes first.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The longest one run of a check may take, whatever it waits on: its
+/// kind's `timeout` (or the backup tests' limit, or the CPU window) with a
+/// little grace, else `DEFAULT_TIME_LIMIT`; over SSH the connection's too.
+pub fn time_limit(spec: &CheckSpec) -> Duration {
+    let own = match &spec.probe {
+        ProbeSpec::Http { timeout, .. } | ProbeSpec::Tcp { timeout, .. } | ProbeSpec::Exec { timeout, .. } | ProbeSpec::Tls { timeout, .. } | ProbeSpec::Prometheus { timeout, .. } => *timeout + GRACE,
+        ProbeSpec::Backup { .. } => archive::TIME_LIMIT + GRACE,
+        ProbeSpec::Cpu { window, .. } => *window + GRACE,
+        ProbeSpec::K8sScaling(s) => DEFAULT_TIME_LIMIT.max(s.timeout + GRACE),
+        ProbeSpec::Disk { .. }
+        | ProbeSpec::Process { .. }
+        | ProbeSpec::Memory { .. }
+        | ProbeSpec::Load { .. }
+        | ProbeSpec::Service { .. }
+        | ProbeSpec::K8sPods { .. }
+        | ProbeSpec::K8sDeployments { .. }
+        | ProbeSpec::K8sNodes { .. }
+        | ProbeSpec::K8sServices { .. }
+        | ProbeSpec::Dependency { .. }
+        | ProbeSpec::K8sFailover(_) => DEFAULT_TIME_LIMIT,
     };
+    match spec.host {
+        Some(_) => own + crate::remote::CONNECT_TIMEOUT + GRACE,
+        None => own,
+    }
+}
+
+/// Runs one check within its time limit and wraps its outcome.
+pub async fn run_one(spec: &CheckSpec, ctx: &Context) -> CheckResult {
+    run_within(spec, ctx, time_limit(spec)).await
+}
+
+/// Runs one check, which becomes an error (the check could not be
+/// evaluated) when it has not finished within `limit`.
+pub async fn run_within(spec: &CheckSpec, ctx: &Context, limit: Duration) -> CheckResult {
+    let started = Instant::now();
+    let run = async {
+        match &spec.host {
+            Some(host) => remote::run(&spec.probe, host, ctx).await,
+            None => spec.probe.run(ctx).await,
+        }
+    };
+    let outcome = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| Outcome::new(Status::Error, format!("the check did not finish within {}", crate::duration::format(limit))).with("time_limit_ms", limit.as_millis() as u64));
     let target = match &spec.host {
         Some(host) => format!("{host}:{}", spec.probe.target().trim_start_matches("localhost:")),
         None => spec.probe.target(),
@@ -392,4 +437,55 @@ pub fn tail(text: &str, max: usize) -> String {
         start += 1;
     }
     format!("[… {} bytes cut]\n{}", start, &text[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::heartbeat::{Level, Severity};
+
+    fn spec(probe: ProbeSpec) -> CheckSpec {
+        CheckSpec {
+            name: "c".into(),
+            line: 1,
+            schedule: crate::schedule::Schedule::Every(Duration::from_secs(60)),
+            threshold: 1,
+            cooldown: Duration::from_secs(300),
+            host: None,
+            level: Level::L3,
+            severity: Severity::Warning,
+            repair: None,
+            probe,
+            verify: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_never_finishes_is_an_error_at_its_time_limit() {
+        // A pidfile that is a FIFO nobody writes: reading it blocks forever.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fifo = dir.path().join("app.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap_or_else(|e| panic!("{e}"));
+        let s = spec(ProbeSpec::Process { by: ProcessRef::Pidfile(fifo.clone()) });
+        let r = run_within(&s, &Context::new(dir.path().to_path_buf()), Duration::from_millis(300)).await;
+        assert_eq!((r.status, r.summary.as_str()), (Status::Error, "the check did not finish within 300ms"));
+        // Let the blocked reader go (a writer that opens and closes: end of file).
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(&fifo);
+    }
+
+    #[test]
+    fn every_kind_has_a_time_limit() {
+        let table = [
+            (ProbeSpec::Exec { command: "true".into(), timeout: Duration::from_secs(30) }, Duration::from_secs(35)),
+            (ProbeSpec::Backup { path: "/b/*.tar.gz".into(), max_age: None, min_size: None }, Duration::from_secs(605)),
+            (ProbeSpec::Cpu { max_percent: 90.0, window: Duration::from_secs(1) }, Duration::from_secs(6)),
+            (ProbeSpec::Process { by: ProcessRef::Name("x".into()) }, DEFAULT_TIME_LIMIT),
+        ];
+        for (probe, want) in table {
+            assert_eq!(time_limit(&spec(probe)), want);
+        }
+        let remote = CheckSpec { host: Some("web-01".into()), ..spec(ProbeSpec::Load { max_per_core: 2.0 }) };
+        assert_eq!(time_limit(&remote), DEFAULT_TIME_LIMIT + crate::remote::CONNECT_TIMEOUT + GRACE);
+    }
 }

@@ -68,19 +68,26 @@ impl Check for Process<'_> {
     }
 
     async fn run(&self, _ctx: &Context) -> Outcome {
-        match self.by {
-            ProcessRef::Pidfile(p) => by_pidfile(p),
-            ProcessRef::Name(name) => match find_by_name(name) {
-                Err(e) => Outcome::new(Status::Error, format!("cannot read /proc: {e}")),
-                Ok((live, zombies)) if !live.is_empty() => {
-                    Outcome::new(Status::Ok, format!("{name} is running (pid {})", join(&live))).with("pids", live).with("zombies", zombies)
-                }
-                Ok((_, zombies)) if !zombies.is_empty() => {
-                    Outcome::new(Status::Failing, format!("{name} is not running: only zombies (pid {})", join(&zombies))).with("zombies", zombies)
-                }
-                Ok(_) => Outcome::new(Status::Failing, format!("no process named {name} is running")),
-            },
-        }
+        // A pidfile on a hung mount (or a FIFO) blocks its reader: off the async threads, so the check's time limit still ends it.
+        let by = self.by.clone();
+        tokio::task::spawn_blocking(move || find(&by)).await.unwrap_or_else(|e| Outcome::new(Status::Error, e.to_string()))
+    }
+}
+
+/// The verdict on a process, by pidfile or by name (blocking: reads /proc and the pidfile).
+fn find(by: &ProcessRef) -> Outcome {
+    match by {
+        ProcessRef::Pidfile(p) => by_pidfile(p),
+        ProcessRef::Name(name) => match find_by_name(name) {
+            Err(e) => Outcome::new(Status::Error, format!("cannot read /proc: {e}")),
+            Ok((live, zombies)) if !live.is_empty() => {
+                Outcome::new(Status::Ok, format!("{name} is running (pid {})", join(&live))).with("pids", live).with("zombies", zombies)
+            }
+            Ok((_, zombies)) if !zombies.is_empty() => {
+                Outcome::new(Status::Failing, format!("{name} is not running: only zombies (pid {})", join(&zombies))).with("zombies", zombies)
+            }
+            Ok(_) => Outcome::new(Status::Failing, format!("no process named {name} is running")),
+        },
     }
 }
 

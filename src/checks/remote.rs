@@ -81,8 +81,8 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
             Ok(o) if o.code == Some(0) => Outcome::new(Status::Ok, format!("`{command}` on {host} exited 0")).with("host", host),
             Ok(o) => Outcome::new(Status::Failing, format!("`{command}` on {host} exited {}", o.code.map_or("on a signal".into(), |c| c.to_string())))
                 .with("host", host)
-                .with("stdout", super::tail(&o.stdout, 2000))
-                .with("stderr", super::tail(&o.stderr, 2000)),
+                .with("stdout", crate::capture::clip(&o.stdout, super::exec::EVIDENCE))
+                .with("stderr", crate::capture::clip(&o.stderr, super::exec::EVIDENCE)),
             Err(e) if e.contains("did not finish") => Outcome::new(Status::Failing, format!("`{command}` on {host}: {e}")),
             Err(e) => err(e),
         },

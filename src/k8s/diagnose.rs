@@ -228,7 +228,7 @@ pub async fn containment(client: &Client, r: &CheckResult, d: &mut Diagnosis, re
         d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
         return;
     };
-    let due = since + chrono::Duration::from_std(after).unwrap_or_default();
+    let due = crate::duration::after(since, after).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     if due <= chrono::Utc::now() {
         d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::memory::notes::timestamp(since)));
         d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];

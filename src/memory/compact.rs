@@ -70,7 +70,7 @@ impl Memory {
     /// Folds resolved incidents whose resolution is older than `older_than`.
     pub fn compact(&self, older_than: Duration, now: DateTime<Utc>) -> Result<Compaction> {
         let mut out = Compaction { recovered: self.recover_compaction()?, ..Default::default() };
-        let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let cutoff = crate::duration::before(now, older_than).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let old: Vec<_> = self
             .all_incidents()?
             .into_iter()

@@ -239,3 +239,27 @@ pub fn fenced(info: &str, text: &str) -> String {
     let body = text.trim_end_matches('\n');
     format!("{fence}{info}\n{body}\n{fence}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_take_the_next_free_suffix() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mem = Memory { root: dir.path().to_path_buf() };
+        let now = notes::parse_ts("2026-11-23T10:00:00Z").unwrap_or_default();
+        let mut ids = Vec::new();
+        for _ in 0..40 {
+            let id = mem.new_incident_id(now, "alert-highlatency");
+            atomic_write(&mem.incident_path(&id), b"# x\n").unwrap_or_else(|e| panic!("{e}"));
+            ids.push(id);
+        }
+        let want: Vec<String> = std::iter::once("2026-11-23-alert-highlatency".to_string()).chain((2..=40).map(|n| format!("2026-11-23-alert-highlatency-{n}"))).collect();
+        assert_eq!(ids, want);
+        // A gap (a compacted note) is either reused or stepped over; never a taken id.
+        std::fs::remove_file(mem.incident_path("2026-11-23-alert-highlatency-5")).unwrap_or_default();
+        let next = mem.new_incident_id(now, "alert-highlatency");
+        assert!(["2026-11-23-alert-highlatency-5", "2026-11-23-alert-highlatency-41"].contains(&next.as_str()), "{next}");
+    }
+}

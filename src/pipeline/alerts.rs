@@ -62,8 +62,10 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
         None => return Err(AlertError("missing \"version\": not an Alertmanager webhook payload".into())),
     }
     let alerts = v.get("alerts").and_then(Value::as_array).ok_or_else(|| AlertError("missing \"alerts\" array".into()))?;
+    super::alert_bounds::check_count(alerts.len())?;
     let mut out = Vec::with_capacity(alerts.len());
     for (i, a) in alerts.iter().enumerate() {
+        super::alert_bounds::check_alert(a, i)?;
         let status = a.get("status").and_then(Value::as_str).ok_or_else(|| AlertError(format!("alerts[{i}].status is missing")))?;
         if status != "firing" && status != "resolved" {
             return Err(AlertError(format!("alerts[{i}].status is {status:?}; expected \"firing\" or \"resolved\"")));
@@ -278,9 +280,16 @@ impl Runner<'_> {
             entry.0 = a;
             entry.1 += 1;
         }
+        // New incidents are bounded per pass; the firing alerts beyond the bound fold into one.
+        let (mut opened, mut folded) = (0, Vec::new());
         for (fp, (alert, seen)) in latest {
             let open = self.state.open.get(&fp).cloned();
             match (alert.status.as_str(), open) {
+                ("firing", None) if opened >= super::alert_bounds::MAX_NEW_INCIDENTS => folded.push((alert, seen)),
+                ("firing", None) => {
+                    opened += 1;
+                    self.alert_fires(&fp, &alert, seen).await?;
+                }
                 ("resolved", Some(id)) => {
                     self.state.open.remove(&fp);
                     if let Ok(mut inc) = self.mem.read_incident(&id) {
@@ -296,6 +305,9 @@ impl Runner<'_> {
                 ("resolved", None) => {}
                 _ => self.alert_fires(&fp, &alert, seen).await?,
             }
+        }
+        if !folded.is_empty() {
+            self.alert_storm(folded).await?;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ impl Runner<'_> {
             level: spec.level,
             reason: verdict.reason.clone(),
             created: t,
-            deadline: t + chrono::Duration::from_std(wait).unwrap_or_default(),
+            deadline: crate::duration::after(t, wait).unwrap_or(t),
             decided_by: None,
             decided_at: None,
         };

@@ -21,7 +21,7 @@ use crate::policy::{EscalationLevel, Verdict};
 pub fn due(levels: &[EscalationLevel], opened: DateTime<Utc>, sent: usize, t: DateTime<Utc>) -> (Option<usize>, Option<DateTime<Utc>>) {
     let elapsed = (t - opened).to_std().unwrap_or_default();
     let reached = levels.iter().take_while(|l| elapsed >= l.after).count();
-    let next = levels.get(reached).and_then(|l| chrono::Duration::from_std(l.after).ok()).map(|d| opened + d);
+    let next = levels.get(reached).and_then(|l| crate::duration::after(opened, l.after));
     ((reached > sent).then_some(reached), next)
 }
 
@@ -34,7 +34,7 @@ impl Runner<'_> {
     /// Sends the levels that have fallen due for every open incident.
     #[tracing::instrument(name = "escalate", skip_all)]
     pub(super) async fn escalate(&mut self) -> Result<(), RunError> {
-        let open: Vec<String> = self.state.open.values().cloned().collect();
+        let open: std::collections::BTreeSet<String> = self.state.open.values().cloned().collect();
         self.state.escalated.retain(|id, _| open.contains(id));
         let levels = self.ws.policy.escalation.clone();
         if levels.is_empty() {

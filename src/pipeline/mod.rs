@@ -29,6 +29,7 @@ pub const CONCURRENCY: usize = 16;
 /// A healthy disk whose growth reaches its limit sooner than this is a warning.
 pub const TREND_WARN_DAYS: f64 = 3.0;
 
+mod alert_bounds;
 mod alerts;
 mod approvals;
 mod escalate;
@@ -137,6 +138,8 @@ pub struct Runner<'a> {
     forced: Vec<String>,
     /// The process's Kubernetes request count when the run began.
     kube_requests_at_start: u64,
+    /// Remembered incidents by fingerprint, read once per pass on first use (recall).
+    past: std::sync::OnceLock<std::collections::BTreeMap<String, Vec<Incident>>>,
     /// The journal end of the action just carried out: written by `record`
     /// once the audit, the history and the note hold the action, so a crash
     /// before then leaves it unfinished (reconciled, never repeated) and
@@ -212,6 +215,7 @@ impl<'a> Runner<'a> {
             down: Vec::new(),
             forced: Vec::new(),
             kube_requests_at_start: crate::k8s::requests(),
+            past: std::sync::OnceLock::new(),
             unended: None,
             carrying: None,
         };

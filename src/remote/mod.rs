@@ -2,7 +2,8 @@
 //! master connection per host per run, reused by every check and action).
 //! Key-based only; `known_hosts` is honoured strictly (an unknown or changed
 //! host key is an error, never accepted); connect and every command have a
-//! timeout. Commands are built from typed arguments, each shell-escaped.
+//! timeout. Commands are built from typed arguments, each shell-escaped;
+//! their output is read through the cap of `crate::capture`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,8 +92,18 @@ impl Pool {
         for a in args {
             cmd.arg(a);
         }
-        match tokio::time::timeout(timeout, cmd.output()).await {
-            Ok(Ok(o)) => Ok(Output { code: o.status.code(), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }),
+        cmd.stdin(openssh::Stdio::null()).stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        // Output through the cap, drained to its end before the exit status is read
+        // (openssh ends the streams once the status is in).
+        let finished = async {
+            let mut child = cmd.spawn().await.map_err(|e| e.to_string())?;
+            let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
+            let (stdout, stderr) = crate::capture::both(stdout, stderr).await.map_err(|e| e.to_string())?;
+            let status = child.wait().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Output { code: status.code(), stdout, stderr })
+        };
+        match tokio::time::timeout(timeout, finished).await {
+            Ok(Ok(o)) => Ok(o),
             Ok(Err(e)) => Err(format!("{program} on {host}: {e}")),
             Err(_) => Err(format!("{program} on {host} did not finish within {}", crate::duration::format(timeout))),
         }

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the daemon (prometheus-client), updated from each
-//! pass's report and served at `/metrics`.
+//! pass's report and served at `/metrics`. Label values that come from
+//! outside (an incident's type is an alert's name) are bounded: the first
+//! `MAX_TYPES` distinct ones are exported as they are, later ones as `other`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -44,8 +46,13 @@ pub struct TokenKind {
     pub kind: String,
 }
 
+/// Distinct incident types exported as series of their own.
+pub const MAX_TYPES: usize = 100;
+
 pub struct Metrics {
     registry: Registry,
+    /// The incident types with a series of their own.
+    types: std::sync::Mutex<std::collections::BTreeSet<String>>,
     checks: Family<CheckLabels, Counter>,
     incidents: Family<IncidentLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
@@ -92,7 +99,7 @@ impl Default for Metrics {
         for kind in ["prompt", "completion"] {
             let _ = llm_tokens.get_or_create(&TokenKind { kind: kind.into() });
         }
-        Self { registry, checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp, kube_requests }
+        Self { registry, types: Default::default(), checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp, kube_requests }
     }
 }
 
@@ -105,7 +112,7 @@ impl Metrics {
         }
         for i in report.incidents.iter() {
             if i.new {
-                let class = i.fingerprint.split(':').nth(1).unwrap_or("unknown").to_string();
+                let class = self.type_label(i.fingerprint.split(':').nth(1).unwrap_or("unknown"));
                 self.incidents.get_or_create(&IncidentLabels { r#type: class, severity: i.severity.clone() }).inc();
             }
             for a in &i.actions {
@@ -125,10 +132,48 @@ impl Metrics {
         self.last_pass_timestamp.set(chrono::Utc::now().timestamp());
     }
 
+    /// The `type` label of an incident: itself while fewer than `MAX_TYPES` are known, else `other`.
+    fn type_label(&self, class: &str) -> String {
+        let Ok(mut known) = self.types.lock() else { return "other".into() };
+        if known.contains(class) || known.len() < MAX_TYPES && known.insert(class.to_string()) {
+            class.to_string()
+        } else {
+            "other".into()
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{IncidentReport, RunReport};
+
+    #[test]
+    fn incident_types_from_alert_names_are_bounded() {
+        let m = Metrics::default();
+        let incident = |n: usize| IncidentReport {
+            id: format!("i{n}"),
+            fingerprint: format!("alert-a{n}:a{n}:{{}}"),
+            severity: "warning".into(),
+            status: "needs-human".into(),
+            title: String::new(),
+            new: true,
+            diagnosis: Vec::new(),
+            actions: Vec::new(),
+        };
+        m.record(&RunReport { incidents: (0..2000).map(incident).collect(), ..Default::default() });
+        m.record(&RunReport { incidents: vec![incident(7), incident(5000)], ..Default::default() });
+        let text = m.encode();
+        let series: Vec<&str> = text.lines().filter(|l| l.starts_with("nightshift_incidents_total{")).collect();
+        assert_eq!(series.len(), MAX_TYPES + 1, "{series:?}");
+        assert!(series.contains(&"nightshift_incidents_total{type=\"other\",severity=\"warning\"} 1901"), "{series:?}");
+        assert!(series.contains(&"nightshift_incidents_total{type=\"a7\",severity=\"warning\"} 2"), "{series:?}");
     }
 }

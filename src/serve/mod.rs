@@ -283,7 +283,7 @@ pub fn next_pass_at(
     for c in checks {
         let due = match (state.checks.get(&c.name).map(|s| s.last_run), &c.schedule) {
             (None, _) => now,
-            (Some(last), Schedule::Every(every)) => last + chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::MAX),
+            (Some(last), Schedule::Every(every)) => crate::duration::after(last, *every).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
             (Some(last), Schedule::Cron { expr, tz }) => expr.next_after(last, *tz).unwrap_or(next),
         };
         next = next.min(due);
