@@ -173,7 +173,12 @@ fn stats_count_classes_repairs_recurrence_and_escalations() {
     assert_eq!(s["auto_fixed_share"], 0.75);
     assert_eq!(s["time_to_repair"]["count"], 3);
     assert_eq!(s["time_to_detect"]["count"], 4, "{s}");
-    assert!(s["time_to_detect"]["mean_seconds"].as_f64().unwrap() >= 0.0);
+    // The mean the notes themselves give: Detected minus Failing since, over every incident.
+    let field = |note: &str, key: &str| note.lines().find_map(|l| l.strip_prefix(&format!("- **{key}**: "))).map(|v| chrono::DateTime::parse_from_rfc3339(v).unwrap());
+    let waits: Vec<f64> = ws.incident_files().iter().map(|f| std::fs::read_to_string(f).unwrap()).map(|n| (field(&n, "Detected").unwrap() - field(&n, "Failing since").unwrap()).num_seconds() as f64).collect();
+    assert_eq!(waits.len(), 4);
+    let mean = waits.iter().sum::<f64>() / 4.0;
+    assert!((s["time_to_detect"]["mean_seconds"].as_f64().unwrap() - mean).abs() < 0.01, "{s} against {waits:?}");
     assert_eq!(s["recurring"]["app:exec-failed:test -f healthy"], 3, "{s}");
     assert_eq!(s["tokens"], 0);
     let text = ws.run(&["incidents", "stats"]).stdout;
