@@ -281,8 +281,15 @@ async fn run(cli: Cli) -> u8 {
 fn print_checks(results: &[CheckResult]) {
     let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in results {
-        println!("  {:<8} {:<width$}  {}", r.status.as_str(), r.name, r.summary);
+        println!("  {:<8} {:<width$}  {}", r.status.as_str(), r.name, crate::redact::redact(&r.summary));
     }
+}
+
+/// A report as JSON on stdout, where it goes on into pipelines and logs:
+/// redacted like every other exit.
+fn print_json(mut v: serde_json::Value) {
+    crate::redact::redact_json(&mut v);
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 async fn heartbeat(root: &Path, execute: bool, all: bool, json: bool) -> Result<u8, u8> {
@@ -297,7 +304,7 @@ async fn heartbeat(root: &Path, execute: bool, all: bool, json: bool) -> Result<
         1
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&json_report(&report)).unwrap_or_default());
+        print_json(json_report(&report));
     } else {
         print_report(&report);
     }
@@ -331,18 +338,20 @@ fn print_report(r: &RunReport) {
         println!("checks:");
         print_checks(&r.checks);
     }
+    let mut text = String::new();
     for i in &r.incidents {
-        println!("incident {} ({}, {}{}): {}", i.id, i.severity, i.status, if i.new { ", new" } else { "" }, i.title);
+        text.push_str(&format!("incident {} ({}, {}{}): {}\n", i.id, i.severity, i.status, if i.new { ", new" } else { "" }, i.title));
         for step in &i.diagnosis {
-            println!("  - {step}");
+            text.push_str(&format!("  - {step}\n"));
         }
         for a in &i.actions {
-            println!("  {} on {}: {} → {}: {}", a.action, a.target, a.decision, a.result.as_str(), a.outcome);
+            text.push_str(&format!("  {} on {}: {} → {}: {}\n", a.action, a.target, a.decision, a.result.as_str(), a.outcome));
         }
     }
     for n in &r.notes {
-        println!("{n}");
+        text.push_str(&format!("{n}\n"));
     }
+    print!("{}", crate::redact::redact(&text));
     let warnings = r.checks.iter().filter(|c| c.status == Status::Warning).count();
     if !r.failing {
         if warnings > 0 {
@@ -364,8 +373,7 @@ async fn check(root: &Path, names: &[String], json: bool) -> Result<u8, u8> {
     let results = crate::pipeline::check_only(&ws, names).await;
     let failing = results.iter().any(|r| r.status.is_bad());
     if json {
-        let v = serde_json::json!({"status": if failing { "failing" } else { "ok" }, "checks": results, "incidents": []});
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_json(serde_json::json!({"status": if failing { "failing" } else { "ok" }, "checks": results, "incidents": []}));
     } else {
         print_checks(&results);
     }

@@ -164,6 +164,9 @@ fn a_password_and_a_token_in_a_checks_url_reach_no_webhook_and_no_memory_file() 
     );
     let (code, v) = ws.json(&["heartbeat", "--json"]);
     assert_eq!(code, 1, "{v}");
+    assert!(!v.to_string().contains(password) && !v.to_string().contains(token), "a secret reached stdout: {v}");
+    let text = ws.run(&["heartbeat", "--all"]).stdout;
+    assert!(text.contains("is unhealthy") && !text.contains(password) && !text.contains(token), "a secret reached stdout: {text}");
     let id = v["incidents"][0]["id"].as_str().unwrap().to_string();
     // Past the ladder's first level (detection times are kept to the second): the escalation goes out too.
     std::thread::sleep(std::time::Duration::from_millis(2100));
