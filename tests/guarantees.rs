@@ -176,3 +176,40 @@ fn an_approved_action_meets_the_check_level_of_now() {
     let audit = ws.audit_text();
     assert!(audit.contains("not carried out: the policy now decides alert"), "{audit}");
 }
+
+#[test]
+fn an_approval_aborted_over_the_api_never_runs() {
+    let ws = Ws::new(
+        "mode: execute\nescalation: []\ncommands:\n  fix: \"touch fixed\"\nrules:\n  - action: run_command\n    decide: confirm\n",
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f fixed\"\n    repair: fix\n    every: 1h\n",
+    );
+    ws.run(&["heartbeat"]);
+    let (_, pending) = ws.json(&["approvals", "--json"]);
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    let serve = Serve::start(&ws, &[], &[("NIGHTSHIFT_API_TOKEN", "t0ken")]);
+    let auth = [("Authorization", "Bearer t0ken")];
+    assert_eq!(serve.request("POST", &format!("/approvals/{id}/abort"), &[], b"").0, 401);
+    let (code, body) = serve.request("POST", &format!("/approvals/{id}/abort"), &auth, b"");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"aborted\"") && body.contains("\"decided_by\":\"api\""), "{body}");
+    // Aborted once, it cannot be approved afterwards.
+    let (code, body) = serve.request("POST", &format!("/approvals/{id}/approve"), &auth, b"");
+    assert_eq!(code, 409, "{body}");
+    drop(serve);
+    ws.run(&["heartbeat", "--all"]);
+    assert!(!ws.path().join("fixed").exists(), "an aborted action ran");
+    let audit = ws.audit_text();
+    assert!(audit.contains("- decision: aborted") && audit.contains("- approved by: human:api"), "{audit}");
+}
+
+#[test]
+fn an_overlapping_run_is_refused_and_changes_nothing() {
+    let ws = Ws::new("escalation: []\n", "checks:\n  - name: slow\n    kind: exec\n    command: \"touch started; sleep 5\"\n    timeout: 20s\n");
+    let mut first = ws.cmd(&["heartbeat", "--all"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(10), || ws.path().join("started").exists()));
+    let second = ws.run(&["heartbeat", "--all"]);
+    assert_eq!(second.code, 1, "{}{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("another nightshift run holds"), "{}", second.stderr);
+    assert!(first.wait().unwrap().success(), "the first run completes undisturbed");
+    assert!(ws.audit_text().is_empty() && ws.incident_files().is_empty());
+}
