@@ -213,3 +213,28 @@ fn an_overlapping_run_is_refused_and_changes_nothing() {
     assert!(first.wait().unwrap().success(), "the first run completes undisturbed");
     assert!(ws.audit_text().is_empty() && ws.incident_files().is_empty());
 }
+
+#[test]
+fn an_alert_accepted_before_a_crash_of_serve_opens_its_incident_once_after_restart() {
+    // A pass busy with a slow check when the alert arrives: it is acknowledged
+    // (fsynced to the intake journal) but not yet in memory when serve dies.
+    let ws = Ws::new("escalation: []\n", "checks:\n  - name: slow\n    kind: exec\n    command: \"touch in-pass; sleep 4; rm -f in-pass\"\n    every: 1s\n    timeout: 20s\n");
+    let mut first = Serve::start(&ws, &[], &[]);
+    assert!(eventually(Duration::from_secs(10), || ws.path().join("in-pass").exists()), "no pass began");
+    let alert = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"QueueStuck","queue":"billing"},"startsAt":"2026-12-02T03:00:00Z"}]}"#;
+    assert_eq!(first.request("POST", "/webhook/alertmanager", &[], alert.as_bytes()).0, 200);
+    first.signal(Signal::SIGKILL);
+    let _ = first.child.wait();
+    assert!(!ws.run(&["incidents", "list"]).stdout.contains("QueueStuck"), "the pass had already taken the alert; the test proves nothing");
+    drop(first);
+
+    let _second = Serve::start(&ws, &[], &[]);
+    assert!(eventually(Duration::from_secs(20), || ws.run(&["incidents", "list"]).stdout.contains("QueueStuck")), "the accepted alert was lost");
+    // Later passes do not take it again.
+    std::thread::sleep(Duration::from_secs(6));
+    let list = ws.run(&["incidents", "list"]).stdout;
+    assert_eq!(list.matches("QueueStuck").count(), 1, "{list}");
+    let id = list.lines().find(|l| l.contains("QueueStuck")).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
+    assert!(note.contains("- **Occurrences**: 1\n"), "{note}");
+}
