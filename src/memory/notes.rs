@@ -179,7 +179,7 @@ impl Incident {
                 s.push_str("- none yet\n");
             }
             for (i, item) in items.iter().enumerate() {
-                if numbered { s.push_str(&format!("{}. {}\n", i + 1, one_line(item))) } else { s.push_str(&format!("- {}\n", one_line(item))) }
+                if numbered { s.push_str(&format!("{}. {}\n", i + 1, list_item(item))) } else { s.push_str(&format!("- {}\n", list_item(item))) }
             }
         }
         s.push_str("\n## Knowledge\n\n");
@@ -236,9 +236,10 @@ impl Incident {
                 }
                 Event::End(TagEnd::Heading(level)) => {
                     in_heading = None;
-                    if level == HeadingLevel::H1 && inc.title.is_empty() {
+                    // Only the note's own headings count, never one inside a list item.
+                    if depth == 0 && level == HeadingLevel::H1 && inc.title.is_empty() {
                         inc.title = heading.clone();
-                    } else if level == HeadingLevel::H2 {
+                    } else if depth == 0 && level == HeadingLevel::H2 {
                         section = heading.clone();
                     }
                 }
@@ -273,6 +274,48 @@ fn redacted_attempt(a: &Attempt) -> Option<Attempt> {
 /// The text of an inline code span written by `code`.
 pub fn uncode(value: &str) -> String {
     value.trim().trim_start_matches('`').trim_end_matches('`').trim().to_string()
+}
+
+/// Whether text at the start of a list item would open a block of its own:
+/// a heading, a quote, a nested list, a rule, a fence, an HTML block.
+fn opens_block(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else { return false };
+    let second = chars.next();
+    match first {
+        '#' | '>' | '<' | '\\' => true,
+        '-' | '*' | '+' | '_' => second.is_none_or(char::is_whitespace) || s.chars().all(|c| c == first || c.is_whitespace()),
+        '`' | '~' => s.starts_with("```") || s.starts_with("~~~"),
+        _ => false,
+    }
+}
+
+/// A list item's text as written: one line, with a start that could open a
+/// block escaped, so an item can neither vanish (`- - -` is a rule) nor
+/// start a section (`## Status`) that the items after it fall into.
+fn list_item(text: &str) -> String {
+    let s = one_line(text);
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    if opens_block(&s) {
+        format!("\\{s}")
+    } else if digits > 0 && digits < 10 && s[digits..].starts_with(['.', ')']) {
+        // `1. x` would be a numbered list: escape its dot.
+        format!("{}\\{}", &s[..digits], &s[digits..])
+    } else {
+        s
+    }
+}
+
+/// The text of a list item written by `list_item`.
+fn unescape_item(item: &str) -> String {
+    if let Some(rest) = item.strip_prefix('\\').filter(|r| opens_block(r)) {
+        return rest.to_string();
+    }
+    let digits = item.chars().take_while(char::is_ascii_digit).count();
+    match item[digits..].strip_prefix('\\') {
+        Some(rest) if digits > 0 && rest.starts_with(['.', ')']) => format!("{}{rest}", &item[..digits]),
+        _ => item.to_string(),
+    }
 }
 
 fn strip_marker(raw: &str) -> &str {
@@ -310,9 +353,9 @@ fn apply_item(inc: &mut Incident, section: &str, item: String, seen: &mut std::c
                 _ => {}
             }
         }
-        "Diagnosis" if item != "none yet" => inc.diagnosis.push(item),
-        "Actions taken" if item != "none yet" => inc.actions.push(item),
-        "Prevention" if item != "none yet" => inc.prevention.push(item),
+        "Diagnosis" if item != "none yet" => inc.diagnosis.push(unescape_item(&item)),
+        "Actions taken" if item != "none yet" => inc.actions.push(unescape_item(&item)),
+        "Prevention" if item != "none yet" => inc.prevention.push(unescape_item(&item)),
         "Knowledge" => {
             if let Some(id) = item.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(id, _)| id.to_string()) {
                 inc.related.push(id);
@@ -456,6 +499,15 @@ mod tests {
         inc.title = "Deploy key in the event: [REDACTED PRIVATE KEY]".into();
         inc.diagnosis[1] = "password=[REDACTED] in the unit file".into();
         assert_eq!(parsed, Some(inc));
+    }
+
+    #[test]
+    fn list_items_that_look_like_markdown_blocks_stay_items_of_their_section() {
+        let mut inc = sample();
+        inc.actions = vec!["- - -".into(), "##".into(), "**Fix attempts**: `[]`".into(), "1. one".into(), "> quote".into(), "```".into(), "<div>".into(), "\\x".into(), "2026-12-02T00:00:00Z ok".into()];
+        inc.diagnosis = vec!["# Title".into(), "`code` first".into()];
+        let parsed = Incident::parse(&inc.id, &inc.render());
+        assert_eq!(parsed.as_ref().map(|p| (&p.actions, &p.diagnosis, p.attempts.len(), p.prevention.len())), Some((&inc.actions, &inc.diagnosis, 1, 1)), "{}", inc.render());
     }
 
     #[test]
