@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{IncidentReport, RunError, Runner, now};
+use super::{RunError, Runner, now};
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::workspace::heartbeat::Severity;
 
@@ -96,7 +96,7 @@ impl Runner<'_> {
         let evidence = storm_evidence(&folded);
         let existing = self.state.open.get(STORM_FINGERPRINT).and_then(|id| self.mem.read_incident(id).ok());
         let new = existing.is_none();
-        let mut inc = match existing {
+        let inc = match existing {
             Some(mut inc) => {
                 inc.last_seen = t;
                 inc.occurrences += count;
@@ -131,17 +131,8 @@ impl Runner<'_> {
                 related: Vec::new(),
             },
         };
-        self.state.open.insert(STORM_FINGERPRINT.to_string(), inc.id.clone());
-        let mut reports = Vec::new();
-        if new {
-            self.notify_plain(&mut inc, &mut reports).await?;
-        }
-        self.mem.write_incident(&inc)?;
-        self.changed = true;
-        self.report.failing = true;
         self.report.notes.push(format!("incident {}: {} firing alert(s) folded beyond the {MAX_NEW_INCIDENTS} new incidents of one pass", inc.id, folded.len()));
-        self.report.incidents.push(IncidentReport::of(&inc, new, reports));
-        Ok(())
+        self.keep_alert_incident(STORM_FINGERPRINT, inc, new).await
     }
 }
 

@@ -319,7 +319,7 @@ impl Runner<'_> {
         let evidence = crate::redact::redact(&format!("alert {} {} since {since}\nlabels: {}\nannotations (untrusted):\n{annotations}", alert.name(), alert.status, alert.target()));
         let existing = self.state.open.get(fp).and_then(|id| self.mem.read_incident(id).ok());
         let new = existing.is_none();
-        let mut inc = match existing {
+        let inc = match existing {
             Some(mut inc) => {
                 inc.last_seen = t;
                 inc.occurrences += seen;
@@ -362,6 +362,12 @@ impl Runner<'_> {
                 related: Vec::new(),
             },
         };
+        self.keep_alert_incident(fp, inc, new).await
+    }
+
+    /// Records an incident an alert opened or updated: it becomes the open
+    /// incident of `fp`, a new one is announced, and its note is written.
+    pub(super) async fn keep_alert_incident(&mut self, fp: &str, mut inc: Incident, new: bool) -> Result<(), RunError> {
         self.state.open.insert(fp.to_string(), inc.id.clone());
         let mut reports = Vec::new();
         if new {
