@@ -33,14 +33,18 @@ pub struct Cli {
 pub enum Command {
     /// One pass: run the due checks (--all: every check), handle what fails.
     Heartbeat {
+        /// Run every check now, not only the due ones.
         #[arg(long)]
         all: bool,
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Run checks now and report; repairs nothing and records nothing.
     Check {
+        /// The checks to run (default: all), by name.
         names: Vec<String>,
+        /// Print the results as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -80,7 +84,7 @@ pub enum Command {
     /// Break things in the sandbox (the test control plane on loopback), let
     /// nightshift heal them with --execute, and report how it went.
     Drill {
-        /// Scenarios to run (default: all): pod-oom, bad-deploy, crashloop-cascade, node-notready, prompt-injection.
+        /// Scenarios to run (default: all): pod-oom, bad-deploy, crashloop-cascade, node-notready, prompt-injection, disk-full, cert-expiry.
         scenarios: Vec<String>,
         /// Where the report (drill.md, drill.json) and the sandbox workspaces go.
         #[arg(long, default_value = "drill-report")]
@@ -104,6 +108,10 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff, section 1) to stdout: `nightshift man > nightshift.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +224,34 @@ async fn drill_chaos(scenarios: &[String], report: &Path, short: bool, kubeconfi
     }
 }
 
+/// The manual page, from the same definitions as `--help`.
+fn man() -> Result<u8, u8> {
+    let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+    let mut out = Vec::new();
+    page.render(&mut out).map_err(|e| {
+        eprintln!("nightshift man: {e}");
+        1
+    })?;
+    // Each subcommand gets its own section, as `nightshift help CMD` prints it.
+    for sub in <Cli as clap::CommandFactory>::command().get_subcommands().filter(|c| c.get_name() != "help") {
+        let name = sub.get_name().to_string();
+        out.extend_from_slice(format!(".SH \"NIGHTSHIFT {}\"\n", name.to_uppercase()).as_bytes());
+        let sub = sub.clone().bin_name(format!("nightshift {name}"));
+        let page = clap_mangen::Man::new(sub);
+        let mut part = Vec::new();
+        let _ = page.render_synopsis_section(&mut part).and_then(|_| page.render_description_section(&mut part)).and_then(|_| page.render_options_section(&mut part));
+        out.extend_from_slice(&demote(&part));
+    }
+    use std::io::Write;
+    std::io::stdout().write_all(&out).map_err(|_| 1)?;
+    Ok(0)
+}
+
+/// A subcommand's sections become subsections of its own section.
+fn demote(roff: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(roff).replace(".SH ", ".SS ").into_bytes()
+}
+
 fn load(root: &Path) -> Result<Workspace, u8> {
     workspace::load(root).map_err(|problems| {
         for p in &problems {
@@ -236,6 +272,13 @@ fn memory_or_exit(root: &Path) -> Result<Memory, u8> {
 async fn run(cli: Cli) -> u8 {
     let root = cli.workspace.clone();
     let result = match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "nightshift", &mut script);
+            use std::io::Write;
+            std::io::stdout().write_all(&script).map(|()| 0).map_err(|_| 1)
+        }
+        Command::Man => man(),
         Command::Validate => load(&root).map(|ws| {
             println!("workspace {} is valid: {} check(s), {} rule(s), mode {}", root.display(), ws.heartbeat.checks.len(), ws.policy.rules.len(), ws.policy.mode.as_str());
             0
