@@ -10,6 +10,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+# The built-in prompts and tool descriptions are compiled in (include_str!).
+COPY prompts prompts
+COPY tools tools
 COPY benches benches
 COPY tests tests
 RUN cargo build --release --locked --bin nightshift \

@@ -2,7 +2,11 @@
 //! checks (20 http against a loopback server, 10 tcp, 10 disk, 10 exec
 //! `true`), each run a fresh process (cold start included). Prints wall time
 //! and peak RSS per run, and how many connections a loopback "model"
-//! endpoint received (must be 0). Run with `cargo bench --bench heartbeat`.
+//! endpoint received (must be 0), then the I/O floor measured the same way in
+//! the same run: one `curl --parallel` process fetching the same 20 URLs plus
+//! 10 more requests to the same address for the 10 tcp connects (a connect
+//! with a request costs at least a connect), and the ratio of the two
+//! medians. Run with `cargo bench --bench heartbeat`.
 
 #![allow(clippy::expect_used, clippy::zombie_processes)] // a benchmark harness: failing loudly is the point
 
@@ -87,5 +91,31 @@ fn main() {
     println!("  peak RSS {:.1} MiB", peak_kib as f64 / 1024.0);
     println!("  model endpoint connections: {}", model_calls.load(Ordering::Relaxed));
     assert_eq!(model_calls.load(Ordering::Relaxed), 0, "a healthy heartbeat called the model");
+
+    // The floor: what the network part of those checks costs a tool that does only that.
+    let mut urls: Vec<String> = (0..20).map(|i| format!("http://{addr}/health/{i}")).collect();
+    urls.extend((0..10).map(|i| format!("http://{addr}/tcp/{i}")));
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("  curl not found: no I/O floor to compare with");
+        return;
+    }
+    let mut floor = Vec::new();
+    for run in 0..RUNS + 1 {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--parallel", "--parallel-max", "50"]);
+        for url in &urls {
+            cmd.args(["-o", "/dev/null", url]);
+        }
+        let (wall, _, code) = measure(&mut cmd);
+        assert_eq!(code, 0, "curl failed");
+        if run > 0 {
+            floor.push(wall);
+        }
+    }
+    floor.sort();
+    let median = |v: &[std::time::Duration]| ms(percentile(v, 0.5));
+    println!("I/O floor, curl --parallel: 30 requests to the same server (20 URLs + 10 for the tcp connects), {RUNS} runs:");
+    println!("  wall  median {:.1} ms, p90 {:.1} ms", median(&floor), ms(percentile(&floor, 0.9)));
+    println!("  heartbeat / floor (medians): {:.2}x", median(&walls) / median(&floor));
 }
 

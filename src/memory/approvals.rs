@@ -63,11 +63,15 @@ impl Memory {
     pub fn update_approvals<T>(&self, f: impl FnOnce(&mut Vec<Approval>) -> T) -> Result<T> {
         let _lock = self.lock("approvals")?;
         let mut list = self.load_approvals()?;
+        let before = serde_json::to_vec(&list).ok();
         let out = f(&mut list);
         // Closed approvals are kept a day for `nightshift approvals --all` and then dropped.
         let day_ago = Utc::now() - chrono::Duration::days(1);
         list.retain(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) || a.decided_at.unwrap_or(a.created) > day_ago);
-        self.save_approvals(&list)?;
+        // A pass that changed nothing writes nothing (a healthy heartbeat stays at the I/O floor).
+        if before.is_none() || serde_json::to_vec(&list).ok() != before {
+            self.save_approvals(&list)?;
+        }
         Ok(out)
     }
 }

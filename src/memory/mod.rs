@@ -127,7 +127,9 @@ impl Memory {
         if !ignore.exists() {
             atomic_write(&ignore, b"# operational state: check state, journal, pending approvals\nstate/\n# temporary files of atomic writes\n.*.tmp-*\n")?;
         }
-        if git2::Repository::open(&root).is_err() {
+        // Only a memory without a repository asks libgit2 (whose first call loads OpenSSL
+        // and parses the system's CA bundle: the longest step of a healthy heartbeat).
+        if !root.join(".git/HEAD").is_file() && git2::Repository::open(&root).is_err() {
             git2::Repository::init(&root).map_err(|source| MemoryError::Git { path: root.clone(), source })?;
         }
         Ok(Self { root })
