@@ -1056,7 +1056,7 @@ async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String
             let ok = healthy(&client, &r.ns, &f, &nodes).await?;
             f.shown |= !ok;
             let fault = &faults[f.index];
-            let credited = fault.diagnosed.iter().any(|c| *c == fault.expected_class) && fault.repaired_by.is_some();
+            let credited = fault.diagnosed.contains(&fault.expected_class) && fault.repaired_by.is_some();
             if ok && f.shown && !credited {
                 if !f.uncredited {
                     f.uncredited = true;

@@ -246,7 +246,7 @@ async fn a_statefulset_pod_is_restarted_through_its_statefulset_and_a_bare_pod_i
     assert_eq!((actions[0]["action"].as_str(), actions[0]["target"].as_str()), (Some("restart_pod"), Some(format!("{ns}/db-1").as_str())), "the failing pod, not its healthy sibling: {inc:#}");
     assert_eq!(actions[0]["result"], "ok", "{inc:#}");
     assert!(actions[0]["outcome"].as_str().unwrap().contains(&format!("deleted pod {ns}/db-1; StatefulSet db replaces it")), "{inc:#}");
-    let after = pods_are(&c, &ns, "db", 2, "db-1 replaced by the StatefulSet and ready", |p| ready(p)).await;
+    let after = pods_are(&c, &ns, "db", 2, "db-1 replaced by the StatefulSet and ready", ready).await;
     assert_eq!(after[0].metadata.uid, before[0].metadata.uid, "db-0 untouched");
     assert_ne!(after[1].metadata.uid, before[1].metadata.uid, "db-1 is a new pod");
 

@@ -624,6 +624,9 @@ impl Drop for PodSim {
     }
 }
 
+/// A pod's configuration check: (pod uid, the unresolved reference as (container, message)).
+type ConfigChecked = (String, Option<(String, String)>);
+
 /// A container's reference to a ConfigMap or Secret (a key of it, or all of it).
 #[derive(Clone, Debug)]
 struct ConfigRef {
@@ -922,9 +925,9 @@ struct Sim {
     queue: Vec<String>,
     jobs: tokio::task::JoinSet<Done>,
     limit: Arc<tokio::sync::Semaphore>,
-    /// Results of the pods' configuration checks: (pod uid, the unresolved reference).
-    config_tx: tokio::sync::mpsc::UnboundedSender<(String, Option<(String, String)>)>,
-    config_rx: Option<tokio::sync::mpsc::UnboundedReceiver<(String, Option<(String, String)>)>>,
+    /// Results of the pods' configuration checks.
+    config_tx: tokio::sync::mpsc::UnboundedSender<ConfigChecked>,
+    config_rx: Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChecked>>,
 }
 
 impl Sim {
