@@ -92,9 +92,17 @@ impl Report {
         let (p, f, k) = (self.count("passed"), self.count("failed"), self.count("skipped"));
         out.push_str(&format!("\n{p} passed, {f} failed, {k} skipped.\n"));
         if let Some(c) = &self.chaos {
-            out.push_str(&format!("\n## Chaos (seed {}, {} s)\n\n| injected at | fault | target | recovered in |\n| --- | --- | --- | --- |\n", c.seed, c.duration_s));
+            out.push_str(&format!("\n## Chaos (seed {}, {} s)\n\n| injected at | fault | target | diagnosed | repaired by | recovered in |\n| --- | --- | --- | --- | --- | --- |\n", c.seed, c.duration_s));
             for f in &c.faults {
-                out.push_str(&format!("| {:.1} s | {} | {} | {} |\n", f.injected_ms as f64 / 1000.0, f.kind, f.target, f.recovered_ms.map_or("not recovered".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0))));
+                out.push_str(&format!(
+                    "| {:.1} s | {} | {} | {} | {} | {} |\n",
+                    f.injected_ms as f64 / 1000.0,
+                    f.kind,
+                    f.target,
+                    if f.diagnosed.is_empty() { "nothing".to_string() } else { f.diagnosed.join(", ") },
+                    f.repaired_by.as_deref().unwrap_or("nothing"),
+                    f.recovered_ms.map_or("not recovered".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0))
+                ));
             }
             out.push_str(&format!("\nrecovered {}, not recovered {}, wrongly acted {}{}\n", c.recovered, c.not_recovered, c.wrongly_acted.len(), if c.wrongly_acted.is_empty() { String::new() } else { format!(": {}", c.wrongly_acted.join("; ")) }));
         }
@@ -843,8 +851,15 @@ pub struct Fault {
     pub target: String,
     /// Since the run began, in milliseconds.
     pub injected_ms: u64,
-    /// Injection → healthy again, in milliseconds; none when it never was.
+    /// Injection → healthy again after the repair that addresses the fault,
+    /// in milliseconds; none when it never was, or healed without that repair.
     pub recovered_ms: Option<u64>,
+    /// The class nightshift must diagnose for the fault to be credited.
+    pub expected_class: String,
+    /// The classes of the incidents nightshift opened about the target while the fault was active.
+    pub diagnosed: Vec<String>,
+    /// The action, carried out with result ok, that addresses the fault (none when none did).
+    pub repaired_by: Option<String>,
 }
 
 /// What a chaos run found.
@@ -874,9 +889,33 @@ impl Rng {
 const FLEET: [(&str, i32); 3] = [("web", 2), ("api", 2), ("worker", 1)];
 const FAULTS: [&str; 4] = ["crashloop", "oom", "bad-deploy", "node-notready"];
 
+/// The class nightshift must diagnose for a fault.
+fn expected_class(kind: &str) -> &'static str {
+    match kind {
+        "crashloop" => "pod-crashloop",
+        "oom" => "pod-oom",
+        "bad-deploy" => "rollout-stuck",
+        _ => "node-not-ready",
+    }
+}
+
+/// Whether an action carried out with `result` ok addresses a fault: a pod
+/// restart for a crash or OOM loop (one of the target's pods), a rollback
+/// for a bad deploy, a drain for a NotReady node.
+fn remedy(action: &str, target: &str, ns: &str, kind: &str, fault_target: &str) -> bool {
+    match (action, kind) {
+        ("restart_pod", "crashloop" | "oom") => target.starts_with(&format!("{ns}/{fault_target}-")),
+        ("rollout_undo", "bad-deploy") => target == format!("{ns}/{fault_target}"),
+        ("drain_node", "node-notready") => target == fault_target,
+        _ => false,
+    }
+}
+
 struct Active {
     /// Recovery counts only once the fault has shown.
     shown: bool,
+    /// Healthy again but not credited (said once).
+    uncredited: bool,
     index: usize,
     kind: &'static str,
     target: String,
@@ -887,7 +926,13 @@ struct Active {
 /// Deployments on three nodes of the sandbox), one every `interval`, for
 /// `duration`, with nightshift passing about once a second; then up to
 /// `settle` for the last ones. A fault is recovered when its target is
-/// healthy again; an action on a target no fault touched is wrongly acted.
+/// healthy again and nightshift both diagnosed it as what it is (the class
+/// the fault produces, recorded on an incident about the target) and
+/// carried out the action that addresses it (`remedy`): a restart that
+/// happens to clear a crash loop diagnosed as something else, or a rollout
+/// that healed by itself, is not credited. An action on a target no fault
+/// touched is wrongly acted; so is a pod restart while only a node fault
+/// is active (a restart does not move a pod off a NotReady node).
 pub async fn chaos(report_dir: &Path, kubeconfig: Option<PathBuf>, duration: Duration, seed: Option<u64>, short: bool) -> Result<(ScenarioReport, Option<ChaosReport>), String> {
     std::fs::create_dir_all(report_dir).map_err(|e| format!("cannot create the report directory {}: {e}", report_dir.display()))?;
     let kubeconfig = sandbox_kubeconfig(kubeconfig)?;
@@ -965,15 +1010,21 @@ async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String
                     _ => kubelet.set_node(&target, NodeState::NotReady).await,
                 }
                 r.say(&format!("injected: {kind} on {target}"));
-                active.push(Active { shown: false, index: faults.len(), kind, target: target.clone(), at: Instant::now() });
-                faults.push(Fault { kind: kind.into(), target, injected_ms: started.elapsed().as_millis() as u64, recovered_ms: None });
+                active.push(Active { shown: false, uncredited: false, index: faults.len(), kind, target: target.clone(), at: Instant::now() });
+                faults.push(Fault { kind: kind.into(), target, injected_ms: started.elapsed().as_millis() as u64, recovered_ms: None, expected_class: expected_class(kind).into(), diagnosed: Vec::new(), repaired_by: None });
             }
         }
         let v = r.beat().await?;
         // A fault has shown once nightshift opened (or updated) an incident about its target.
         for f in active.iter_mut() {
             let about = if f.kind == "node-notready" { format!("node/{}", f.target) } else { format!("/deployment/{}", f.target) };
-            f.shown |= v["incidents"].as_array().is_some_and(|a| a.iter().any(|i| i["fingerprint"].as_str().is_some_and(|fp| fp.ends_with(&about))));
+            for fp in v["incidents"].as_array().into_iter().flatten().filter_map(|i| i["fingerprint"].as_str()).filter(|fp| fp.ends_with(&about)) {
+                f.shown = true;
+                let class = fp.split(':').nth(1).unwrap_or("").to_string();
+                if !faults[f.index].diagnosed.contains(&class) {
+                    faults[f.index].diagnosed.push(class);
+                }
+            }
         }
         // Every action carried out must touch what a fault broke.
         for a in r.actions.iter().skip(judged) {
@@ -982,12 +1033,17 @@ async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String
             }
             let related = active.iter().any(|f| match (a.0.as_str(), f.kind) {
                 ("cordon_node" | "drain_node", "node-notready") => a.1 == f.target,
-                // Pods on a NotReady node turn unready: restarting them is part of that fault.
-                ("restart_pod", "node-notready") => true,
-                ("restart_pod", _) => a.1.starts_with(&format!("{}/{}-", r.ns, f.target)),
+                // A restart is for a crashing pod; it does not move a pod off a NotReady node.
+                ("restart_pod", "crashloop" | "oom") => a.1.starts_with(&format!("{}/{}-", r.ns, f.target)),
                 ("rollout_undo" | "rollout_restart", "bad-deploy") => a.1 == format!("{}/{}", r.ns, f.target),
                 _ => false,
             });
+            if a.3 == "ok"
+                && let Some(f) = active.iter().find(|f| remedy(&a.0, &a.1, &r.ns, f.kind, &f.target))
+                && faults[f.index].repaired_by.is_none()
+            {
+                faults[f.index].repaired_by = Some(format!("{} on {}", a.0, a.1));
+            }
             if !related {
                 wrong.push(format!("{} on {} ({} → {})", a.0, a.1, a.2, a.3));
                 r.say(&format!("WRONGLY ACTED: {} on {}", a.0, a.1));
@@ -999,7 +1055,16 @@ async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String
         for mut f in active.drain(..) {
             let ok = healthy(&client, &r.ns, &f, &nodes).await?;
             f.shown |= !ok;
-            if ok && f.shown {
+            let fault = &faults[f.index];
+            let credited = fault.diagnosed.contains(&fault.expected_class) && fault.repaired_by.is_some();
+            if ok && f.shown && !credited {
+                if !f.uncredited {
+                    f.uncredited = true;
+                    let by = fault.repaired_by.clone().unwrap_or_else(|| "no repair that addresses it".into());
+                    r.say(&format!("healthy again but not credited: {} on {} was diagnosed as {} (expected {}), repaired by {by}", f.kind, f.target, if fault.diagnosed.is_empty() { "nothing".into() } else { fault.diagnosed.join(", ") }, fault.expected_class));
+                }
+                still.push(f);
+            } else if ok && f.shown {
                 let took = f.at.elapsed();
                 faults[f.index].recovered_ms = Some(took.as_millis() as u64);
                 r.say(&format!("recovered: {} on {} in {:.1}s", f.kind, f.target, took.as_secs_f64()));
@@ -1026,7 +1091,12 @@ async fn chaos_run(r: &mut Run, duration: Duration, seed: u64) -> Result<(String
         return Err("no fault was injected (the duration is shorter than a pass)".into());
     }
     if report.not_recovered > 0 || !report.wrongly_acted.is_empty() {
-        let lost: Vec<String> = report.faults.iter().filter(|f| f.recovered_ms.is_none()).map(|f| format!("{} on {}", f.kind, f.target)).collect();
+        let lost: Vec<String> = report
+            .faults
+            .iter()
+            .filter(|f| f.recovered_ms.is_none())
+            .map(|f| format!("{} on {} (diagnosed {}, expected {}; repaired by {})", f.kind, f.target, if f.diagnosed.is_empty() { "nothing".into() } else { f.diagnosed.join("/") }, f.expected_class, f.repaired_by.as_deref().unwrap_or("nothing")))
+            .collect();
         return Err(format!("{why}: {}{}", lost.join(", "), if report.wrongly_acted.is_empty() { String::new() } else { format!("; wrong: {}", report.wrongly_acted.join(", ")) }));
     }
     r.verified = Some(started.elapsed());

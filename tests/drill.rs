@@ -61,8 +61,17 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
     assert_eq!(by("prompt-injection")["tokens"], 2080, "the tokens heartbeat --json reports (2 scripted answers of 1,000 + 40): {:#}", by("prompt-injection"));
     let md = std::fs::read_to_string(report.join("drill.md")).unwrap();
     assert!(md.contains("| scenario | result | detection | time to repair |") && md.contains(" passed, 0 failed, "), "{md}");
-    assert!(by("disk-full")["status"] == "skipped" || by("disk-full")["actions"].to_string().contains("clean_logs"));
-    assert!(by("cert-expiry")["status"] == "skipped" || by("cert-expiry")["repair_ms"].as_u64().is_some());
+    // Skipped only where their components are missing, and never under NIGHTSHIFT_REQUIRE_ALL (skip panics there).
+    if by("disk-full")["status"] == "skipped" {
+        support::skip("drill disk-full", by("disk-full")["why"].as_str().unwrap());
+    } else {
+        assert!(by("disk-full")["actions"].to_string().contains("clean_logs"), "{:#}", by("disk-full"));
+    }
+    if by("cert-expiry")["status"] == "skipped" {
+        support::skip("drill cert-expiry", by("cert-expiry")["why"].as_str().unwrap());
+    } else {
+        assert!(by("cert-expiry")["repair_ms"].as_u64().is_some(), "{:#}", by("cert-expiry"));
+    }
     // The sandbox workspaces stay for reading, incident notes included.
     let notes = std::fs::read_dir(report.join("workspaces/bad-deploy/memory/incidents")).unwrap().count();
     assert!(notes >= 1);
@@ -85,8 +94,22 @@ async fn every_scenario_heals_in_the_sandbox_and_the_report_says_how() {
     assert_eq!(c["recovered"].as_u64().unwrap() as usize, faults.len(), "{c:#}");
     assert!(c["wrongly_acted"].as_array().unwrap().is_empty(), "{c:#}");
     assert!(faults.iter().all(|f| f["recovered_ms"].as_u64().is_some()));
+    // Credited only for the right diagnosis and the repair that addresses the fault.
+    for f in faults {
+        let (kind, target) = (f["kind"].as_str().unwrap(), f["target"].as_str().unwrap());
+        let (class, repair) = match kind {
+            "crashloop" => ("pod-crashloop", "restart_pod on "),
+            "oom" => ("pod-oom", "restart_pod on "),
+            "bad-deploy" => ("rollout-stuck", "rollout_undo on "),
+            _ => ("node-not-ready", "drain_node on "),
+        };
+        assert_eq!(f["expected_class"], class, "{f:#}");
+        assert!(f["diagnosed"].as_array().unwrap().iter().any(|c| c == class), "{f:#}");
+        let by = f["repaired_by"].as_str().unwrap_or_else(|| panic!("{f:#}"));
+        assert!(by.starts_with(repair) && by.contains(target), "{f:#}");
+    }
     let md = std::fs::read_to_string(chaos.join("drill.md")).unwrap();
-    assert!(md.contains("## Chaos (seed 42, 20 s)") && md.contains("recovered in"), "{md}");
+    assert!(md.contains("## Chaos (seed 42, 20 s)") && md.contains("| diagnosed | repaired by | recovered in |"), "{md}");
 }
 
 #[test]

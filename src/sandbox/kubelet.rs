@@ -8,7 +8,8 @@
 //! Deployment's pod template; patch a live pod's to change its course):
 //!
 //! - `sim.nightshift.test/behavior` ([`BEHAVIOR`]): `running` (the default),
-//!   `crashloop`, `oom`, `liveness`, `imagepull` or `not-ready`.
+//!   `crashloop`, `oom`, `liveness`, `startup` (killed by its startup probe),
+//!   `imagepull` or `not-ready`.
 //! - `sim.nightshift.test/exit-code` ([`EXIT_CODE`]): the crashing
 //!   container's exit code (crashloop; default 1).
 //! - `sim.nightshift.test/restart-every` ([`RESTART_EVERY`]): seconds between
@@ -18,6 +19,13 @@
 //! - `sim.nightshift.test/log` ([`LOG`]): the container's log text, served
 //!   for `GET pods/{pod}/log` (current and `previous=true`);
 //!   `sim.nightshift.test/log.<container>` for one container only.
+//!
+//! Configuration: as a kubelet does, a container whose environment names a
+//! ConfigMap or Secret (or a key of one) that does not exist is not created:
+//! it waits with `CreateContainerConfigError` and the kubelet's message
+//! (`couldn't find key K in ConfigMap NS/NAME`, `configmap "NAME" not
+//! found`), the pod stays Pending, and it starts once the reference
+//! resolves (checked every second against the API).
 //!
 //! Logs: every simulated Node advertises the same kubelet port
 //! ([`kubelet_port`]: NIGHTSHIFT_SIM_KUBELET_PORT, else the apiserver's
@@ -508,6 +516,7 @@ enum Behavior {
     CrashLoop,
     Oom,
     Liveness,
+    Startup,
     ImagePull,
     NotReady,
 }
@@ -519,6 +528,7 @@ impl Behavior {
             Some("crashloop") => Behavior::CrashLoop,
             Some("oom") => Behavior::Oom,
             Some("liveness") => Behavior::Liveness,
+            Some("startup") => Behavior::Startup,
             Some("imagepull") => Behavior::ImagePull,
             Some("not-ready") => Behavior::NotReady,
             Some(other) => {
@@ -529,7 +539,7 @@ impl Behavior {
     }
 
     fn crashes(self) -> bool {
-        matches!(self, Behavior::CrashLoop | Behavior::Oom | Behavior::Liveness)
+        matches!(self, Behavior::CrashLoop | Behavior::Oom | Behavior::Liveness | Behavior::Startup)
     }
 }
 
@@ -599,6 +609,83 @@ struct PodSim {
     deleting: bool,
     retry_at: Option<Instant>,
     node_was_ready: bool,
+    /// The ConfigMaps and Secrets the containers' environment names.
+    config_refs: Vec<ConfigRef>,
+    /// A container that cannot be created for a missing reference: (container, the kubelet's message).
+    config_error: Option<(String, String)>,
+    config_task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for PodSim {
+    fn drop(&mut self) {
+        if let Some(t) = &self.config_task {
+            t.abort();
+        }
+    }
+}
+
+/// A pod's configuration check: (pod uid, the unresolved reference as (container, message)).
+type ConfigChecked = (String, Option<(String, String)>);
+
+/// A container's reference to a ConfigMap or Secret (a key of it, or all of it).
+#[derive(Clone, Debug)]
+struct ConfigRef {
+    container: String,
+    secret: bool,
+    name: String,
+    key: Option<String>,
+    optional: bool,
+}
+
+fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
+    let mut out = Vec::new();
+    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+        let r = |secret: bool, name: &str, key: Option<&str>, optional: Option<bool>| ConfigRef { container: c.name.clone(), secret, name: name.to_string(), key: key.map(str::to_string), optional: optional.unwrap_or(false) };
+        for e in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(k) = &e.config_map_key_ref {
+                out.push(r(false, &k.name, Some(&k.key), k.optional));
+            }
+            if let Some(k) = &e.secret_key_ref {
+                out.push(r(true, &k.name, Some(&k.key), k.optional));
+            }
+        }
+        for e in c.env_from.iter().flatten() {
+            if let Some(k) = &e.config_map_ref {
+                out.push(r(false, &k.name, None, k.optional));
+            }
+            if let Some(k) = &e.secret_ref {
+                out.push(r(true, &k.name, None, k.optional));
+            }
+        }
+    }
+    out
+}
+
+/// The first reference that does not resolve, with the kubelet's message
+/// for it; `None` when all resolve (or the API cannot say right now).
+async fn config_problem(client: &kube::Client, ns: &str, refs: &[ConfigRef]) -> Option<(String, String)> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    for r in refs {
+        let keys: Option<Vec<String>> = if r.secret {
+            match Api::<Secret>::namespaced(client.clone(), ns).get_opt(&r.name).await {
+                Ok(s) => s.map(|s| s.data.unwrap_or_default().into_keys().chain(s.string_data.unwrap_or_default().into_keys()).collect()),
+                Err(_) => continue,
+            }
+        } else {
+            match Api::<ConfigMap>::namespaced(client.clone(), ns).get_opt(&r.name).await {
+                Ok(c) => c.map(|c| c.data.unwrap_or_default().into_keys().chain(c.binary_data.unwrap_or_default().into_keys()).collect()),
+                Err(_) => continue,
+            }
+        };
+        let (kind, lower) = if r.secret { ("Secret", "secret") } else { ("ConfigMap", "configmap") };
+        match (keys, &r.key) {
+            _ if r.optional => {}
+            (None, _) => return Some((r.container.clone(), format!("{lower} \"{}\" not found", r.name))),
+            (Some(keys), Some(key)) if !keys.contains(key) => return Some((r.container.clone(), format!("couldn't find key {key} in {kind} {ns}/{}", r.name))),
+            _ => {}
+        }
+    }
+    None
 }
 
 impl PodSim {
@@ -631,6 +718,9 @@ impl PodSim {
             deleting: false,
             retry_at: None,
             node_was_ready: true,
+            config_refs: config_refs(&spec),
+            config_error: None,
+            config_task: None,
         }
     }
 
@@ -658,13 +748,17 @@ impl PodSim {
                 self.restarts += 1;
                 let (reason, code) = match b {
                     Behavior::Oom => ("OOMKilled", 137),
-                    Behavior::Liveness => ("Error", 137),
+                    Behavior::Liveness | Behavior::Startup => ("Error", 137),
                     _ => ("Error", self.exit_code),
                 };
                 self.last_terminated = Some((reason, code, ago(1), now()));
                 if b == Behavior::Liveness {
                     self.event("Warning", "Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 500", &fp, 3);
                     self.event("Normal", "Killing", &format!("Container {target} failed liveness probe, will be restarted"), &fp, 1);
+                }
+                if b == Behavior::Startup {
+                    self.event("Warning", "Unhealthy", "Startup probe failed: HTTP probe failed with statuscode: 503", &fp, 3);
+                    self.event("Normal", "Killing", &format!("Container {target} failed startup probe, will be restarted"), &fp, 1);
                 }
                 self.event("Warning", "BackOff", "Back-off restarting failed container", &fp, 1);
             }
@@ -736,7 +830,10 @@ impl PodSim {
                 _ => json!({}),
             };
             let own_id = if is_target { self.container_id(self.restarts) } else { format!("containerd://{}", hex(&format!("{} {name}", self.uid), 64)) };
-            let (state, ready, started, id) = if !is_target || behavior == Behavior::Running {
+            let config_error = self.config_error.as_ref().filter(|(c, _)| c == name).map(|(_, m)| m);
+            let (state, ready, started, id) = if let Some(m) = config_error {
+                (json!({"waiting": {"reason": "CreateContainerConfigError", "message": m}}), false, false, None)
+            } else if !is_target || behavior == Behavior::Running {
                 (json!({"running": {"startedAt": running_since}}), true, true, Some(own_id))
             } else {
                 match behavior {
@@ -771,7 +868,7 @@ impl PodSim {
         };
         let ready_since = if self.behavior == Behavior::Running && self.restarts == 0 { &self.start_time } else { &self.since };
         let mut status = json!({
-            "phase": if behavior == Behavior::ImagePull { "Pending" } else { "Running" },
+            "phase": if behavior == Behavior::ImagePull || self.config_error.is_some() { "Pending" } else { "Running" },
             "hostIP": "127.0.0.1",
             "podIP": self.ip,
             "podIPs": [{"ip": self.ip}],
@@ -828,11 +925,15 @@ struct Sim {
     queue: Vec<String>,
     jobs: tokio::task::JoinSet<Done>,
     limit: Arc<tokio::sync::Semaphore>,
+    /// Results of the pods' configuration checks.
+    config_tx: tokio::sync::mpsc::UnboundedSender<ConfigChecked>,
+    config_rx: Option<tokio::sync::mpsc::UnboundedReceiver<ConfigChecked>>,
 }
 
 impl Sim {
     fn new(client: kube::Client, namespace: &str, nodes: Nodes) -> Sim {
-        Sim { client, namespace: namespace.to_string(), nodes, pods: HashMap::new(), queue: Vec::new(), jobs: tokio::task::JoinSet::new(), limit: Arc::new(tokio::sync::Semaphore::new(32)) }
+        let (config_tx, config_rx) = tokio::sync::mpsc::unbounded_channel();
+        Sim { client, namespace: namespace.to_string(), nodes, pods: HashMap::new(), queue: Vec::new(), jobs: tokio::task::JoinSet::new(), limit: Arc::new(tokio::sync::Semaphore::new(32)), config_tx, config_rx: Some(config_rx) }
     }
 
     async fn run(mut self, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
@@ -842,6 +943,7 @@ impl Sim {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut listed: Option<HashSet<String>> = None;
         let mut last_error = Instant::now() - Duration::from_secs(60);
+        let Some(mut config_rx) = self.config_rx.take() else { return };
         loop {
             tokio::select! {
                 ev = stream.next() => match ev {
@@ -878,6 +980,7 @@ impl Sim {
                 }
                 _ = tick.tick() => self.tick(),
                 Some(node) = rx.recv() => self.node_changed(&node),
+                Some((uid, problem)) = config_rx.recv() => self.config_checked(&uid, problem),
             }
             self.schedule();
         }
@@ -900,6 +1003,21 @@ impl Sim {
         let ann = pod.metadata.annotations.clone().unwrap_or_default();
         let node_ready = self.node_ready(&node);
         let p = self.pods.entry(uid.clone()).or_insert_with(|| PodSim::new(&pod, &uid, &node));
+        if p.config_task.is_none() && !p.config_refs.is_empty() {
+            let (client, ns, refs, tx, uid) = (self.client.clone(), self.namespace.clone(), p.config_refs.clone(), self.config_tx.clone(), uid.clone());
+            p.config_task = Some(
+                tokio::spawn(async move {
+                    loop {
+                        let problem = config_problem(&client, &ns, &refs).await;
+                        if tx.send((uid.clone(), problem)).is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                })
+                .abort_handle(),
+            );
+        }
         if p.sig.is_empty() || p.sig != signature(&ann) {
             p.begin(&ann);
             p.node_was_ready = node_ready;
@@ -932,6 +1050,22 @@ impl Sim {
                 self.queue.push(uid.clone());
             }
         }
+    }
+
+    /// A pod's configuration check: a new unresolved reference stops its
+    /// container (with the kubelet's event); a resolved one lets it start.
+    fn config_checked(&mut self, uid: &str, problem: Option<(String, String)>) {
+        let Some(p) = self.pods.get_mut(uid) else { return };
+        if p.deleting || p.config_error == problem {
+            return;
+        }
+        if let Some((container, message)) = &problem {
+            p.event("Warning", "Failed", &format!("Error: {message}"), &format!("spec.containers{{{container}}}"), 1);
+        } else {
+            p.since = now();
+        }
+        p.config_error = problem;
+        self.queue.push(uid.to_string());
     }
 
     fn node_changed(&mut self, node: &str) {
