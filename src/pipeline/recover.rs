@@ -27,6 +27,12 @@ impl Runner<'_> {
             self.unended = Some(super::JournalEnd { id: u.id.clone(), result: ActionResult::Interrupted, detail: outcome.clone() });
             let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
             let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            // An interrupted action takes back the trust its rules earned.
+            let subject = crate::policy::Subject::for_action(&u.action, u.check.as_deref(), spec.map_or(crate::workspace::heartbeat::Level::L3, |s| s.level));
+            let mut outcome = outcome;
+            for said in self.earn(&subject, super::trust::Run::Policy, false, ActionResult::Interrupted, Some(&u.id)) {
+                outcome = format!("{outcome}; {said}");
+            }
             let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0)?;
             self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
         }
