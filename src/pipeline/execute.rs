@@ -125,9 +125,10 @@ impl Runner<'_> {
             if let Some(approval) = self.carrying.take() {
                 self.close_approval(&approval)?;
             }
-            let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
+            let Action::Notify { severity, message, urgency } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
             let dead = self.mem.dead_letters();
-            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
+            let urgency = urgency.unwrap_or(actions::notify::Urgency::of(*severity));
+            return Ok(match actions::notify::send_at(&self.ws.policy.webhooks, *severity, urgency, &service, message, incident.as_deref(), &dead).await {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
             });

@@ -334,6 +334,9 @@ impl<'a> Runner<'a> {
             (true, _) => Some(now()),
         };
         self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone(), failing_since });
+        if result.status == Status::Warning || result.series.iter().any(|s| s.status == Status::Warning) {
+            self.warn_daily(spec, result).await?;
+        }
         if result.status.is_bad() && failures < spec.threshold {
             self.report.notes.push(format!("{} failing {failures}/{} before an incident opens", spec.name, spec.threshold));
             return Ok(());
