@@ -4,6 +4,7 @@
 
 use super::{RunError, Runner};
 use crate::checks;
+use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::timestamp;
 use crate::policy::{Decision, Verdict};
@@ -22,6 +23,21 @@ impl Runner<'_> {
                 None => "its check no longer exists".into(),
             };
             let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
+            // A stop between the journal's begin and the approval's update left the approval
+            // approved: it is this action's, and it is done (never carried out twice).
+            self.mem.update_approvals(|list| {
+                for a in list.iter_mut().filter(|a| a.action == u.action && a.incident == u.incident) {
+                    let started = match (a.kind, a.status) {
+                        (_, ApprovalStatus::Approved) => true,
+                        (ApprovalKind::AbortWindow, ApprovalStatus::Pending) => a.deadline <= u.at,
+                        _ => false,
+                    };
+                    if !started {
+                        continue;
+                    }
+                    a.status = ApprovalStatus::Done;
+                }
+            })?;
             self.state.record(u.action.kind(), &u.action.rate_key(), u.at, ActionResult::Interrupted);
             // Ended once recorded: a crash during this reconciliation reconciles it again.
             self.unended = Some(super::JournalEnd { id: u.id.clone(), result: ActionResult::Interrupted, detail: outcome.clone() });
