@@ -61,7 +61,7 @@ json.dump([{"id": "nightshiftToken1", "name": "nightshift webhook token", "type"
 PY
 export N8N_USER_FOLDER="$work/n8n" N8N_PORT="$n8n_port" N8N_LISTEN_ADDRESS=127.0.0.1 \
   N8N_DIAGNOSTICS_ENABLED=false N8N_PERSONALIZATION_ENABLED=false N8N_VERSION_NOTIFICATIONS_ENABLED=false \
-  N8N_HIRING_BANNER_ENABLED=false N8N_RUNNERS_ENABLED=false DB_SQLITE_POOL_SIZE=1 \
+  N8N_HIRING_BANNER_ENABLED=false N8N_RUNNERS_ENABLED=false DB_SQLITE_POOL_SIZE=1 N8N_BLOCK_ENV_ACCESS_IN_NODE=false \
   SLACK_LOW_PRIORITY_WEBHOOK="http://127.0.0.1:$recv_port/slack/low" \
   SLACK_ALERTS_WEBHOOK="http://127.0.0.1:$recv_port/slack/alerts" \
   SLACK_INCIDENTS_WEBHOOK="http://127.0.0.1:$recv_port/slack/incidents" \

@@ -222,3 +222,44 @@ fn each_message_carries_the_urgency_the_seed_routes_by() {
     let got = payloads(&hook)[before..].to_vec();
     assert_eq!(of(&got, "cert-a").len() + of(&got, "cert-b").len(), 2, "{got:?}");
 }
+
+/// The gate itself, for the ceilings a heartbeat cannot reach cheaply: with
+/// trust earned, every other limit still wins.
+#[test]
+fn earned_trust_lowers_only_its_own_rule_and_every_limit_still_wins() {
+    use nightshift::actions::ActionKind;
+    use nightshift::policy::{Decision, History, Subject, decide};
+    use nightshift::workspace::heartbeat::Level;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "max_blast_radius: 10\nmax_actions_per_hour: 30\nrules:\n  - action: rollout_restart\n    decide: confirm\n    promote_after: 2\n    max_per_hour: 3\n  - action: rollout_restart\n    decide: confirm\n    match: {namespace: payments}\n  - action: rollout_restart\n    decide: forbid\n    match: {namespace: vault}\nprotected:\n  namespaces: [kube-system]\n";
+    std::fs::write(dir.path().join("AGENTS.md"), format!("```policy\n{yaml}```\n")).unwrap();
+    std::fs::write(dir.path().join("HEARTBEAT.md"), "```heartbeat\nchecks: []\n```\n").unwrap();
+    let policy = nightshift::workspace::load(dir.path()).unwrap_or_else(|p| panic!("{p:?}")).policy;
+    let key = policy.rules[0].trust_key();
+    let earned = History { earned: vec![(key, "auto: earned after 2 verified approvals, since 2026-12-01".into())], ..History::default() };
+    let subject = |ns: &str| {
+        let mut s = Subject::new(ActionKind::RolloutRestart, &format!("{ns}/web"));
+        s.target.namespace = Some(ns.into());
+        s
+    };
+    let d = |s: &Subject, h: &History| decide(&policy, s, h);
+    assert_eq!(d(&subject("shop"), &History::default()).decision, Decision::Confirm, "not earned: asks");
+    let v = d(&subject("shop"), &earned);
+    assert_eq!(v.decision, Decision::Auto, "earned: {}", v.reason);
+    assert!(v.reason.contains("auto: earned after 2 verified approvals, since 2026-12-01"), "{}", v.reason);
+    let cases: Vec<(&str, Subject, History, Decision)> = vec![
+        ("a stricter matching rule without promote_after", subject("payments"), earned.clone(), Decision::Confirm),
+        ("a forbid rule", subject("vault"), earned.clone(), Decision::Forbid),
+        ("a protected namespace", subject("kube-system"), earned.clone(), Decision::Forbid),
+        ("level L1", Subject { level: Level::L1, ..subject("shop") }, earned.clone(), Decision::Alert),
+        ("level L2", Subject { level: Level::L2, ..subject("shop") }, earned.clone(), Decision::Confirm),
+        ("blast radius", Subject { blast_radius: 11, ..subject("shop") }, earned.clone(), Decision::Confirm),
+        ("max_per_hour", subject("shop"), History { target_last_hour: 3, ..earned.clone() }, Decision::Confirm),
+        ("max_actions_per_hour", subject("shop"), History { global_last_hour: 30, ..earned.clone() }, Decision::Confirm),
+        ("an open circuit", subject("shop"), History { consecutive_failures: 3, ..earned.clone() }, Decision::Alert),
+    ];
+    for (what, s, h, want) in cases {
+        let v = d(&s, &h);
+        assert_eq!(v.decision, want, "{what}: {}", v.reason);
+    }
+}
