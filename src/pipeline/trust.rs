@@ -84,7 +84,8 @@ impl Runner<'_> {
                         None => None,
                     }
                 }
-                _ => None,
+                // Succeeded unverified, or not approved by a human: counts nothing. Not carried out: neither.
+                ActionResult::Ok | ActionResult::Pending | ActionResult::DryRun | ActionResult::Denied | ActionResult::Aborted | ActionResult::Expired => None,
             };
             if trust.verified == 0 && trust.since.is_none() {
                 self.state.trust.remove(&key);
