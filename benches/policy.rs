@@ -25,7 +25,7 @@ fn main() {
         2 => format!("prod/db-{i}"),
         _ => format!("node-{i}"),
     }).collect();
-    let histories = [History::default(), History { target_last_hour: 3, global_last_hour: 12, consecutive_failures: 2, distrusted: None }];
+    let histories = [History::default(), History { target_last_hour: 3, global_last_hour: 12, consecutive_failures: 2, distrusted: None, earned: Vec::new() }];
     let mut subjects = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         for kind in ActionKind::ALL {

@@ -597,6 +597,11 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
     for (fp, n) in crate::memory::stats::stats(&all, from).recurring.into_iter().filter(|(_, n)| *n > 3) {
         report.permanent_fix_candidates.push(format!("{fp}: the same incident {n} times since {}", report.since));
     }
+    let state = mem.load_state().map_err(|e| {
+        eprintln!("nightshift: {e}");
+        1
+    })?;
+    report.trust = state.trust_events.into_iter().filter(|e| e.at >= from).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         return Ok(0);
@@ -608,6 +613,12 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
         println!("    results: {}", fmt_map(&s.by_result));
         println!("    risk: {}", fmt_map(&s.by_risk));
         println!("    routes: {}", fmt_map(&s.by_route));
+    }
+    if !report.trust.is_empty() {
+        println!("earned trust (promoted to auto, demoted to confirm):");
+        for e in &report.trust {
+            println!("  - {} {} {} (rule at AGENTS.md line {}, on {}): {}", timestamp(e.at), e.what, e.rule, e.line, e.target, crate::redact::redact(&e.detail));
+        }
     }
     if !report.permanent_fix_candidates.is_empty() {
         println!("needs a permanent fix:");

@@ -205,7 +205,14 @@ pub enum Action {
         command: String,
     },
     /// Tell the humans, through the configured webhooks.
-    Notify { severity: Severity, message: String },
+    Notify {
+        severity: Severity,
+        message: String,
+        /// How soon a person must look; absent: as the severity says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        urgency: Option<notify::Urgency>,
+    },
     /// Post a message to one webhook declared in AGENTS.md (an n8n workflow
     /// holding the credentials): how credentialed actions are taken.
     SendWebhook {

@@ -20,10 +20,42 @@ use crate::workspace::heartbeat::Severity;
 pub const TRIES: u32 = 4;
 const FIRST_WAIT: Duration = Duration::from_millis(250);
 
+/// How soon a person must look (the seed's notification levels; "audit
+/// only" is a message never sent): `low` a low-priority channel, `high` the
+/// alerts channel now, `page` wakes someone. Beside `severity`, which keeps
+/// its meaning: an auto-fixed critical problem is `critical` and `low`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Low,
+    High,
+    Page,
+}
+
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Low => "low",
+            Urgency::High => "high",
+            Urgency::Page => "page",
+        }
+    }
+
+    /// A problem that needs a human, at its severity: critical pages.
+    pub fn of(severity: Severity) -> Self {
+        match severity {
+            Severity::Info => Urgency::Low,
+            Severity::Warning => Urgency::High,
+            Severity::Critical => Urgency::Page,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Message<'a> {
     pub source: &'static str,
     pub severity: &'a str,
+    pub urgency: &'static str,
     pub service: &'a str,
     pub message: &'a str,
     pub incident: Option<&'a str>,
@@ -66,19 +98,30 @@ fn dead_letter(path: &Path, webhook: &Webhook, error: &str, time: &str, body: &i
 /// Routes a message by severity: every webhook that takes it; returns what
 /// was delivered or why not.
 pub async fn send(webhooks: &[Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
+    send_at(webhooks, severity, Urgency::of(severity), service, message, incident, dead_letters).await
+}
+
+/// `send` with the urgency said.
+pub async fn send_at(webhooks: &[Webhook], severity: Severity, urgency: Urgency, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let targets: Vec<&Webhook> = webhooks.iter().filter(|w| w.severities.contains(&severity)).collect();
     if targets.is_empty() {
         return Ok(format!("no webhook takes severity {}", severity.as_str()));
     }
-    deliver(&targets, severity, service, message, incident, dead_letters).await
+    deliver_at(&targets, severity, urgency, service, message, incident, dead_letters).await
 }
 
 /// Delivers one message to these webhooks, whatever their severities.
 pub async fn deliver(targets: &[&Webhook], severity: Severity, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
+    deliver_at(targets, severity, Urgency::of(severity), service, message, incident, dead_letters).await
+}
+
+/// `deliver` with the urgency said.
+pub async fn deliver_at(targets: &[&Webhook], severity: Severity, urgency: Urgency, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
     let body = Message {
         source: "nightshift",
         severity: severity.as_str(),
+        urgency: urgency.as_str(),
         service,
         message,
         incident,

@@ -240,6 +240,8 @@ pub struct Report {
     pub actions: BTreeMap<String, ActionStats>,
     /// Actions that recur often or fail often: candidates for a permanent fix.
     pub permanent_fix_candidates: Vec<String>,
+    /// Rules promoted to `auto` by earned trust, or demoted back to `confirm`, in the period.
+    pub trust: Vec<super::state::TrustEvent>,
 }
 
 /// Summarises entries over a period of `days` days.

@@ -52,6 +52,44 @@ pub struct State {
     /// incident id → how far it has been escalated
     #[serde(default)]
     pub escalated: BTreeMap<String, super::escalation::Escalated>,
+    /// Earned trust of `promote_after` rules, by `Rule::trust_key`.
+    #[serde(default)]
+    pub trust: BTreeMap<String, Trust>,
+    /// Promotions and demotions, newest last (the last `TRUST_EVENTS`), for `audit report`.
+    #[serde(default)]
+    pub trust_events: Vec<TrustEvent>,
+    /// `check target` → the last day (YYYY-MM-DD) a warning about it was sent.
+    #[serde(default)]
+    pub warned: BTreeMap<String, String>,
+}
+
+/// How many promotions and demotions the state keeps.
+pub const TRUST_EVENTS: usize = 200;
+
+/// One rule's run of human-approved, verified executions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trust {
+    /// Human-approved executions verified healthy, in a row.
+    pub verified: u32,
+    /// When the rule earned `auto`; `None` while it still asks.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// The journal id of the last execution counted: one execution never counts twice.
+    #[serde(default)]
+    pub last: Option<String>,
+}
+
+/// A rule promoted to `auto` or demoted back to `confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustEvent {
+    pub at: DateTime<Utc>,
+    /// `promoted` or `demoted`.
+    pub what: String,
+    /// The rule, as `Rule::trust_key` names it.
+    pub rule: String,
+    pub line: usize,
+    pub target: String,
+    pub detail: String,
 }
 
 impl Memory {
@@ -60,6 +98,8 @@ impl Memory {
     }
 
     pub fn save_state(&self, state: &State) -> Result<()> {
+        // Earned trust lives here: written by one writer at a time, like every memory file.
+        let _write = self.write_lock()?;
         write_json(&self.state_dir().join("state.json"), state)
     }
 }
@@ -84,7 +124,7 @@ impl State {
             .filter(executed)
             .take_while(|r| matches!(r.result, ActionResult::Failed | ActionResult::Interrupted))
             .count() as u32;
-        crate::policy::History { target_last_hour, global_last_hour, consecutive_failures, distrusted: None }
+        crate::policy::History { target_last_hour, global_last_hour, consecutive_failures, distrusted: None, earned: Vec::new() }
     }
 
     /// The last execution attempt of this action on this target, for cooldowns.

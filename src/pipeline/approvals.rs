@@ -77,7 +77,7 @@ impl Runner<'_> {
         let level = spec.map_or(a.level, |s| s.level);
         let mut subject = Subject::for_action(&a.action, a.check.as_deref(), level);
         subject.check = a.check.clone();
-        let verdict = policy::decide(&self.ws.policy, &subject, &self.state.history(a.action.kind(), &a.action.rate_key(), now()));
+        let verdict = policy::decide(&self.ws.policy, &subject, &self.gate_history(&a.action, now()));
         let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
             (_, _, true) => Decision::Confirm,
             _ => Decision::AbortWindow,
@@ -101,7 +101,16 @@ impl Runner<'_> {
         } else {
             let started = Instant::now();
             self.carrying = Some(a.id.clone());
-            let (r, o) = self.execute(&a.action, inc.as_ref(), spec, &format!("{}, {route} ({})", match a.kind { ApprovalKind::Confirm => "confirm", ApprovalKind::AbortWindow => "abort-window" }, a.reason)).await?;
+            let (r, mut o) = self.execute(&a.action, inc.as_ref(), spec, &format!("{}, {route} ({})", match a.kind { ApprovalKind::Confirm => "confirm", ApprovalKind::AbortWindow => "abort-window" }, a.reason)).await?;
+            if a.action.kind().is_mutating() && r.executed() {
+                // Only a human's approval earns trust; a verified success is one whose check passed again.
+                let run = if a.kind == ApprovalKind::Confirm && a.decided_by.is_some() { super::trust::Run::Approved } else { super::trust::Run::Policy };
+                let verified = r == ActionResult::Ok && spec.is_some() && a.action.kind().heals();
+                let journal = self.unended.as_ref().map(|e| e.id.clone());
+                for said in self.earn(&subject, run, verified, r, journal.as_deref()) {
+                    o = format!("{o}; {said}");
+                }
+            }
             (r, o, started.elapsed().as_millis() as u64)
         };
         let report = self.record(inc.as_mut(), a.check.as_deref(), &a.action, &verdict, route, result, outcome, ms)?;

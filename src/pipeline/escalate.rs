@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{RunError, Runner, now};
 use crate::actions::Action;
+use crate::actions::notify::Urgency;
 use crate::memory::audit::ActionResult;
 use crate::memory::escalation::Escalated;
 use crate::memory::notes::{Incident, IncidentStatus, parse_ts};
@@ -79,7 +80,9 @@ impl Runner<'_> {
             inc.severity.as_str(),
             inc.id
         );
-        let action = Action::Notify { severity: inc.severity, message: message.clone() };
+        // Nobody answered: a critical incident pages, anything else goes out at high.
+        let urgency = if inc.severity == crate::workspace::heartbeat::Severity::Critical { Urgency::Page } else { Urgency::High };
+        let action = Action::Notify { severity: inc.severity, message: message.clone(), urgency: Some(urgency) };
         // Through the gate like any notification: a `notify: forbid` rule stops it, dry-run sends nothing.
         let (verdict, held) = self.gate_notify(&action, Some(&inc.check));
         let ladder = format!("escalation level {n} of {}: unresolved and unacknowledged after {}", levels.len(), minutes(level.after));
@@ -90,10 +93,10 @@ impl Runner<'_> {
                 let dead = self.mem.dead_letters();
                 let webhooks = &self.ws.policy.webhooks;
                 let sent = if level.notify.is_empty() {
-                    crate::actions::notify::send(webhooks, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
+                    crate::actions::notify::send_at(webhooks, inc.severity, urgency, &inc.check, &message, Some(&inc.id), &dead).await
                 } else {
                     let targets: Vec<&crate::policy::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
-                    crate::actions::notify::deliver(&targets, inc.severity, &inc.check, &message, Some(&inc.id), &dead).await
+                    crate::actions::notify::deliver_at(&targets, inc.severity, urgency, &inc.check, &message, Some(&inc.id), &dead).await
                 };
                 match sent {
                     Ok(o) => (ActionResult::Ok, o),

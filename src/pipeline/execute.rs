@@ -125,9 +125,10 @@ impl Runner<'_> {
             if let Some(approval) = self.carrying.take() {
                 self.close_approval(&approval)?;
             }
-            let Action::Notify { severity, message } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
+            let Action::Notify { severity, message, urgency } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
             let dead = self.mem.dead_letters();
-            return Ok(match actions::notify::send(&self.ws.policy.webhooks, *severity, &service, message, incident.as_deref(), &dead).await {
+            let urgency = urgency.unwrap_or(actions::notify::Urgency::of(*severity));
+            return Ok(match actions::notify::send_at(&self.ws.policy.webhooks, *severity, urgency, &service, message, incident.as_deref(), &dead).await {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
             });
@@ -266,12 +267,16 @@ impl Runner<'_> {
             Action::RolloutRestart { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
         };
         let subject = crate::policy::Subject::for_action(&action, check.map(|c| c.name.as_str()), level);
-        let verdict = crate::policy::decide(&self.ws.policy, &subject, &self.state.history(action.kind(), &action.rate_key(), now()));
+        let verdict = crate::policy::decide(&self.ws.policy, &subject, &self.gate_history(&action, now()));
         let (result, outcome, by, ms) = match verdict.decision {
             crate::policy::Decision::Auto if self.mode == crate::policy::Mode::DryRun => (ActionResult::DryRun, format!("dry-run: would {}", action.describe()), "policy", 0),
             crate::policy::Decision::Auto => {
                 let started = std::time::Instant::now();
-                let (r, o) = self.execute(&action, Some(&*inc), None, &format!("recovery after failover: {}", verdict.reason)).await?;
+                let (r, mut o) = self.execute(&action, Some(&*inc), None, &format!("recovery after failover: {}", verdict.reason)).await?;
+                let journal = self.unended.as_ref().map(|e| e.id.clone());
+                for said in self.earn(&subject, super::trust::Run::Policy, false, r, journal.as_deref()) {
+                    o = format!("{o}; {said}");
+                }
                 (r, o, "policy", started.elapsed().as_millis() as u64)
             }
             other => (ActionResult::Denied, format!("not started: the policy decides {other} ({}); a human recovers {from}", verdict.reason), "-", 0),

@@ -39,6 +39,7 @@ mod notify;
 mod recall;
 mod kube;
 mod recover;
+mod trust;
 
 pub use alerts::{Alert, AlertError, parse_alertmanager, parse_argocd, parse_event};
 pub use notify::NotifyWindow;
@@ -333,6 +334,9 @@ impl<'a> Runner<'a> {
             (true, _) => Some(now()),
         };
         self.state.checks.insert(spec.name.clone(), CheckState { last_run: now(), status: result.status, consecutive_failures: failures, summary: result.summary.clone(), failing_since });
+        if result.status == Status::Warning || result.series.iter().any(|s| s.status == Status::Warning) {
+            self.warn_daily(spec, result).await?;
+        }
         if result.status.is_bad() && failures < spec.threshold {
             self.report.notes.push(format!("{} failing {failures}/{} before an incident opens", spec.name, spec.threshold));
             return Ok(());
@@ -595,14 +599,21 @@ impl<'a> Runner<'a> {
                 }
             }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
-        let mut history = self.state.history(action.kind(), &action.rate_key(), t);
+        let mut history = self.gate_history(action, t);
         let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| a.action.same_remedy(action)).collect();
         if tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)) {
             history.distrusted = Some(format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
         }
         let verdict = policy::decide(&self.ws.policy, &subject, &history);
         tracing::Span::current().record("decision", verdict.decision.to_string());
-        let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
+        let (result, mut outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
+        if action.kind().is_mutating() && result.executed() {
+            let journal = self.unended.as_ref().map(|e| e.id.clone());
+            let verified = result == ActionResult::Ok && action.kind().heals();
+            for said in self.earn(&subject, trust::Run::Policy, verified, result, journal.as_deref()) {
+                outcome = format!("{outcome}; {said}");
+            }
+        }
         self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)
     }
 

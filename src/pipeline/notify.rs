@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{ActionReport, RunError, Runner, now};
 use crate::actions::Action;
+use crate::actions::notify::Urgency;
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::policy::{self, Decision};
+use crate::checks::{CheckResult, Status};
 use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
 
 /// One aggregation window: the first message was sent, later ones counted.
@@ -40,11 +42,19 @@ impl Runner<'_> {
             return Ok(());
         }
         let mut message = format!("[{}] {}: {}", inc.status.as_str(), inc.title, inc.diagnosis.first().cloned().unwrap_or_default());
-        let severity = if permanent {
+        // The seed's levels: fixed → low, with what was done; recurring → high; needs a human → its severity.
+        let (severity, urgency) = if permanent {
             message = format!("needs a permanent fix (happened {occurrences} times): {message}");
-            Severity::Critical
+            (Severity::Critical, Urgency::High)
+        } else if healed_now {
+            if let Some(done) = reports.iter().rev().find(|r| r.result == ActionResult::Ok && r.action != "notify") {
+                message = format!("{message}; fixed automatically: {} on {}: {}", done.action, done.target, done.outcome.chars().take(300).collect::<String>());
+            }
+            (inc.severity, Urgency::Low)
+        } else if inc.status == IncidentStatus::Resolved {
+            (inc.severity, Urgency::Low)
         } else {
-            inc.severity
+            (inc.severity, Urgency::of(inc.severity))
         };
         let key = format!("{}:{}", inc.class, spec.name);
         if !permanent {
@@ -56,7 +66,7 @@ impl Runner<'_> {
                 }
             }
         }
-        let action = Action::Notify { severity, message };
+        let action = Action::Notify { severity, message, urgency: Some(urgency) };
         let step = self.step(spec, inc, &action, &[]).await?;
         reports.push(step);
         Ok(())
@@ -72,7 +82,8 @@ impl Runner<'_> {
             Some(earlier) => message.push_str(&earlier),
             None => return Ok(()),
         }
-        let action = Action::Notify { severity: inc.severity, message };
+        let urgency = if inc.status == IncidentStatus::Resolved { Urgency::Low } else { Urgency::of(inc.severity) };
+        let action = Action::Notify { severity: inc.severity, message, urgency: Some(urgency) };
         let subject = policy::Subject::for_action(&action, Some(&inc.check), Level::L3);
         let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
         let (result, outcome) = if verdict.decision >= Decision::Alert {
@@ -81,6 +92,40 @@ impl Runner<'_> {
             self.execute(&action, Some(inc), None, "").await?
         };
         reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0)?);
+        Ok(())
+    }
+
+    /// A warning that opens no incident (a certificate inside `warn_days`, a
+    /// disk filling toward its limit) goes out at `low`, once a day (UTC) per
+    /// check and target; the day sent is kept in the run state, so restarts
+    /// do not repeat it.
+    pub(super) async fn warn_daily(&mut self, spec: &CheckSpec, result: &CheckResult) -> Result<(), RunError> {
+        if self.ws.policy.webhooks.is_empty() || spec.level == Level::L4 {
+            return Ok(());
+        }
+        let mut warned: Vec<(String, String)> = result.series.iter().filter(|s| s.status == Status::Warning).map(|s| (s.target.clone(), s.summary.clone())).collect();
+        if result.series.is_empty() && result.status == Status::Warning {
+            warned.push((result.target.clone(), result.summary.clone()));
+        }
+        let today = now().format("%Y-%m-%d").to_string();
+        for (target, summary) in warned {
+            let key = format!("{} {target}", spec.name);
+            if self.state.warned.get(&key) == Some(&today) {
+                continue;
+            }
+            self.state.warned.insert(key, today.clone());
+            let message = format!("[warning] {} on {target}: {summary} (no incident; sent once a day while it lasts)", spec.name);
+            let action = Action::Notify { severity: Severity::Warning, message, urgency: Some(Urgency::Low) };
+            let subject = policy::Subject::for_action(&action, Some(&spec.name), Level::L3);
+            let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
+            let verdict = policy::Verdict { reason: format!("a warning, once a day per target; {}", verdict.reason), ..verdict };
+            let (result, outcome) = if verdict.decision >= Decision::Alert {
+                (ActionResult::Denied, format!("refused: {}", verdict.reason))
+            } else {
+                self.execute(&action, None, Some(spec), "").await?
+            };
+            self.record(None, Some(&spec.name), &action, &verdict, "policy".into(), result, outcome, 0)?;
+        }
         Ok(())
     }
 
@@ -137,7 +182,10 @@ impl Runner<'_> {
         for (key, w) in closed {
             self.state.notified.remove(&key);
             let message = format!("{} more notification(s) for {key} since {}: {}", w.suppressed, timestamp(w.opened), w.examples.join(" | "));
-            let action = Action::Notify { severity: w.severity.unwrap_or(Severity::Warning), message };
+            // A summary of messages already sent never pages.
+            let severity = w.severity.unwrap_or(Severity::Warning);
+            let urgency = if severity == Severity::Critical { Urgency::High } else { Urgency::Low };
+            let action = Action::Notify { severity, message, urgency: Some(urgency) };
             let (verdict, held) = self.gate_notify(&action, None);
             let verdict = policy::Verdict { reason: format!("summary of an aggregation window; {}", verdict.reason), ..verdict };
             let (result, outcome) = match held {

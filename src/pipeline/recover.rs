@@ -4,6 +4,7 @@
 
 use super::{RunError, Runner};
 use crate::checks;
+use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::timestamp;
 use crate::policy::{Decision, Verdict};
@@ -22,11 +23,32 @@ impl Runner<'_> {
                 None => "its check no longer exists".into(),
             };
             let outcome = format!("the process stopped during this action (begun {}); not repeated; {now_state}", timestamp(u.at));
+            // A stop between the journal's begin and the approval's update left the approval
+            // approved: it is this action's, and it is done (never carried out twice).
+            self.mem.update_approvals(|list| {
+                for a in list.iter_mut().filter(|a| a.action == u.action && a.incident == u.incident) {
+                    let started = match (a.kind, a.status) {
+                        (_, ApprovalStatus::Approved) => true,
+                        (ApprovalKind::AbortWindow, ApprovalStatus::Pending) => a.deadline <= u.at,
+                        _ => false,
+                    };
+                    if !started {
+                        continue;
+                    }
+                    a.status = ApprovalStatus::Done;
+                }
+            })?;
             self.state.record(u.action.kind(), &u.action.rate_key(), u.at, ActionResult::Interrupted);
             // Ended once recorded: a crash during this reconciliation reconciles it again.
             self.unended = Some(super::JournalEnd { id: u.id.clone(), result: ActionResult::Interrupted, detail: outcome.clone() });
             let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
             let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
+            // An interrupted action takes back the trust its rules earned.
+            let subject = crate::policy::Subject::for_action(&u.action, u.check.as_deref(), spec.map_or(crate::workspace::heartbeat::Level::L3, |s| s.level));
+            let mut outcome = outcome;
+            for said in self.earn(&subject, super::trust::Run::Policy, false, ActionResult::Interrupted, Some(&u.id)) {
+                outcome = format!("{outcome}; {said}");
+            }
             let report = self.record(inc.as_mut(), u.check.as_deref(), &u.action, &verdict, "journal".into(), ActionResult::Interrupted, outcome, 0)?;
             self.report.notes.push(format!("reconciled interrupted {} on {}: {}", report.action, report.target, report.outcome));
         }

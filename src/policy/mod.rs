@@ -88,6 +88,9 @@ pub struct Rule {
     pub abort_window: Option<Duration>,
     pub matches: Match,
     pub examples: Vec<Example>,
+    /// `decide: confirm` only: after this many human-approved executions in
+    /// a row, each verified healthy, the rule decides `auto` (until one fails).
+    pub promote_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -240,6 +243,9 @@ pub struct History {
     /// Set when memory no longer trusts this fix for this problem (it failed
     /// twice in a row for the fingerprint): it is not reused without a human.
     pub distrusted: Option<String>,
+    /// Rules (by `Rule::trust_key`) that have earned `auto`, with the reason
+    /// to show ("auto: earned after 5 verified approvals, since 2026-12-01").
+    pub earned: Vec<(String, String)>,
 }
 
 /// The gate's answer.
@@ -284,6 +290,24 @@ fn field_matches(pattern: &Option<String>, value: Option<&str>) -> bool {
 }
 
 impl Rule {
+    /// What identifies a rule's earned trust across edits of AGENTS.md that
+    /// move it: its action and its match, not its line.
+    pub fn trust_key(&self) -> String {
+        let m = &self.matches;
+        let f = |k: &str, v: &Option<String>| v.as_ref().map(|v| format!(" {k}={v}")).unwrap_or_default();
+        format!("{}{}{}{}{}", self.action, f("target", &m.target), f("namespace", &m.namespace), f("host", &m.host), f("check", &m.check))
+    }
+
+    /// The rule's decision for this history: a `confirm` rule whose trust is
+    /// earned decides `auto`, with the reason that says so.
+    fn decision(&self, history: &History) -> (Decision, String) {
+        let earned = self.promote_after.filter(|_| self.decide == Decision::Confirm).and_then(|_| history.earned.iter().find(|(k, _)| *k == self.trust_key()));
+        match earned {
+            Some((_, why)) => (Decision::Auto, format!("rule for {} at AGENTS.md line {} decides confirm; {why}", self.action, self.line)),
+            None => (self.decide, format!("rule for {} at AGENTS.md line {} decides {}", self.action, self.line, self.decide)),
+        }
+    }
+
     pub fn matches(&self, s: &Subject) -> bool {
         self.action == s.kind
             && field_matches(&self.matches.target, Some(&s.target.id))
@@ -315,8 +339,9 @@ impl Protected {
 pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict {
     let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(subject)).collect();
     let mut verdicts: Vec<(Decision, String)> = Vec::new();
-    match matching.iter().max_by_key(|r| r.decide) {
-        Some(rule) => verdicts.push((rule.decide, format!("rule for {} at AGENTS.md line {} decides {}", rule.action, rule.line, rule.decide))),
+    // Earned trust lowers only its own rule: another matching rule, and every check below, still wins.
+    match matching.iter().map(|r| r.decision(history)).max_by_key(|(d, _)| *d) {
+        Some(rule) => verdicts.push(rule),
         None if subject.kind.is_mutating() => verdicts.push((policy.unknown_action, format!("no rule covers {}: unknown_action is {}", subject.kind, policy.unknown_action))),
         None => verdicts.push((Decision::Auto, format!("{} changes nothing", subject.kind))),
     }

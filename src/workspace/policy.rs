@@ -14,7 +14,7 @@ use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Prote
 const TOP_KEYS: &[&str] = &[
     "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation", "replace_node",
 ];
-const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples"];
+const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples", "promote_after"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
 const EXAMPLE_KEYS: &[&str] = &["action", "target", "namespace", "host", "check", "level", "blast_radius", "expect"];
 const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
@@ -325,6 +325,10 @@ fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
     if abort_window.is_some_and(|w| w.is_zero() || w > Duration::from_secs(86_400)) {
         problems.push(m.key_line("abort_window"), format!("{}: `abort_window` must be between 1ms and 1d", m.what), "write e.g. `abort_window: 30s`");
     }
+    let promote_after = m.int("promote_after", 1, 10_000, problems).map(|n| n as u32);
+    if m.has("promote_after") && decide.is_some_and(|d| d != Decision::Confirm) {
+        problems.push(m.key_line("promote_after"), format!("{}: `promote_after` only applies to `decide: confirm`", m.what), "remove it, or write `decide: confirm` (trust is earned from human approvals)");
+    }
     let matches = match m.get("match") {
         Some(node) => match MapReader::new(node, format!("{}: match", m.what), problems) {
             Some(mm) => {
@@ -350,7 +354,7 @@ fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
         }
     }
     m.finish(RULE_KEYS, problems);
-    Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples })
+    Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples, promote_after })
 }
 
 fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems) -> Option<Example> {
