@@ -4,9 +4,13 @@
 //! fails, a backup check on a crafted .tar.gz (a PAX extended header of
 //! 1 GiB and a 3.5 GiB file of zeros, 4.5 MiB on disk), one on a gzip bomb
 //! (4.5 GiB of zeros, 4.5 MiB on disk), and the exec and the PAX archive in
-//! one pass. Prints each run's status and the check summaries.
-//! Run with `cargo bench --bench bounds`; `NIGHTSHIFT_BIN=path` measures
-//! another build of the binary (an older one, for a before/after).
+//! one pass. Prints each run's status and the check summaries. Then an OTLP
+//! collector that is down: a healthy pass with no endpoint, with one that
+//! refuses connections, and with one that accepts and never answers (the
+//! export timeout, 5 s, bounds it), 5 runs each.
+//! Run with `cargo bench --bench bounds` (`-- otlp`: only the collector);
+//! `NIGHTSHIFT_BIN=path` measures another build of the binary (an older
+//! one, for a before/after).
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -81,9 +85,55 @@ fn run(bin: &str, dir: &Path, checks: &str) -> String {
     format!("{:>8.0} ms {:>8.1} MiB peak RSS, exit {code}\n      {}", ms(wall), rss_kib as f64 / 1024.0, summaries.join("\n      "))
 }
 
+/// Wall time of `heartbeat --all` on a healthy workspace with the
+/// environment `env`: (median, max) of 5 runs.
+fn traced(bin: &str, dir: &Path, env: &[(&str, String)]) -> (f64, f64) {
+    let ws = tempfile::tempdir_in(dir).expect("tempdir");
+    std::fs::write(ws.path().join("AGENTS.md"), "```policy\nmode: dry-run\n```\n").expect("write");
+    std::fs::write(ws.path().join("HEARTBEAT.md"), "```heartbeat\nchecks:\n  - name: ok\n    kind: exec\n    command: \"true\"\n```\n").expect("write");
+    let mut walls: Vec<f64> = (0..5)
+        .map(|_| {
+            let mut cmd = Command::new(bin);
+            cmd.arg("--workspace").arg(ws.path()).args(["heartbeat", "--all"]).env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let (wall, _, code) = common::measure(&mut cmd);
+            assert_eq!(code, 0, "a healthy pass failed");
+            ms(wall)
+        })
+        .collect();
+    walls.sort_by(f64::total_cmp);
+    (walls[2], walls[4])
+}
+
+fn otlp(bin: &str, dir: &Path) {
+    // Refused: a port nothing listens on. Silent: a listener that accepts and never answers.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    println!("an OTLP collector that is down, one healthy `heartbeat --all` (median / max of 5):");
+    let (m, x) = traced(bin, dir, &[]);
+    println!("  no endpoint:                         {m:>7.0} / {x:>7.0} ms");
+    let (m, x) = traced(bin, dir, &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{refused}"))]);
+    println!("  endpoint refusing connections:       {m:>7.0} / {x:>7.0} ms");
+    let (m, x) = traced(bin, dir, &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{silent_addr}"))]);
+    println!("  endpoint accepting, never answering: {m:>7.0} / {x:>7.0} ms (the export timeout is 5 s)");
+}
+
 fn main() {
     let bin = std::env::var("NIGHTSHIFT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nightshift").to_string());
     let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::args().any(|a| a == "otlp") {
+        otlp(&bin, dir.path());
+        return;
+    }
     let backups = dir.path().join("backups");
     let bombs = dir.path().join("bombs");
     std::fs::create_dir_all(&backups).expect("mkdir");
@@ -102,4 +152,5 @@ fn main() {
     println!("  backup, crafted PAX:    {}", run(&bin, dir.path(), &backup));
     println!("  backup, gzip bomb:      {}", run(&bin, dir.path(), &bomb));
     println!("  exec and PAX, one pass: {}", run(&bin, dir.path(), &format!("{exec}{backup}")));
+    otlp(&bin, dir.path());
 }

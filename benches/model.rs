@@ -4,7 +4,10 @@
 //! usage and, for the prompt, an estimate of what nightshift actually sent:
 //! bytes / 4), the size of the first request, and the loop's overhead per
 //! turn (heartbeat with the model minus the same heartbeat without, divided
-//! by the turns). With NIGHTSHIFT_REAL_MODEL_URL set (an OpenAI-compatible
+//! by the turns). Each of those runs starts with an empty memory (a novel
+//! problem every time); then a recall: one incident the model fixes, its
+//! check failing again the same way, memory kept, and the requests the second
+//! incident cost. With NIGHTSHIFT_REAL_MODEL_URL set (an OpenAI-compatible
 //! server such as llama-server), also the real prompt tokens of the first
 //! request as that model's tokenizer counts them.
 //! Run with `cargo bench --bench model`.
@@ -77,9 +80,32 @@ fn workspace(dir: &std::path::Path, model_url: Option<&str>) {
 
 fn run(dir: &std::path::Path) -> Duration {
     let _ = std::fs::remove_dir_all(dir.join("memory"));
+    heartbeat(dir, &[])
+}
+
+/// One `heartbeat --all` (plus `extra`), memory as it is.
+fn heartbeat(dir: &std::path::Path, extra: &[&str]) -> Duration {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightshift"));
-    cmd.arg("--workspace").arg(dir).args(["heartbeat", "--all"]).env_remove("OPENAI_BASE_URL").env_remove("OPENAI_API_KEY");
+    cmd.arg("--workspace").arg(dir).args(["heartbeat", "--all"]).args(extra).env_remove("OPENAI_BASE_URL").env_remove("OPENAI_API_KEY");
     measure(&mut cmd).0
+}
+
+/// The recall: the model fixes the incident once (a declared command that
+/// makes the check pass), the check fails again, memory kept. Returns the
+/// requests of the first incident and of the second.
+fn recall() -> (usize, usize) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = serve(vec![call("repair", r#"{"action":"run_command","command":"fix","root":null,"process":null,"webhook":null,"message":null}"#), done()], seen.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("AGENTS.md"), format!("# Manual\n\n```policy\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nmodel:\n  base_url: http://{addr}/v1\n  name: bench\n```\n")).expect("write");
+    std::fs::write(dir.path().join("HEARTBEAT.md"), "```heartbeat\nchecks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy || { echo 'upstream timeout after 30s; pool exhausted (50/50)'; exit 1; }\"\n    cooldown: 0s\n```\n").expect("write");
+    heartbeat(dir.path(), &["--execute"]);
+    assert!(dir.path().join("healthy").exists(), "the model's fix did not run");
+    let first = seen.lock().expect("lock").len();
+    std::fs::remove_file(dir.path().join("healthy")).expect("rm");
+    heartbeat(dir.path(), &["--execute"]);
+    assert!(dir.path().join("healthy").exists(), "the remembered fix did not run");
+    (first, seen.lock().expect("lock").len() - first)
 }
 
 fn main() {
@@ -118,6 +144,8 @@ fn main() {
     }
     medians.sort_unstable();
     println!("  median tokens per novel investigation ≈ {} (estimate: bytes / 4)", medians[medians.len() / 2]);
+    let (first, again) = recall();
+    println!("  a problem memory already knows: the first incident took {first} request(s), the same failure again {again} request(s)");
     if let Ok(url) = std::env::var("NIGHTSHIFT_REAL_MODEL_URL") {
         let dir = tempfile::tempdir().expect("tempdir");
         workspace(dir.path(), Some(&url));

@@ -51,6 +51,64 @@ fn process_by_name() {
     child.wait().unwrap();
 }
 
+/// The pid in `pidfile`, when it names a live, non-zombie `sleep`.
+fn running_sleep(pidfile: &std::path::Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    (stat.contains("(sleep)") && !after.trim_start().starts_with('Z')).then_some(pid)
+}
+
+#[test]
+fn restart_process_runs_the_declared_command_and_the_process_runs_again_with_a_new_pid() {
+    // The declared command starts the worker in the background and writes its pidfile.
+    let run = tempfile::tempdir().unwrap();
+    let pidfile = run.path().join("worker.pid");
+    let ws = Ws::new(
+        &format!("commands:\n  restart-worker: \"sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {}\"\nrules:\n  - action: restart_process\n    decide: auto\n", pidfile.display()),
+        &format!("checks:\n  - name: worker\n    kind: process\n    pidfile: {}\n    repair: restart-worker\n    cooldown: 0s\n", pidfile.display()),
+    );
+    let mut old = Command::new("sleep").arg("300").spawn().unwrap();
+    let old_pid = old.id() as i32;
+    std::fs::write(&pidfile, format!("{old_pid}\n")).unwrap();
+    old.kill().unwrap();
+    old.wait().unwrap();
+
+    // Dry-run (the default): proposed, nothing runs.
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), old_pid.to_string(), "a dry run restarted the process");
+
+    let (code, v) = ws.json(&["heartbeat", "--execute", "--all", "--json"]);
+    let new_pid = running_sleep(&pidfile);
+    if let Some(p) = new_pid {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert_eq!(code, 1, "the pass found the worker down: {v}");
+    let inc = &v["incidents"][0];
+    assert_eq!(inc["status"], "resolved", "{v}");
+    let act = inc["actions"].as_array().unwrap().iter().find(|a| a["action"] == "restart_process").unwrap_or_else(|| panic!("no restart_process: {v}"));
+    assert_eq!((act["decision"].as_str(), act["result"].as_str()), (Some("auto"), Some("ok")), "{act}");
+    let new_pid = new_pid.expect("the pidfile names a running process after the restart");
+    assert_ne!(new_pid, old_pid, "the same pid: nothing was restarted");
+    assert!(ws.audit_text().contains("restart_process on"), "{}", ws.audit_text());
+}
+
+#[test]
+fn a_process_repair_naming_an_undeclared_command_is_refused_before_anything_runs() {
+    let ws = Ws::new(
+        "commands:\n  restart-worker: \"touch restarted\"\nrules:\n  - action: restart_process\n    decide: auto\n",
+        "checks:\n  - name: worker\n    kind: process\n    pidfile: worker.pid\n    repair: \"touch restarted\"\n",
+    );
+    for args in [&["validate"][..], &["heartbeat", "--execute"][..]] {
+        let r = ws.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains("HEARTBEAT.md") && said.contains("repair command `touch restarted` is not declared in AGENTS.md `commands:`") && said.contains("declare it under `commands:`"), "{args:?}: {said}");
+    }
+    assert!(!ws.path().join("restarted").exists());
+}
+
 #[test]
 fn exec_timeout_kills_the_command_and_fails() {
     let ws = Ws::new("mode: dry-run\n", "checks:\n  - name: slow\n    kind: exec\n    command: \"echo $$ > pid; sleep 20; touch finished\"\n    timeout: 300ms\n");

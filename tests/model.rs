@@ -184,16 +184,102 @@ fn turns_are_capped_and_the_note_says_so() {
 
 #[test]
 fn rate_limited_then_answered_honouring_retry_after() {
+    // The stand-in refuses (400, not retried) a request that comes before its Retry-After.
     let model = ModelServer::start(vec![
         (429, vec![("Retry-After", "1".into())], serde_json::json!({"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}})),
         answer("Marker missing; needs a human.", (800, 10)),
     ]);
     let ws = workspace(&model.base_url(), "auto", "down", "");
-    let start = std::time::Instant::now();
     let (_, v) = ws.json(&["heartbeat", "--json"]);
-    assert!(start.elapsed() >= std::time::Duration::from_secs(1), "Retry-After was not honoured");
+    assert_eq!(model.violations(), Vec::<String>::new(), "Retry-After was not honoured: {v}");
     assert_eq!(model.requests().len(), 2);
     assert!(v["incidents"][0]["diagnosis"].to_string().contains("model: Marker missing"), "{v}");
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff_then_answered() {
+    // A retry sooner than a backoff after a 5xx is refused by the stand-in.
+    let model = ModelServer::start(vec![support::server_error(500), support::server_error(503), answer("The marker is missing; a human must create it.", (800, 10))]);
+    let ws = workspace(&model.base_url(), "auto", "down", "");
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(model.violations(), Vec::<String>::new(), "retried without backing off: {v}");
+    assert_eq!(model.requests().len(), 3, "two errors, then the answer: {v}");
+    let diagnosis = v["incidents"][0]["diagnosis"].to_string();
+    assert!(diagnosis.contains("model: The marker is missing; a human must create it."), "{diagnosis}");
+    assert!(diagnosis.contains("1 request(s), 800 prompt + 10 completion tokens, ended: finished"), "{diagnosis}");
+}
+
+#[test]
+fn a_model_that_keeps_failing_is_given_up_after_three_retries() {
+    // README: 5xx are retried 3 times; the fifth answer is never asked for.
+    let model = ModelServer::start(vec![support::server_error(503), support::server_error(500), support::server_error(502), support::server_error(503), answer("never reached", (800, 10))]);
+    let ws = workspace(&model.base_url(), "auto", "down", "");
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(model.violations(), Vec::<String>::new(), "retried without backing off: {v}");
+    assert_eq!(model.requests().len(), 4, "the first try and 3 retries: {v}");
+    let inc = &v["incidents"][0];
+    assert_eq!(inc["status"], "needs-human", "{v}");
+    let diagnosis = inc["diagnosis"].to_string();
+    assert!(diagnosis.contains("ended: model error") && diagnosis.contains("scripted 503") && !diagnosis.contains("never reached"), "{diagnosis}");
+}
+
+#[test]
+fn the_token_budget_caps_each_answer_and_ends_the_investigation() {
+    let model = ModelServer::start(vec![
+        tool_calls(&[("c1", "health_check", r#"{"check":"app"}"#)], (900, 20)),
+        tool_calls(&[("c2", "diagnose", r#"{"check":"app"}"#)], (1000, 10)),
+        answer("never reached: the budget is spent", (800, 10)),
+    ]);
+    let ws = workspace(&model.base_url(), "auto", "down", "  max_tokens: 1500\n  max_completion_tokens: 1024\n");
+    let (_, v) = ws.json(&["heartbeat", "--json"]);
+    let reqs = model.requests();
+    assert_eq!(reqs.len(), 2, "no request once 1930 of 1500 tokens are spent: {v}");
+    assert_eq!(reqs[0]["max_completion_tokens"], 1024, "the answer cap");
+    assert_eq!(reqs[1]["max_completion_tokens"], 580, "what the incident's budget has left (1500 - 920)");
+    let diagnosis = v["incidents"][0]["diagnosis"].to_string();
+    assert!(diagnosis.contains("2 request(s), 1900 prompt + 30 completion tokens, ended: token budget"), "{diagnosis}");
+    let note = std::fs::read_to_string(&ws.incident_files()[0]).unwrap();
+    assert!(note.contains("- **Tokens**: 1930"), "{note}");
+}
+
+#[test]
+fn the_deadline_ends_the_whole_investigation_with_a_note() {
+    // Each answer takes 1.5 s, well inside the 60 s per-request timeout; the
+    // 2 s deadline is for the whole investigation, so the second one is cut off.
+    let slow = |s: support::Scripted| (s.0, vec![("x-stand-in-delay-ms", "1500".to_string())], s.2);
+    let model = ModelServer::start(vec![
+        slow(tool_calls(&[("c1", "health_check", r#"{"check":"app"}"#)], (900, 20))),
+        slow(tool_calls(&[("c2", "diagnose", r#"{"check":"app"}"#)], (1000, 10))),
+        answer("never reached: past the deadline", (800, 10)),
+    ]);
+    let ws = workspace(&model.base_url(), "auto", "down", "  deadline: 2s\n");
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(model.requests().len(), 2, "{v}");
+    let inc = &v["incidents"][0];
+    assert_eq!(inc["status"], "needs-human", "{v}");
+    let note = std::fs::read_to_string(&ws.incident_files()[0]).unwrap();
+    assert!(note.contains("2 request(s), 900 prompt + 20 completion tokens, ended: deadline (2s)"), "{note}");
+    assert!(!note.contains("never reached"), "{note}");
+}
+
+#[test]
+fn an_undeclared_restart_process_from_the_model_is_refused_and_runs_nothing() {
+    let model = ModelServer::start(vec![
+        tool_calls(&[("c1", "repair", r#"{"action":"restart_process","process":"app","command":"touch healthy"}"#)], (900, 20)),
+        answer("Could not restart it.", (1000, 10)),
+    ]);
+    let ws = workspace(&model.base_url(), "auto", "down", "");
+    let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["incidents"][0]["status"], "needs-human", "{v}");
+    assert!(!ws.path().join("healthy").exists(), "the undeclared command ran");
+    let reqs = model.requests();
+    let result = reqs[1]["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").unwrap()["content"].as_str().unwrap().to_string();
+    assert!(result.starts_with("denied: command \"touch healthy\" is not declared in AGENTS.md commands: (declared: fix)"), "{result}");
+    assert!(ws.audit_text().contains("restart_process on"), "{}", ws.audit_text());
 }
 
 #[test]

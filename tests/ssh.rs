@@ -77,6 +77,38 @@ fn remote_checks_read_the_host_over_ssh() {
 }
 
 #[test]
+fn a_host_behind_a_jump_host_is_reached_through_it_with_the_jump_hosts_own_key() {
+    let (Some(target), Some(bastion)) = (Sshd::start(), Sshd::start()) else {
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
+        return;
+    };
+    // Two sshds, each with its own host key, user key and known_hosts: the
+    // jump's connection must use the bastion's, the last hop web-01's.
+    let hosts = format!(
+        "{}  - name: web-01\n    address: 127.0.0.1\n    port: {}\n    user: root\n    key_file: {}\n    known_hosts: {}\n    jump: bastion\n",
+        bastion.host.inventory("bastion"),
+        target.port,
+        target.path("user_key").display(),
+        target.path("known_hosts").display()
+    );
+    let ws = Ws::new("mode: dry-run\n", &format!("{hosts}checks:\n  - name: r-exec\n    kind: exec\n    host: web-01\n    command: \"echo reached\"\n"));
+    let (code, v) = ws.json(&["check", "--json"]);
+    assert_eq!((code, by_name(&v, "r-exec")["status"].as_str()), (0, Some("ok")), "{v}");
+    let log = |s: &Sshd| std::fs::read_to_string(s.path("sshd.log")).unwrap_or_default();
+    // Nothing but this run connects to the bastion: its login is the jump.
+    assert!(log(&bastion).contains("Accepted publickey for root from 127.0.0.1"), "the bastion saw no login: {}", log(&bastion));
+    assert!(log(&target).contains("Accepted publickey for root from 127.0.0.1"), "{}", log(&target));
+
+    // With the bastion gone web-01 is unreachable, though its sshd still listens: the way in was the jump.
+    drop(bastion);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", target.port)).is_ok());
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = by_name(&v, "r-exec");
+    assert_eq!((code, c["status"].as_str()), (1, Some("error")), "{v}");
+    assert!(c["summary"].as_str().unwrap().contains("ssh to web-01"), "{c}");
+}
+
+#[test]
 fn remote_output_is_read_through_the_cap_too() {
     let Some(sshd) = Sshd::start() else {
         eprintln!("SKIP: no sshd (apt-get install openssh-server)");

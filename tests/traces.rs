@@ -114,12 +114,11 @@ fn traces_default_to_otlp_protobuf_and_a_bad_configuration_leaves_them_off_witho
     assert!(ws.path().join("repaired").exists(), "and repaired it");
     assert_eq!(receiver.hits.load(std::sync::atomic::Ordering::Relaxed), before, "nothing exported");
 
-    // An endpoint that does not answer costs at most the export timeout, and the run's result stands.
+    // An endpoint that does not answer leaves the run's result standing (what it
+    // costs in time is `cargo bench --bench bounds -- otlp`).
     let ws = failing_until_repaired();
     let dead = format!("http://127.0.0.1:{}", support::free_port());
-    let started = std::time::Instant::now();
     let out = ws.cmd(&["heartbeat"]).env("OTEL_EXPORTER_OTLP_ENDPOINT", dead).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(ws.path().join("repaired").exists());
-    eprintln!("heartbeat with an unreachable OTLP endpoint took {:?}", started.elapsed());
 }

@@ -128,7 +128,7 @@ impl Runner<'_> {
         inv.ended = "max turns".into();
         for _turn in 0..cfg.max_turns {
             if started.elapsed() >= cfg.deadline {
-                inv.ended = "deadline".into();
+                inv.ended = format!("deadline ({})", crate::duration::format(cfg.deadline));
                 break;
             }
             if inv.prompt_tokens + inv.completion_tokens >= u64::from(cfg.max_tokens) {
@@ -154,7 +154,7 @@ impl Runner<'_> {
                     break;
                 }
                 Err(_) => {
-                    inv.ended = "deadline".into();
+                    inv.ended = format!("deadline ({})", crate::duration::format(cfg.deadline));
                     break;
                 }
             };

@@ -70,12 +70,24 @@ impl Pool {
         if let Some(k) = &h.known_hosts {
             b.user_known_hosts_file(expand(k));
         }
-        if let Some(j) = &h.jump {
-            let jh = self.host(j)?;
-            b.jump_hosts([format!("{}:{}", Self::destination(jh), jh.port)]);
-        }
+        // ssh applies its command line to the destination only: the jump host's
+        // user, port, key and known_hosts go in a config file (`-F`), which ssh
+        // hands to the jump's own connection too. Read at connect, then removed.
+        let config = match &h.jump {
+            Some(j) => {
+                let path = std::env::temp_dir().join(format!("nightshift-ssh-{}-{}-{}.conf", std::process::id(), h.name, chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()));
+                write_private(&path, &self.jump_config(j)?).map_err(|e| format!("ssh to {}: writing the jump host's config {}: {e}", h.name, path.display()))?;
+                b.config_file(&path).jump_hosts([alias(j)]);
+                Some(path)
+            }
+            None => None,
+        };
         let connect = b.connect_mux(Self::destination(h));
-        let session = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), connect).await {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), connect).await;
+        if let Some(path) = config {
+            let _ = std::fs::remove_file(path);
+        }
+        let session = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connect_error(h, &e)),
             Err(_) => return Err(format!("ssh to {} ({}:{}) did not connect within {}s", h.name, h.address, h.port, CONNECT_TIMEOUT.as_secs())),
@@ -83,6 +95,36 @@ impl Pool {
         let s = Arc::new(session);
         sessions.insert(name.to_string(), s.clone());
         Ok(s)
+    }
+
+    /// ssh_config entries for the jump host `first` and the hosts it jumps through in turn.
+    fn jump_config(&self, first: &str) -> Result<String, String> {
+        let mut text = String::new();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut next = Some(first);
+        while let Some(name) = next {
+            if seen.contains(&name) {
+                return Err(format!("the jump: hosts of {first} loop through {name}"));
+            }
+            seen.push(name);
+            let h = self.host(name)?;
+            text.push_str(&format!("Host {}\n  HostName {}\n  Port {}\n", alias(name), quoted(&h.address)?, h.port));
+            if let Some(u) = &h.user {
+                text.push_str(&format!("  User {}\n", quoted(u)?));
+            }
+            if let Some(k) = &h.key_file {
+                text.push_str(&format!("  IdentityFile {}\n  IdentitiesOnly yes\n", quoted(&expand(k).display().to_string())?));
+            }
+            if let Some(k) = &h.known_hosts {
+                text.push_str(&format!("  UserKnownHostsFile {}\n", quoted(&expand(k).display().to_string())?));
+            }
+            text.push_str(&format!("  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout {}\n", CONNECT_TIMEOUT.as_secs()));
+            if let Some(j) = &h.jump {
+                text.push_str(&format!("  ProxyJump {}\n", alias(j)));
+            }
+            next = h.jump.as_deref();
+        }
+        Ok(text)
     }
 
     /// Runs `program` with `args` (each escaped for the remote shell) on a host.
@@ -116,6 +158,27 @@ impl Pool {
         all.extend_from_slice(args);
         self.run(host, "sh", &all, timeout).await
     }
+}
+
+/// A jump host's name in the generated ssh config (host names are a-z, 0-9 and -).
+fn alias(name: &str) -> String {
+    format!("nightshift-jump-{name}")
+}
+
+/// A value for ssh_config, quoted; one that could end the quote or the line is refused.
+fn quoted(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.contains(['"', '\n', '\r', '\0']) {
+        return Err(format!("{value:?} cannot be written to an ssh config (a quote or a line break)"));
+    }
+    Ok(format!("\"{value}\""))
+}
+
+/// Writes `text` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 fn connect_error(h: &HostSpec, e: &openssh::Error) -> String {

@@ -50,14 +50,15 @@ impl SshHost {
         std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).map_err(|e| e.to_string())?;
         let port = super::free_port()?;
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {}\n",
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {}\nLogLevel VERBOSE\n",
             dir.join("host_key").display(),
             dir.join("authorized_keys").display(),
             dir.join("sshd.pid").display()
         );
         std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
         std::fs::create_dir_all("/run/sshd").ok();
-        let child = Command::new(SSHD).arg("-D").arg("-e").arg("-f").arg(dir.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("starting sshd: {e}"))?;
+        // Its log (logins, with the key used) is `sshd.log` beside the config.
+        let child = Command::new(SSHD).arg("-D").arg("-E").arg(dir.join("sshd.log")).arg("-f").arg(dir.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("starting sshd: {e}"))?;
         let host = SshHost { child, port, dir: dir.to_path_buf() };
         super::wait_listening(port, Duration::from_secs(10)).map_err(|e| format!("sshd: {e}"))?;
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).map_err(|e| e.to_string())?;

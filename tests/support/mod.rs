@@ -397,15 +397,24 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A scripted OpenAI-compatible server: a real HTTP server on loopback that
 /// answers each POST /v1/chat/completions with the next scripted response
-/// and records the request the agent sent.
+/// and records the request the agent sent. It also holds the client to the
+/// protocol: a request that comes before the previous answer's
+/// `Retry-After` (or, after a 429/5xx without one, sooner than a backoff of
+/// 50 ms) is refused with a 400 the client does not retry, and recorded in
+/// `violations`, without using up the script.
 pub struct ModelServer {
     pub addr: String,
     pub requests: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    violations: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
-/// One scripted answer: status, extra headers, body.
+/// One scripted answer: status, extra headers, body. The pseudo-header
+/// `x-stand-in-delay-ms` is not sent: the stand-in waits that long before answering.
 pub type Scripted = (u16, Vec<(&'static str, String)>, serde_json::Value);
+
+/// The earliest a retry may come after an error answer without `Retry-After`.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 impl ModelServer {
     pub fn start(script: Vec<Scripted>) -> Self {
@@ -413,10 +422,13 @@ impl ModelServer {
         let addr = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
         let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rq, sc, st) = (requests.clone(), script.clone(), stop.clone());
+        let (rq, vi, sc, st) = (requests.clone(), violations.clone(), script.clone(), stop.clone());
         std::thread::spawn(move || {
+            // The previous answer's (when it was sent, how long the client must wait).
+            let mut not_before: Option<(Instant, Duration, String)> = None;
             while !st.load(Ordering::Relaxed) {
                 let Ok((mut conn, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
@@ -427,18 +439,39 @@ impl ModelServer {
                 let Some((_, request_body)) = read_request(&mut conn) else { continue };
                 let body: serde_json::Value = serde_json::from_slice(&request_body).unwrap_or(serde_json::Value::Null);
                 rq.lock().unwrap().push(body);
-                let (status, headers, reply) = sc.lock().unwrap().pop_front().unwrap_or((500, vec![], serde_json::json!({"error": {"message": "the test's script is exhausted", "type": "server_error"}})));
+                let early = not_before.take().filter(|(sent, wait, _)| sent.elapsed() < *wait);
+                let (status, headers, reply) = match early {
+                    Some((sent, wait, why)) => {
+                        let v = format!("a request came {} ms after an answer that asked for {} ms ({why})", sent.elapsed().as_millis(), wait.as_millis());
+                        vi.lock().unwrap().push(v.clone());
+                        (400, vec![], serde_json::json!({"error": {"message": format!("the stand-in refuses an early retry: {v}"), "type": "invalid_request_error"}}))
+                    }
+                    None => sc.lock().unwrap().pop_front().unwrap_or((500, vec![], serde_json::json!({"error": {"message": "the test's script is exhausted", "type": "server_error"}}))),
+                };
                 let text = reply.to_string();
                 let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
+                let mut retry_after = None;
                 for (k, v) in headers {
+                    if k.eq_ignore_ascii_case("x-stand-in-delay-ms") {
+                        std::thread::sleep(Duration::from_millis(v.parse().unwrap()));
+                        continue;
+                    }
+                    if k.eq_ignore_ascii_case("retry-after") {
+                        retry_after = v.parse::<u64>().ok().map(Duration::from_secs);
+                    }
                     resp.push_str(&format!("{k}: {v}\r\n"));
                 }
                 resp.push_str("\r\n");
                 resp.push_str(&text);
                 let _ = conn.write_all(resp.as_bytes());
+                not_before = match (retry_after, status) {
+                    (Some(wait), _) => Some((Instant::now(), wait, "its Retry-After".into())),
+                    (None, 429 | 500..=599) => Some((Instant::now(), MIN_BACKOFF, format!("a {status} without Retry-After: back off"))),
+                    _ => None,
+                };
             }
         });
-        Self { addr, requests, stop }
+        Self { addr, requests, violations, stop }
     }
 
     pub fn base_url(&self) -> String {
@@ -448,6 +481,16 @@ impl ModelServer {
     pub fn requests(&self) -> Vec<serde_json::Value> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// Requests that came before the previous answer allowed (none when the client keeps to the protocol).
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+}
+
+/// A scripted server error (500, 503, …) in OpenAI's error shape.
+pub fn server_error(status: u16) -> Scripted {
+    (status, vec![], serde_json::json!({"error": {"message": format!("scripted {status}"), "type": "server_error"}}))
 }
 
 impl Drop for ModelServer {
