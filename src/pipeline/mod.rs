@@ -32,6 +32,7 @@ pub const TREND_WARN_DAYS: f64 = 3.0;
 mod alert_bounds;
 mod alerts;
 mod approvals;
+mod ask;
 mod escalate;
 mod execute;
 mod investigate;
@@ -118,6 +119,8 @@ pub struct Runner<'a> {
     changed: bool,
     /// Abort-window approvals announced by this run.
     waiting: Vec<Approval>,
+    /// Approvals created by the step in progress: their requests go out once it is recorded.
+    asking: Vec<Approval>,
     /// Print announcements as they happen (off for --json).
     pub announce: bool,
     /// Problem classes with an incident resolved in this run: their knowledge pages are rewritten.
@@ -205,6 +208,7 @@ impl<'a> Runner<'a> {
             report: RunReport::default(),
             changed: false,
             waiting: Vec::new(),
+            asking: Vec::new(),
             announce: true,
             resolved_classes: Default::default(),
             wait_for_windows: true,
@@ -270,6 +274,7 @@ impl<'a> Runner<'a> {
                 self.report.notes.push(format!("approval {}: acts at {} unless aborted", a.id, timestamp(a.deadline)));
             }
         }
+        self.announce_outcomes().await?;
         self.escalate().await?;
         self.flush_notifications().await?;
         self.finish()
@@ -603,7 +608,9 @@ impl<'a> Runner<'a> {
         let verdict = policy::decide(&self.ws.policy, &subject, &history);
         tracing::Span::current().record("decision", verdict.decision.to_string());
         let (result, outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
-        self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)
+        let report = self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)?;
+        self.ask(inc).await?;
+        Ok(report)
     }
 
     async fn act(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict) -> Result<(ActionResult, String, String, u64), RunError> {
