@@ -133,6 +133,9 @@ pub struct Envelope {
     pub incident: Option<String>,
     /// Untrusted check output: Slack shows an excerpt, fenced (not in the JSON payload).
     pub evidence: Option<String>,
+    /// Slack: the incident in one line, shown instead of `message` when the
+    /// approval's own fields say the rest.
+    pub summary: Option<String>,
     pub approval: Option<ApprovalInfo>,
     /// Slack: Approve/Abort (and Ack on escalations) buttons.
     pub buttons: bool,
@@ -140,7 +143,7 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(kind: Kind, severity: Severity, service: &str, message: &str, incident: Option<&str>) -> Self {
-        Self { kind, severity, service: service.into(), message: message.into(), incident: incident.map(str::to_string), evidence: None, approval: None, buttons: true }
+        Self { kind, severity, service: service.into(), message: message.into(), incident: incident.map(str::to_string), evidence: None, summary: None, approval: None, buttons: true }
     }
 }
 

@@ -89,7 +89,7 @@ pub fn blocks(e: &Envelope) -> Value {
         _ => format!("[{}] {}", e.severity.as_str(), e.message.lines().next().unwrap_or_default()),
     };
     blocks.push(json!({ "type": "header", "text": { "type": "plain_text", "text": clean(&title, HEADER_MAX) } }));
-    blocks.push(section(format!("{} {}", emoji(e), mrkdwn_text(&e.message, TEXT_MAX - 40))));
+    blocks.push(section(format!("{} {}", emoji(e), mrkdwn_text(e.summary.as_deref().unwrap_or(&e.message), TEXT_MAX - 40))));
     if let Some(a) = &e.approval {
         let mut lines = vec![
             format!("*Action:* `{}` {}", a.kind_name, mrkdwn_text(&a.arguments, 600)),

@@ -37,6 +37,11 @@ pub(super) fn request_text(inc: &Incident, info: &ApprovalInfo) -> String {
     )
 }
 
+/// The incident in one line: title, severity, check, target, diagnosis.
+pub(super) fn incident_line(inc: &Incident) -> String {
+    format!("{} ({}; check {}, target {}): {}", inc.title, inc.severity.as_str(), inc.check, inc.target, inc.diagnosis.first().map(String::as_str).unwrap_or("no diagnosis yet"))
+}
+
 impl Runner<'_> {
     /// Sends the requests for the approvals this step created.
     pub(super) async fn ask(&mut self, inc: &mut Incident) -> Result<(), RunError> {
@@ -54,6 +59,7 @@ impl Runner<'_> {
                 None => {
                     let mut e = Envelope::new(Kind::ApprovalRequest, inc.severity, &inc.check, &message, Some(&inc.id));
                     e.evidence = Some(inc.evidence.clone());
+                    e.summary = Some(incident_line(inc));
                     e.approval = Some(info);
                     let (sent, posted) = send_envelope(&self.ws.policy.webhooks, &e, &self.mem.dead_letters()).await;
                     if !posted.is_empty() {
@@ -102,6 +108,7 @@ impl Runner<'_> {
                 Some(held) => held,
                 None => {
                     let mut e = Envelope::new(Kind::ApprovalOutcome, severity, a.check.as_deref().unwrap_or("nightshift"), &message, a.incident.as_deref());
+                    e.summary = a.incident.as_deref().and_then(|i| self.mem.read_incident(i).ok()).map(|i| incident_line(&i));
                     e.approval = Some(info);
                     e.buttons = false;
                     self.tell_outcome(&a, &e).await

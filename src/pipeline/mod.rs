@@ -490,13 +490,10 @@ impl<'a> Runner<'a> {
         }
         let before = inc.status;
         let mut reports = Vec::new();
-        let waiting: Vec<String> = self
-            .mem
-            .load_approvals()?
-            .into_iter()
-            .filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved))
-            .map(|a| a.id)
-            .collect();
+        let approvals = self.mem.load_approvals()?;
+        let waiting: Vec<String> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).map(|a| a.id.clone()).collect();
+        // What a human aborted for this incident is not asked again (the seed's "reply ABORT to cancel").
+        let aborted: Vec<&Approval> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && a.status == ApprovalStatus::Aborted).collect();
         if new && earlier >= 3 {
             inc.diagnosis.push(format!("this problem has now happened {} times: it needs a permanent fix", earlier + 1));
         }
@@ -518,6 +515,10 @@ impl<'a> Runner<'a> {
         {
             plan.retain(|a| a.kind() != crate::actions::ActionKind::ReplaceNode);
             self.report.notes.push(format!("incident {}: the node's replacement was requested at {at}; waiting for the node pool", inc.id));
+        }
+        if let Some(a) = aborted.iter().find(|a| plan.contains(&a.action)) {
+            plan.retain(|p| !aborted.iter().any(|a| &a.action == p));
+            self.report.notes.push(format!("incident {}: {} is not proposed again: {} aborted it (approval {})", inc.id, a.action.describe(), a.decided_by.as_deref().unwrap_or("a human"), a.id));
         }
         let mut healed = false;
         // Nothing to do now and no human needed yet: the incident stays open, watched.
