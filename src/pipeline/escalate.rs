@@ -95,6 +95,7 @@ impl Runner<'_> {
                 e.evidence = Some(inc.evidence.clone());
                 e.approval = self.pending_for(&inc.id);
                 if let Some(a) = &e.approval {
+                    e.summary = Some(message.clone());
                     e.message = format!("{message}; approval {} is waiting: {}", a.id, super::ask::request_text(inc, a));
                 }
                 let (sent, posted) = if level.notify.is_empty() {
