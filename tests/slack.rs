@@ -226,7 +226,30 @@ fn an_incoming_webhook_gets_the_request_the_escalation_with_ack_and_a_new_messag
     as_user("ana", &["heartbeat"]);
     assert!(ws.path().join("healthy").exists(), "the approved action ran");
     // No message id to update through an incoming webhook nobody clicked: a new message says it.
-    let outcome = slack.got("incoming").into_iter().map(|r| texts(&r.body).join("\n")).find(|t| t.contains("Approved by ana")).unwrap_or_else(|| panic!("{:?}", slack.got("incoming")));
+    let outcomes: Vec<String> = slack.got("incoming").into_iter().map(|r| texts(&r.body).join("\n")).filter(|t| t.contains("Approved by ana")).collect();
+    assert_eq!(outcomes.len(), 1, "one outcome message, though the request went out twice (request, escalation): {outcomes:?}");
+    let outcome = &outcomes[0];
     assert!(outcome.contains("*Result:* ok"), "{outcome}");
     assert_eq!(slack.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn slack_webhooks_approvers_and_public_url_are_validated_with_line_and_fix() {
+    let ws = Ws::new(
+        "public_url: not a url\napprover_groups:\n  oncall: []\nrules:\n  - action: run_command\n    decide: confirm\n    approvers: [\"@nobody\"]\nwebhooks:\n  - name: team\n    format: slack\n    token_env: SLACK_BOT_TOKEN\n  - name: plain\n    url: http://127.0.0.1:1/x\n    channel: C1\n  - name: odd\n    format: teams\n    url: http://127.0.0.1:1/y\n",
+        "checks: []\n",
+    );
+    let out = ws.run(&["validate"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    let text = out.stdout + &out.stderr;
+    for want in [
+        "AGENTS.md:6: `public_url: not a url` is not an http(s) URL",
+        "AGENTS.md:8: approver group `oncall` must list at least one",
+        "approver group `@nobody` is not declared",
+        "a Slack bot token needs both `token_env` and `channel`",
+        "`token_env` and `channel` are for `format: slack`",
+        "unknown format `teams`",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
 }

@@ -152,6 +152,9 @@ impl Runner<'_> {
                 Err(err) => failed.push(format!("{}: {err}", p.webhook)),
             }
         }
+        // One follow-up per webhook, however many of its messages carried the request.
+        follow_up.sort_by(|a, b| a.name.cmp(&b.name));
+        follow_up.dedup_by(|a, b| a.name == b.name);
         if !follow_up.is_empty() {
             match deliver_envelope(&follow_up, e, &self.mem.dead_letters()).await.0 {
                 Ok(o) => done.push(o),
