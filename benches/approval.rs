@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 const N: usize = 100;
 
 /// (approval id, arrival) of every approval request received.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, SystemTime)>>>) {
+type Arrivals = Arc<Mutex<Vec<(String, SystemTime)>>>;
+
+fn receiver() -> (String, Arrivals) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let got = Arc::new(Mutex::new(Vec::new()));
