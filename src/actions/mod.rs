@@ -5,6 +5,7 @@ pub mod clean_logs;
 pub mod command;
 pub mod notify;
 pub mod remote;
+pub mod slack;
 
 use std::path::PathBuf;
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::policy::Webhook;
+use crate::memory::approvals::Posted;
+use crate::policy::{Webhook, WebhookFormat};
 use crate::workspace::heartbeat::Severity;
 
 /// Tries per webhook; the waits between them double from `FIRST_WAIT`.
@@ -51,9 +52,141 @@ impl Urgency {
     }
 }
 
+/// What a payload is about (`kind` in the JSON; Slack renders each its own way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Incident,
+    ApprovalRequest,
+    ApprovalOutcome,
+    Escalation,
+    Summary,
+}
+
+/// The `approval` object of a payload: what is asked, until when, and how
+/// to answer; an outcome adds who decided, when, and the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalInfo {
+    pub id: String,
+    /// The action with its typed arguments (`{"action": "rollout_restart", "namespace": …}`).
+    pub action: serde_json::Value,
+    pub target: String,
+    pub reason: String,
+    pub deadline: String,
+    pub approve_url: Option<String>,
+    pub abort_url: Option<String>,
+    /// `confirm` or `abort-window`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub describe: String,
+    /// The rule that asked, `AGENTS.md line N`.
+    pub rule: String,
+    pub risk: &'static str,
+    pub blast_radius: u32,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub result: Option<String>,
+    #[serde(skip)]
+    pub abort_window: bool,
+    #[serde(skip)]
+    pub kind_name: String,
+    #[serde(skip)]
+    pub arguments: String,
+    #[serde(skip)]
+    pub deadline_hms: String,
+}
+
+impl ApprovalInfo {
+    pub fn new(a: &crate::memory::approvals::Approval, public_url: Option<&str>) -> Self {
+        use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
+        use crate::memory::notes::timestamp;
+        let action = serde_json::to_value(&a.action).unwrap_or_default();
+        let arguments = match &action {
+            serde_json::Value::Object(m) => m.iter().filter(|(k, _)| k.as_str() != "action").map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" "),
+            _ => String::new(),
+        };
+        let url = |verb: &str| public_url.map(|u| format!("{}/approvals/{}/{verb}", u.trim_end_matches('/'), a.id));
+        let abort_window = a.kind == ApprovalKind::AbortWindow;
+        Self {
+            id: a.id.clone(),
+            target: a.action.target().id,
+            reason: a.reason.clone(),
+            deadline: timestamp(a.deadline),
+            approve_url: if abort_window { None } else { url("approve") },
+            abort_url: url("abort"),
+            kind: if abort_window { "abort-window" } else { "confirm" },
+            describe: a.action.describe(),
+            rule: a.rule.clone().unwrap_or_else(|| "no rule (a level or a limit)".into()),
+            risk: a.action.kind().risk().as_str(),
+            blast_radius: a.action.blast_radius(),
+            status: match a.status {
+                ApprovalStatus::Pending => "pending",
+                ApprovalStatus::Approved => "approved",
+                ApprovalStatus::Aborted => "aborted",
+                ApprovalStatus::Expired => "expired",
+                ApprovalStatus::Done => "done",
+            }
+            .into(),
+            decided_by: a.decided_by.clone(),
+            decided_at: a.decided_at.map(timestamp),
+            result: a.result.clone(),
+            abort_window,
+            kind_name: a.action.kind().to_string(),
+            arguments,
+            deadline_hms: a.deadline.format("%H:%M:%S").to_string(),
+            action,
+        }
+    }
+
+    /// One line saying what became of it, for the updated message.
+    pub fn outcome_line(&self) -> String {
+        let at = self.decided_at.as_deref().and_then(crate::memory::notes::parse_ts).map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_default();
+        let by = self.decided_by.as_deref().unwrap_or("nobody");
+        let what = match self.status.as_str() {
+            "approved" => format!("Approved by {by} at {at}; carrying it out"),
+            "aborted" => format!("Aborted by {by} at {at}: not carried out"),
+            "expired" => format!("Expired unanswered at {at}: not carried out"),
+            _ if self.decided_by.is_some() => format!("Approved by {by} at {at}; done"),
+            _ => "Abort window passed; done".to_string(),
+        };
+        format!("{what}: {}", self.describe)
+    }
+}
+
+/// One notification, whatever the receiver's format.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub kind: Kind,
+    pub severity: Severity,
+    /// How soon a person must look (`Urgency::of(severity)` unless said).
+    pub urgency: Urgency,
+    pub service: String,
+    pub message: String,
+    pub incident: Option<String>,
+    /// Untrusted check output: Slack shows an excerpt, fenced (not in the JSON payload).
+    pub evidence: Option<String>,
+    /// Slack: the incident in one line, shown instead of `message` when the
+    /// approval's own fields say the rest.
+    pub summary: Option<String>,
+    pub approval: Option<ApprovalInfo>,
+    /// Slack: Approve/Abort (and Ack on escalations) buttons.
+    pub buttons: bool,
+}
+
+impl Envelope {
+    pub fn new(kind: Kind, severity: Severity, service: &str, message: &str, incident: Option<&str>) -> Self {
+        Self { kind, severity, urgency: Urgency::of(severity), service: service.into(), message: message.into(), incident: incident.map(str::to_string), evidence: None, summary: None, approval: None, buttons: true }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Message<'a> {
     pub source: &'static str,
+    /// incident | approval_request | approval_outcome | escalation | summary
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'a ApprovalInfo>,
     pub severity: &'a str,
     pub urgency: &'static str,
     pub service: &'a str,
@@ -117,30 +250,80 @@ pub async fn deliver(targets: &[&Webhook], severity: Severity, service: &str, me
 
 /// `deliver` with the urgency said.
 pub async fn deliver_at(targets: &[&Webhook], severity: Severity, urgency: Urgency, service: &str, message: &str, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let kind = if incident.is_some() { Kind::Incident } else { Kind::Summary };
+    let mut e = Envelope::new(kind, severity, service, message, incident);
+    e.urgency = urgency;
+    deliver_envelope(targets, &e, dead_letters).await.0
+}
+
+/// Routes an envelope by severity, as `send` does.
+pub async fn send_envelope(webhooks: &[Webhook], e: &Envelope, dead_letters: &Path) -> (Result<String, String>, Vec<Posted>) {
+    let targets: Vec<&Webhook> = webhooks.iter().filter(|w| w.severities.contains(&e.severity)).collect();
+    if targets.is_empty() {
+        return (Ok(format!("no webhook takes severity {}", e.severity.as_str())), Vec::new());
+    }
+    deliver_envelope(&targets, e, dead_letters).await
+}
+
+/// Delivers one envelope: JSON to JSON webhooks, Block Kit to Slack ones;
+/// returns where it went (a Slack message's channel and ts, to update it).
+pub async fn deliver_envelope(targets: &[&Webhook], e: &Envelope, dead_letters: &Path) -> (Result<String, String>, Vec<Posted>) {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(c) => c,
+        Err(err) => return (Err(err.to_string()), Vec::new()),
+    };
     let body = Message {
         source: "nightshift",
-        severity: severity.as_str(),
-        urgency: urgency.as_str(),
-        service,
-        message,
-        incident,
-        link: incident.map(|i| format!("incidents/{i}.md")),
-        idempotency_key: key(incident, service, message),
+        kind: e.kind,
+        approval: e.approval.as_ref(),
+        severity: e.severity.as_str(),
+        urgency: e.urgency.as_str(),
+        service: &e.service,
+        message: &e.message,
+        incident: e.incident.as_deref(),
+        link: e.incident.as_ref().map(|i| format!("incidents/{i}.md")),
+        idempotency_key: key(e.incident.as_deref(), &e.service, &format!("{:?}{}{}", e.kind, e.message, e.approval.as_ref().map_or("", |a| a.status.as_str()))),
         time: crate::memory::notes::timestamp(chrono::Utc::now()),
     };
     let mut delivered = Vec::new();
+    let mut posted = Vec::new();
     let mut failed = Vec::new();
     for w in targets.iter().copied() {
-        match post(&client, w, &body.idempotency_key, &body).await {
-            Ok(()) => delivered.push(w.name.clone()),
+        let sent = match w.format {
+            WebhookFormat::Json => post(&client, w, &body.idempotency_key, &body).await.map(|()| Posted { webhook: w.name.clone(), ..Posted::default() }),
+            WebhookFormat::Slack => post_slack(w, e).await,
+        };
+        match sent {
+            Ok(p) => {
+                delivered.push(w.name.clone());
+                posted.push(p);
+            }
             Err(last) => {
                 dead_letter(dead_letters, w, &last, &body.time, &body);
                 failed.push(format!("{}: {last}", w.name));
             }
         }
     }
-    if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {} (kept in state/dead-letters.jsonl)", failed.join("; "))) }
+    let summary = if failed.is_empty() { Ok(format!("delivered to {}", delivered.join(", "))) } else { Err(format!("not delivered to {} (kept in state/dead-letters.jsonl)", failed.join("; "))) };
+    (summary, posted)
+}
+
+/// A Slack message, redacted, retried with backoff like a JSON delivery.
+async fn post_slack(w: &Webhook, e: &Envelope) -> Result<Posted, String> {
+    let message = redacted(&super::slack::blocks(e));
+    let mut last = String::new();
+    for attempt in 0..TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(FIRST_WAIT * 2u32.pow(attempt - 1)).await;
+        }
+        match super::slack::post(w, &message).await {
+            Ok(p) => return Ok(p),
+            // A missing token will not appear on a retry.
+            Err(err) if err.contains("is not set") => return Err(err),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
 }
 
 /// One POST of `body`, redacted, with the webhook's auth header, retried with backoff.

@@ -44,6 +44,57 @@ pub struct Approval {
     pub deadline: DateTime<Utc>,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// The rule that asked, as `AGENTS.md line N` (none: a level or a limit asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Who may decide (the rule's `approvers`, groups expanded); empty: anyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Where the request went, so the messages can be updated with the outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub posted: Vec<Posted>,
+    /// The last stage the humans were told of (`approved`, `aborted`, `expired`, `done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<String>,
+    /// What carrying it out did, once it was carried out (result: outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+/// One approval request as delivered: the webhook, and for Slack the
+/// message's channel and ts (bot token) or the response_url of a click on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Posted {
+    pub webhook: String,
+    /// A Slack message (updated in place) rather than a JSON webhook (sent a follow-up).
+    #[serde(default)]
+    pub slack: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<String>,
+}
+
+impl Approval {
+    /// Whether someone known by any of `ids` may decide it.
+    pub fn may_decide(&self, ids: &[String]) -> bool {
+        self.approvers.is_empty() || ids.iter().any(|i| self.approvers.contains(i))
+    }
+
+    /// The stage the humans should know of now, once decided.
+    pub fn stage(&self) -> Option<&'static str> {
+        match self.status {
+            ApprovalStatus::Pending => None,
+            ApprovalStatus::Approved => Some("approved"),
+            ApprovalStatus::Aborted => Some("aborted"),
+            ApprovalStatus::Expired => Some("expired"),
+            ApprovalStatus::Done if self.result.is_some() || self.decided_by.is_none() => Some("done"),
+            // Taken by a run but its result not written yet: told once it is.
+            ApprovalStatus::Done => Some("approved"),
+        }
+    }
 }
 
 impl Memory {
@@ -76,6 +127,26 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// Keeps the response_url of a Slack click on an approval's message, so
+    /// the message can be updated with the outcome later.
+    /// `ts` is the clicked message's, when Slack names it.
+    pub fn remember_response_url(&self, id: &str, ts: Option<&str>, url: &str) -> Result<()> {
+        let _write = self.write_lock()?;
+        self.update_approvals(|list| {
+            let Some(a) = list.iter_mut().find(|a| a.id == id) else { return };
+            let slack = |p: &Posted| p.slack;
+            let i = a.posted.iter().position(|p| slack(p) && ts.is_some() && p.ts.as_deref() == ts).or_else(|| a.posted.iter().position(|p| slack(p) && p.ts.is_none()));
+            match i {
+                Some(i) => a.posted[i].response_url = Some(url.to_string()),
+                // A message with a ts is updated with chat.update already.
+                None if a.posted.iter().any(|p| slack(p) && p.ts.is_some()) => {}
+                None => a.posted.push(Posted { webhook: "slack".into(), slack: true, response_url: Some(url.to_string()), ..Posted::default() }),
+            }
+        })
+    }
+}
+
 /// A short random id for approvals and journal entries.
 pub fn new_id(prefix: &str) -> String {
     let mut buf = [0u8; 4];
@@ -94,6 +165,8 @@ pub enum DecideError {
     NotFound(String),
     #[error("approval {id} is {status:?}, not pending")]
     NotPending { id: String, status: ApprovalStatus },
+    #[error("{who} may not decide approval {id}: its rule ({rule}) names the approvers {approvers}")]
+    NotApprover { id: String, who: String, rule: String, approvers: String },
     #[error(transparent)]
     Memory(#[from] super::MemoryError),
 }
@@ -103,12 +176,21 @@ impl Memory {
     /// API): recorded at once in the approvals, the audit, the incident note
     /// and a commit. Approving only marks it; a run carries it out.
     pub fn decide_approval(&self, id: &str, approve: bool, who: &str) -> std::result::Result<Approval, DecideError> {
+        self.decide_approval_as(id, approve, who, &[who.to_string()])
+    }
+
+    /// The same, by someone known by `ids` (a Slack user id, a login): refused
+    /// and audited when the approval names approvers and none of them is one.
+    pub fn decide_approval_as(&self, id: &str, approve: bool, who: &str, ids: &[String]) -> std::result::Result<Approval, DecideError> {
         use super::audit::{ActionResult, AuditEntry};
         use super::notes::{IncidentStatus, timestamp};
         let _write = self.write_lock()?;
         let t = Utc::now();
         let outcome = self.update_approvals(|list| {
             let a = list.iter_mut().find(|a| a.id == id).ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+            if !a.may_decide(ids) {
+                return Err(DecideError::NotApprover { id: id.to_string(), who: who.to_string(), rule: a.rule.clone().unwrap_or_else(|| "-".into()), approvers: a.approvers.join(", ") });
+            }
             let allowed = if approve { a.status == ApprovalStatus::Pending } else { matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) };
             if !allowed {
                 return Err(DecideError::NotPending { id: id.to_string(), status: a.status });
@@ -118,7 +200,29 @@ impl Memory {
             a.decided_at = Some(t);
             Ok(a.clone())
         })?;
-        let a = outcome?;
+        let a = match outcome {
+            Ok(a) => a,
+            Err(e @ DecideError::NotApprover { .. }) => {
+                let entry = AuditEntry {
+                    time: timestamp(t),
+                    action: "approval".into(),
+                    target: id.to_string(),
+                    incident: None,
+                    check: None,
+                    decision: if approve { "approve refused".into() } else { "abort refused".into() },
+                    approved_by: format!("human:{who}"),
+                    risk: "-".into(),
+                    mode: "-".into(),
+                    reason: e.to_string(),
+                    result: ActionResult::Denied,
+                    outcome: "not an approver: nothing changed".into(),
+                    duration_ms: 0,
+                };
+                self.append_audit(t, &[entry])?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let verb = if approve { "approved" } else { "aborted" };
         let entry = AuditEntry {
             time: timestamp(t),

@@ -16,6 +16,8 @@ use crate::workspace::heartbeat::CheckSpec;
 impl Runner<'_> {
     pub(super) fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {
         let t = now();
+        let subject = Subject::for_action(action, Some(&spec.name), spec.level);
+        let rule = self.ws.policy.deciding_rule(&subject);
         let a = Approval {
             id: new_id(""),
             kind,
@@ -29,9 +31,15 @@ impl Runner<'_> {
             deadline: crate::duration::after(t, wait).unwrap_or(t),
             decided_by: None,
             decided_at: None,
+            rule: rule.map(|r| format!("AGENTS.md line {}", r.line)),
+            approvers: rule.map(|r| self.ws.policy.approvers(r)).unwrap_or_default(),
+            posted: Vec::new(),
+            announced: None,
+            result: None,
         };
         let copy = a.clone();
         self.mem.update_approvals(|list| list.push(copy))?;
+        self.asking.push(a.clone());
         Ok(a)
     }
 
@@ -120,6 +128,7 @@ impl Runner<'_> {
         {
             self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, r.action, r.target, r.result.as_str(), r.outcome));
         }
+        let mut inc_status = None;
         if let Some(mut inc) = inc {
             if result == ActionResult::Ok && a.action.kind().holds_open() {
                 inc.status = IncidentStatus::Open;
@@ -133,8 +142,19 @@ impl Runner<'_> {
             } else if result != ActionResult::Ok && inc.status != IncidentStatus::Resolved {
                 inc.status = IncidentStatus::NeedsHuman;
             }
+            inc_status = Some(inc.status.as_str());
             self.mem.write_incident(&inc)?;
         }
+        // What the humans are told when the request's message is updated.
+        let status = inc_status.map(|s| format!("; incident {s}")).unwrap_or_default();
+        let told = format!("{}: {}{status}", report.result.as_str(), report.outcome);
+        let _write = self.mem.write_lock()?;
+        self.mem.update_approvals(|list| {
+            if let Some(x) = list.iter_mut().find(|x| x.id == a.id) {
+                x.result = Some(told);
+            }
+        })?;
+        drop(_write);
         self.report.notes.push(format!("approval {}: {} on {} → {}: {}", a.id, report.action, report.target, report.result.as_str(), report.outcome));
         Ok(())
     }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::{RunError, Runner, now};
 use crate::actions::Action;
 use crate::actions::notify::Urgency;
+use crate::actions::notify::{Envelope, Kind, deliver_envelope, send_envelope};
 use crate::memory::audit::ActionResult;
 use crate::memory::escalation::Escalated;
 use crate::memory::notes::{Incident, IncidentStatus, parse_ts};
@@ -92,12 +93,30 @@ impl Runner<'_> {
             None => {
                 let dead = self.mem.dead_letters();
                 let webhooks = &self.ws.policy.webhooks;
-                let sent = if level.notify.is_empty() {
-                    crate::actions::notify::send_at(webhooks, inc.severity, urgency, &inc.check, &message, Some(&inc.id), &dead).await
+                // An approval still waiting rides along: its buttons reach the next level.
+                let mut e = Envelope::new(Kind::Escalation, inc.severity, &inc.check, &message, Some(&inc.id));
+                e.evidence = Some(inc.evidence.clone());
+                e.urgency = urgency;
+                e.approval = self.pending_for(&inc.id);
+                if let Some(a) = &e.approval {
+                    e.summary = Some(message.clone());
+                    e.message = format!("{message}; approval {} is waiting: {}", a.id, super::ask::request_text(inc, a));
+                }
+                let (sent, posted) = if level.notify.is_empty() {
+                    send_envelope(webhooks, &e, &dead).await
                 } else {
                     let targets: Vec<&crate::policy::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
-                    crate::actions::notify::deliver_at(&targets, inc.severity, urgency, &inc.check, &message, Some(&inc.id), &dead).await
+                    deliver_envelope(&targets, &e, &dead).await
                 };
+                if let Some(a) = e.approval.as_ref().filter(|_| !posted.is_empty()) {
+                    // Updated with the outcome too, like the first request.
+                    let _write = self.mem.write_lock()?;
+                    self.mem.update_approvals(|list| {
+                        if let Some(x) = list.iter_mut().find(|x| x.id == a.id) {
+                            x.posted.extend(posted.into_iter().filter(|p| p.slack));
+                        }
+                    })?;
+                }
                 match sent {
                     Ok(o) => (ActionResult::Ok, o),
                     Err(e) => (ActionResult::Failed, e),

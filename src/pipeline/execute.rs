@@ -127,8 +127,11 @@ impl Runner<'_> {
             }
             let Action::Notify { severity, message, urgency } = action else { return Ok((ActionResult::Failed, "not a notification".into())) };
             let dead = self.mem.dead_letters();
-            let urgency = urgency.unwrap_or(actions::notify::Urgency::of(*severity));
-            return Ok(match actions::notify::send_at(&self.ws.policy.webhooks, *severity, urgency, &service, message, incident.as_deref(), &dead).await {
+            let kind = if incident.is_some() { actions::notify::Kind::Incident } else { actions::notify::Kind::Summary };
+            let mut e = actions::notify::Envelope::new(kind, *severity, &service, message, incident.as_deref());
+            e.evidence = about.map(|i| i.evidence.clone());
+            e.urgency = urgency.unwrap_or(actions::notify::Urgency::of(*severity));
+            return Ok(match actions::notify::send_envelope(&self.ws.policy.webhooks, &e, &dead).await.0 {
                 Ok(o) => (ActionResult::Ok, o),
                 Err(e) => (ActionResult::Failed, e),
             });

@@ -32,6 +32,7 @@ pub const TREND_WARN_DAYS: f64 = 3.0;
 mod alert_bounds;
 mod alerts;
 mod approvals;
+mod ask;
 mod escalate;
 mod execute;
 mod investigate;
@@ -119,6 +120,8 @@ pub struct Runner<'a> {
     changed: bool,
     /// Abort-window approvals announced by this run.
     waiting: Vec<Approval>,
+    /// Approvals created by the step in progress: their requests go out once it is recorded.
+    asking: Vec<Approval>,
     /// Print announcements as they happen (off for --json).
     pub announce: bool,
     /// Problem classes with an incident resolved in this run: their knowledge pages are rewritten.
@@ -206,6 +209,7 @@ impl<'a> Runner<'a> {
             report: RunReport::default(),
             changed: false,
             waiting: Vec::new(),
+            asking: Vec::new(),
             announce: true,
             resolved_classes: Default::default(),
             wait_for_windows: true,
@@ -271,6 +275,7 @@ impl<'a> Runner<'a> {
                 self.report.notes.push(format!("approval {}: acts at {} unless aborted", a.id, timestamp(a.deadline)));
             }
         }
+        self.announce_outcomes().await?;
         self.escalate().await?;
         self.flush_notifications().await?;
         self.finish()
@@ -489,13 +494,10 @@ impl<'a> Runner<'a> {
         }
         let before = inc.status;
         let mut reports = Vec::new();
-        let waiting: Vec<String> = self
-            .mem
-            .load_approvals()?
-            .into_iter()
-            .filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved))
-            .map(|a| a.id)
-            .collect();
+        let approvals = self.mem.load_approvals()?;
+        let waiting: Vec<String> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).map(|a| a.id.clone()).collect();
+        // What a human aborted for this incident is not asked again (the seed's "reply ABORT to cancel").
+        let aborted: Vec<&Approval> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && a.status == ApprovalStatus::Aborted).collect();
         if new && earlier >= 3 {
             inc.diagnosis.push(format!("this problem has now happened {} times: it needs a permanent fix", earlier + 1));
         }
@@ -517,6 +519,10 @@ impl<'a> Runner<'a> {
         {
             plan.retain(|a| a.kind() != crate::actions::ActionKind::ReplaceNode);
             self.report.notes.push(format!("incident {}: the node's replacement was requested at {at}; waiting for the node pool", inc.id));
+        }
+        if let Some(a) = aborted.iter().find(|a| plan.contains(&a.action)) {
+            plan.retain(|p| !aborted.iter().any(|a| &a.action == p));
+            self.report.notes.push(format!("incident {}: {} is not proposed again: {} aborted it (approval {})", inc.id, a.action.describe(), a.decided_by.as_deref().unwrap_or("a human"), a.id));
         }
         let mut healed = false;
         // Nothing to do now and no human needed yet: the incident stays open, watched.
@@ -614,7 +620,9 @@ impl<'a> Runner<'a> {
                 outcome = format!("{outcome}; {said}");
             }
         }
-        self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)
+        let report = self.record(Some(inc), Some(&spec.name), action, &verdict, approved_by, result, outcome, ms)?;
+        self.ask(inc).await?;
+        Ok(report)
     }
 
     async fn act(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict) -> Result<(ActionResult, String, String, u64), RunError> {

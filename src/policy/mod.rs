@@ -91,6 +91,9 @@ pub struct Rule {
     /// `decide: confirm` only: after this many human-approved executions in
     /// a row, each verified healthy, the rule decides `auto` (until one fails).
     pub promote_after: Option<u32>,
+    /// Who may approve or abort what this rule asks (Slack user ids, CLI
+    /// logins, `@group`s); empty: anyone who reaches a decision endpoint.
+    pub approvers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,10 +122,28 @@ impl Default for CleanSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub name: String,
+    /// JSON: where to POST. Slack: the incoming-webhook URL, or with
+    /// `token_env` the Web API base (default https://slack.com/api).
     pub url: String,
     pub auth_header_env: Option<String>,
     pub severities: Vec<Severity>,
+    pub format: WebhookFormat,
+    /// Slack: the bot token's environment variable (chat.postMessage / chat.update).
+    pub token_env: Option<String>,
+    /// Slack: the channel a bot token posts to.
+    pub channel: Option<String>,
 }
+
+/// What a webhook receives: nightshift's JSON payload, or Slack Block Kit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+/// The Slack Web API base a bot-token webhook uses when it names no `url`.
+pub const SLACK_API: &str = "https://slack.com/api";
 
 /// One level of the escalation ladder: after an incident has been open and
 /// unacknowledged this long, these receivers are told.
@@ -173,6 +194,10 @@ pub struct Policy {
     pub escalation: Vec<EscalationLevel>,
     /// Node replacement through a webhook, when configured.
     pub replace_node: Option<NodeReplacement>,
+    /// Where `serve` is reachable: approval requests carry approve/abort URLs under it.
+    pub public_url: Option<String>,
+    /// `approver_groups:`: `@name` in a rule's `approvers` stands for these ids.
+    pub approver_groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Policy {
@@ -202,7 +227,34 @@ impl Default for Policy {
             repository: None,
             escalation: default_escalation(),
             replace_node: None,
+            public_url: None,
+            approver_groups: BTreeMap::new(),
         }
+    }
+}
+
+impl Policy {
+    /// The rule whose decision the gate names for this subject (the strictest
+    /// matching one), as `decide` picks it.
+    pub fn deciding_rule(&self, subject: &Subject) -> Option<&Rule> {
+        self.rules.iter().filter(|r| r.matches(subject)).max_by_key(|r| r.decide)
+    }
+
+    /// A rule's `approvers`, with `@group`s expanded; empty: anyone may decide.
+    pub fn approvers(&self, rule: &Rule) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for a in &rule.approvers {
+            let ids = match a.strip_prefix('@') {
+                Some(g) => self.approver_groups.get(g).cloned().unwrap_or_default(),
+                None => vec![a.clone()],
+            };
+            for id in ids {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
     }
 }
 

@@ -32,6 +32,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/webhook/argocd", post(argocd).layer(DefaultBodyLimit::max(EVENT_LIMIT)))
         .route("/webhook/events", post(events).layer(DefaultBodyLimit::max(EVENT_LIMIT)))
         .route("/slack/interactions", post(slack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .route("/slack/events", post(slack_events).layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .route("/approvals", get(approvals))
         .route("/approvals/{id}/{verb}", post(decide).layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .route("/incidents/{id}/ack", post(ack).layer(DefaultBodyLimit::max(BODY_LIMIT)))
@@ -105,23 +106,81 @@ async fn intake(app: &Arc<App>, headers: &HeaderMap, body: &[u8], parse: fn(&[u8
     axum::Json(json!({ "accepted": alerts.len() })).into_response()
 }
 
-async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(secret) = app.slack_secret.clone() else {
-        return error(StatusCode::UNAUTHORIZED, "Slack is off: set SLACK_SIGNING_SECRET in nightshift's environment");
+/// Both Slack endpoints: signed with the signing secret, or refused.
+fn slack_signed(app: &App, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let Some(secret) = app.slack_secret.as_deref() else {
+        return Some(error(StatusCode::UNAUTHORIZED, "Slack is off: set SLACK_SIGNING_SECRET in nightshift's environment"));
     };
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = super::slack::verify(&secret, h("x-slack-request-timestamp"), h("x-slack-signature"), &body, chrono::Utc::now().timestamp()) {
-        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    super::slack::verify(secret, h("x-slack-request-timestamp"), h("x-slack-signature"), body, chrono::Utc::now().timestamp()).err().map(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))
+}
+
+async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = slack_signed(&app, &headers, &body) {
+        return r;
     }
-    let interaction = match super::slack::parse_interaction(&body) {
+    let i = match super::slack::parse_interaction(&body) {
         Ok(i) => i,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match interaction.button {
-        super::slack::Button::Approve => apply(&app, &interaction.value, true, &interaction.user).await,
-        super::slack::Button::Abort => apply(&app, &interaction.value, false, &interaction.user).await,
-        super::slack::Button::Ack => acknowledge(&app, &interaction.value, &interaction.user).await,
+    let approve = match i.button {
+        super::slack::Button::Approve => true,
+        super::slack::Button::Abort => false,
+        super::slack::Button::Ack => return acknowledge(&app, &i.value, &i.user).await,
+    };
+    let ids = vec![i.user_id.clone()];
+    let r = decide_as(&app, &i.value, approve, &i.user, ids).await;
+    match &r {
+        Err(e @ DecideError::NotApprover { .. }) => {
+            let why = format!("You may not {} this: {e}", if approve { "approve" } else { "abort" });
+            if let Err(err) = crate::actions::slack::ephemeral(i.response_url.as_deref(), None, "", &i.user_id, None, &why).await {
+                tracing::warn!(error = %err, "could not send the ephemeral refusal");
+            }
+            // 200: Slack shows the clicker the ephemeral reply, not an error.
+            return axum::Json(json!({ "ok": false, "error": e.to_string() })).into_response();
+        }
+        Ok(_) => {
+            if let Some(url) = &i.response_url {
+                let (mem, id, ts, url) = (app.mem.clone(), i.value.clone(), i.message_ts.clone(), url.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || mem.remember_response_url(&id, ts.as_deref(), &url)).await {
+                    tracing::warn!(error = %e, "could not keep the response_url");
+                }
+            }
+        }
+        Err(_) => {}
     }
+    decided(&app, r)
+}
+
+/// Thread replies (`approve` / `abort`) from the Events API, and its URL check.
+async fn slack_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    use super::slack::Event;
+    if let Some(r) = slack_signed(&app, &headers, &body) {
+        return r;
+    }
+    let (approve, user, channel, thread_ts) = match super::slack::parse_event(&body) {
+        Ok(Event::Challenge(c)) => return axum::Json(json!({ "challenge": c })).into_response(),
+        Ok(Event::Ignored) => return axum::Json(json!({ "ok": true, "ignored": true })).into_response(),
+        Ok(Event::Reply { approve, user, channel, thread_ts }) => (approve, user, channel, thread_ts),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let list = app.mem.load_approvals().unwrap_or_default();
+    let found = list.iter().find_map(|a| a.posted.iter().find(|p| p.ts.as_deref() == Some(thread_ts.as_str()) && p.channel.as_deref() == Some(channel.as_str())).map(|p| (a.id.clone(), p.webhook.clone())));
+    let Some((id, webhook)) = found else {
+        // A reply under some other message: not ours to act on.
+        return axum::Json(json!({ "ok": true, "ignored": true })).into_response();
+    };
+    let r = decide_as(&app, &id, approve, &format!("slack:{user}"), vec![user.clone()]).await;
+    if let Err(e) = &r {
+        let w = app.ws.read().ok().and_then(|ws| ws.policy.webhooks.iter().find(|w| w.name == webhook).cloned());
+        let why = format!("nightshift did not {} approval {id}: {e}", if approve { "approve" } else { "abort" });
+        if let Err(err) = crate::actions::slack::ephemeral(None, w.as_ref(), &channel, &user, Some(&thread_ts), &why).await {
+            tracing::warn!(error = %err, "could not send the ephemeral refusal");
+        }
+        // Slack retries an event that did not get a 200: the answer is given, once.
+        return axum::Json(json!({ "ok": false, "error": e.to_string() })).into_response();
+    }
+    decided(&app, r)
 }
 
 async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -169,16 +228,28 @@ async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, Path((id, verb)
 }
 
 async fn apply(app: &Arc<App>, id: &str, approve: bool, who: &str) -> Response {
+    let r = decide_as(app, id, approve, who, vec![who.to_string()]).await;
+    decided(app, r)
+}
+
+/// A decision by someone known by `ids`, applied off the async threads.
+async fn decide_as(app: &App, id: &str, approve: bool, who: &str, ids: Vec<String>) -> Result<crate::memory::approvals::Approval, DecideError> {
     let (mem, id2, who2) = (app.mem.clone(), id.to_string(), who.to_string());
-    let done = tokio::task::spawn_blocking(move || mem.decide_approval(&id2, approve, &who2)).await;
-    match done {
-        Ok(Ok(a)) => {
+    match tokio::task::spawn_blocking(move || mem.decide_approval_as(&id2, approve, &who2, &ids)).await {
+        Ok(r) => r,
+        Err(e) => Err(DecideError::Memory(crate::memory::MemoryError::Io { path: "approvals".into(), source: std::io::Error::other(e.to_string()) })),
+    }
+}
+
+fn decided(app: &App, r: Result<crate::memory::approvals::Approval, DecideError>) -> Response {
+    match r {
+        Ok(a) => {
             app.wake.notify_one();
             axum::Json(json!({ "id": a.id, "status": a.status, "action": a.action.describe(), "decided_by": a.decided_by })).into_response()
         }
-        Ok(Err(e @ DecideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Ok(Err(e @ DecideError::NotPending { .. })) => error(StatusCode::CONFLICT, e.to_string()),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e @ DecideError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ DecideError::NotPending { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ DecideError::NotApprover { .. }) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

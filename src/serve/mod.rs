@@ -384,6 +384,11 @@ mod tests {
             deadline: t(10, 0, 30),
             decided_by: None,
             decided_at: None,
+            rule: None,
+            approvers: Vec::new(),
+            posted: Vec::new(),
+            announced: None,
+            result: None,
         };
         assert_eq!(next_pass_at(&checks, &state, std::slice::from_ref(&a), t(10, 0, 1)), t(10, 0, 30));
         a.status = ApprovalStatus::Approved;

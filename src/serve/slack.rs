@@ -52,6 +52,12 @@ pub struct Interaction {
     /// The approval id (approve, abort) or the incident id (ack).
     pub value: String,
     pub user: String,
+    /// The Slack user id (what `approvers:` names).
+    pub user_id: String,
+    /// Where to update the clicked message or reply to the clicker only.
+    pub response_url: Option<String>,
+    /// The clicked message's ts.
+    pub message_ts: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +86,56 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
     let (what, max) = if button == Button::Ack { ("an incident id", 200) } else { ("an approval id", 64) };
     let value = action["value"].as_str().filter(|s| !s.is_empty() && s.len() < max && !s.contains(['/', '\\'])).ok_or(format!("action has no {what} as value"))?.to_string();
     let user = v["user"]["username"].as_str().or(v["user"]["name"].as_str()).or(v["user"]["id"].as_str()).unwrap_or("unknown");
-    Ok(Interaction { button, value, user: format!("slack:{user}") })
+    let user_id = v["user"]["id"].as_str().unwrap_or_default().to_string();
+    let response_url = v["response_url"].as_str().filter(|u| is_http_url(u)).map(str::to_string);
+    let message_ts = v["container"]["message_ts"].as_str().or(v["message"]["ts"].as_str()).map(str::to_string);
+    Ok(Interaction { button, value, user: format!("slack:{user}"), user_id, response_url, message_ts })
+}
+
+fn is_http_url(u: &str) -> bool {
+    u.len() < 2048 && reqwest::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+}
+
+/// What the Events API sent (`POST /slack/events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The endpoint check when the app is configured: answer with the challenge.
+    Challenge(String),
+    /// `approve` or `abort` replied in a message's thread.
+    Reply { approve: bool, user: String, channel: String, thread_ts: String },
+    /// Anything else (other messages, bots, edits): acknowledged and ignored.
+    Ignored,
+}
+
+/// Reads an Events API body. Only a person's plain message in a thread
+/// whose whole text is `approve` or `abort` (any case, trailing `!` or `.`)
+/// is a decision.
+pub fn parse_event(body: &[u8]) -> Result<Event, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    match v["type"].as_str() {
+        Some("url_verification") => {
+            let c = v["challenge"].as_str().filter(|c| !c.is_empty() && c.len() < 256).ok_or("url_verification without a challenge")?;
+            Ok(Event::Challenge(c.to_string()))
+        }
+        Some("event_callback") => {
+            let e = &v["event"];
+            let human = e["type"] == "message" && e.get("subtype").is_none() && e.get("bot_id").is_none();
+            let (Some(text), Some(user), Some(channel), Some(thread_ts)) = (e["text"].as_str(), e["user"].as_str(), e["channel"].as_str(), e["thread_ts"].as_str()) else {
+                return Ok(Event::Ignored);
+            };
+            let word = text.trim().trim_end_matches(['!', '.']).to_ascii_lowercase();
+            let approve = match word.as_str() {
+                "approve" => true,
+                "abort" => false,
+                _ => return Ok(Event::Ignored),
+            };
+            if !human || user.len() > 64 || channel.len() > 64 || thread_ts.len() > 64 {
+                return Ok(Event::Ignored);
+            }
+            Ok(Event::Reply { approve, user: user.to_string(), channel: channel.to_string(), thread_ts: thread_ts.to_string() })
+        }
+        other => Err(format!("unknown event type {other:?}; expected url_verification or event_callback")),
+    }
 }
 
 fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
@@ -141,10 +196,23 @@ mod tests {
     fn interactions_name_the_button_the_approval_and_the_user() {
         let payload = r#"{"type":"block_actions","user":{"id":"U1","username":"ana"},"actions":[{"action_id":"abort","value":"a1b2c3d4"}]}"#;
         let body = format!("payload={}", payload.replace('"', "%22").replace(' ', "+").replace('{', "%7B").replace('}', "%7D"));
-        assert_eq!(parse_interaction(body.as_bytes()), Ok(Interaction { button: Button::Abort, value: "a1b2c3d4".into(), user: "slack:ana".into() }));
+        let user = |button, value: &str| Interaction { button, value: value.into(), user: "slack:ana".into(), user_id: "U1".into(), response_url: None, message_ts: None };
+        assert_eq!(parse_interaction(body.as_bytes()), Ok(user(Button::Abort, "a1b2c3d4")));
         let ack = body.replace("%22abort%22", "%22ack%22").replace("a1b2c3d4", "2026-11-23-alert-diskfilling");
-        assert_eq!(parse_interaction(ack.as_bytes()), Ok(Interaction { button: Button::Ack, value: "2026-11-23-alert-diskfilling".into(), user: "slack:ana".into() }));
+        assert_eq!(parse_interaction(ack.as_bytes()), Ok(user(Button::Ack, "2026-11-23-alert-diskfilling")));
         assert!(parse_interaction(b"payload=%7B%7D").is_err());
         assert!(parse_interaction(body.replace("a1b2c3d4", "..%2Fstate").as_bytes()).is_err(), "a value is never a path");
+    }
+
+    #[test]
+    fn only_a_persons_approve_or_abort_in_a_thread_is_a_decision() {
+        let ev = |e: &str| parse_event(format!(r#"{{"type":"event_callback","event":{e}}}"#).as_bytes());
+        assert_eq!(ev(r#"{"type":"message","text":" ABORT! ","user":"U1","channel":"C1","ts":"2.0","thread_ts":"1.0"}"#), Ok(Event::Reply { approve: false, user: "U1".into(), channel: "C1".into(), thread_ts: "1.0".into() }));
+        assert_eq!(ev(r#"{"type":"message","text":"approve","user":"U1","channel":"C1","ts":"1.0"}"#), Ok(Event::Ignored), "not in a thread");
+        assert_eq!(ev(r#"{"type":"message","text":"please abort this","user":"U1","channel":"C1","thread_ts":"1.0"}"#), Ok(Event::Ignored));
+        assert_eq!(ev(r#"{"type":"message","bot_id":"B1","text":"abort","user":"U1","channel":"C1","thread_ts":"1.0"}"#), Ok(Event::Ignored), "a bot never decides");
+        assert_eq!(ev(r#"{"type":"message","subtype":"message_changed","text":"abort","user":"U1","channel":"C1","thread_ts":"1.0"}"#), Ok(Event::Ignored));
+        assert_eq!(parse_event(br#"{"type":"url_verification","challenge":"3eZbrw1a"}"#), Ok(Event::Challenge("3eZbrw1a".into())));
+        assert!(parse_event(b"not json").is_err());
     }
 }

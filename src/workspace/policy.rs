@@ -9,17 +9,17 @@ use super::problems::Problems;
 use super::yaml::{MapReader, Node, Value};
 use crate::actions::{ActionKind, Target};
 use crate::duration::HumanDuration;
-use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook};
+use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook, WebhookFormat};
 
 const TOP_KEYS: &[&str] = &[
-    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation", "replace_node",
+    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation", "replace_node", "public_url", "approver_groups",
 ];
-const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples", "promote_after"];
+const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples", "promote_after", "approvers"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
 const EXAMPLE_KEYS: &[&str] = &["action", "target", "namespace", "host", "check", "level", "blast_radius", "expect"];
 const PROTECTED_KEYS: &[&str] = &["namespaces", "hosts", "targets"];
 const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
-const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities"];
+const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities", "format", "token_env", "channel"];
 const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
 const REPLACE_NODE_KEYS: &[&str] = &["webhook", "after"];
 const ESCALATION_KEYS: &[&str] = &["after", "notify"];
@@ -182,11 +182,41 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
             p.repository = repository(&m, problems);
             m.finish(REPOSITORY_KEYS, problems);
         }
+    humans(&top, &mut p, problems);
     top.finish(TOP_KEYS, problems);
     for (line, msg) in crate::policy::check_examples(&p) {
         problems.push(Some(line), msg, "fix the rule or the example: examples are the rule's tests");
     }
     p
+}
+
+/// `public_url:` and `approver_groups:`, and every rule's `approvers` checked against the groups.
+fn humans(top: &MapReader<'_>, p: &mut Policy, problems: &mut Problems) {
+    if let Some(u) = top.str("public_url", problems) {
+        match reqwest::Url::parse(&u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => p.public_url = Some(u.trim_end_matches('/').to_string()),
+            _ => problems.push(top.key_line("public_url"), format!("`public_url: {u}` is not an http(s) URL"), "write where `serve` is reachable, e.g. https://nightshift.acme.example"),
+        }
+    }
+    if let Some(node) = top.get("approver_groups")
+        && let Some(m) = MapReader::new(node, "approver_groups", problems) {
+            let names: Vec<(String, usize)> = m.keys().map(|(k, l)| (k.to_string(), l)).collect();
+            for (name, line) in names {
+                let ids = m.str_list(&name, problems).unwrap_or_default();
+                if ids.is_empty() || ids.iter().any(|i| i.starts_with('@') || i.trim().is_empty()) {
+                    problems.push(Some(line), format!("approver group `{name}` must list at least one Slack user id or login (no @groups inside)"), format!("write e.g. `{name}: [U024BE7LH, ana]`"));
+                }
+                p.approver_groups.insert(name, ids);
+            }
+            m.finish(&[], problems);
+        }
+    for r in &p.rules {
+        for a in r.approvers.iter().filter_map(|a| a.strip_prefix('@')) {
+            if !p.approver_groups.contains_key(a) {
+                problems.push(Some(r.line), format!("rule at line {}: approver group `@{a}` is not declared", r.line), "declare it under `approver_groups:` (name: [ids]) or name the approvers directly");
+            }
+        }
+    }
 }
 
 /// A block that names a webhook (`what`) must name one under `webhooks:`.
@@ -353,8 +383,12 @@ fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
             }
         }
     }
+    let approvers = m.str_list("approvers", problems).unwrap_or_default();
+    if m.has("approvers") && (approvers.is_empty() || approvers.iter().any(|a| a.trim().is_empty() || a == "@")) {
+        problems.push(m.key_line("approvers"), format!("{}: `approvers` must name at least one Slack user id, login or @group", m.what), "write e.g. `approvers: [U024BE7LH, \"@oncall\"]`, or remove it to let anyone decide");
+    }
     m.finish(RULE_KEYS, problems);
-    Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples, promote_after })
+    Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples, promote_after, approvers })
 }
 
 fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems) -> Option<Example> {
@@ -405,7 +439,24 @@ fn commands(node: &Node, problems: &mut Problems) -> BTreeMap<String, String> {
 fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
     let m = MapReader::new(node, "webhook", problems)?;
     let name = m.required_str("name", problems);
-    let url = m.required_str("url", problems);
+    let format = match m.str("format", problems).as_deref() {
+        None | Some("json") => WebhookFormat::Json,
+        Some("slack") => WebhookFormat::Slack,
+        Some(f) => {
+            problems.push(m.key_line("format"), format!("webhook: unknown format `{f}`"), "use `format: json` (the default) or `format: slack`");
+            WebhookFormat::Json
+        }
+    };
+    let token_env = m.str("token_env", problems);
+    let channel = m.str("channel", problems);
+    if format == WebhookFormat::Json && (token_env.is_some() || channel.is_some()) {
+        problems.push(m.key_line("token_env").or(m.key_line("channel")), "webhook: `token_env` and `channel` are for `format: slack`", "add `format: slack`, or remove them");
+    }
+    if format == WebhookFormat::Slack && token_env.is_some() != channel.is_some() {
+        problems.push(Some(node.line), "webhook: a Slack bot token needs both `token_env` and `channel`", "write `token_env: SLACK_BOT_TOKEN` and `channel: C0123456789`, or only `url:` for an incoming webhook");
+    }
+    // A bot-token webhook names the Web API base in `url` (default Slack's own).
+    let url = if format == WebhookFormat::Slack && token_env.is_some() && !m.has("url") { Some(crate::policy::SLACK_API.to_string()) } else { m.required_str("url", problems) };
     if let Some(u) = &url
         && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err()) {
             problems.push(m.key_line("url"), format!("webhook url `{u}` is not an http(s) URL"), "write e.g. http://127.0.0.1:5678/webhook/nightshift");
@@ -425,5 +476,5 @@ fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
         }
     }
     m.finish(WEBHOOK_KEYS, problems);
-    Some(Webhook { name: name?, url: url?, auth_header_env, severities })
+    Some(Webhook { name: name?, url: url?, auth_header_env, severities, format, token_env, channel })
 }

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod github;
 pub mod infra_repo;
 pub mod kubelet;
+pub mod slack;
 
 /// Whether every real component is required: `.ci/run` sets
 /// NIGHTSHIFT_REQUIRE_ALL=1, so a missing sshd, Prometheus, pebble or
