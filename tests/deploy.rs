@@ -2,6 +2,7 @@
 //! it: the systemd units (systemd-analyze, and the unit's own command line
 //! run as written), the shell completions (sourced into bash) and the manual
 //! page (rendered by groff).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
