@@ -67,7 +67,9 @@ fn main() {
     let bin = std::env::var("NIGHTSHIFT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nightshift").to_string());
     let (hook, got) = receiver();
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = format!("mode: execute\nnotify_window: 0s\nescalation: []\ncommands:\n  fix: \"true\"\nrules:\n  - action: run_command\n    decide: confirm\nwebhooks:\n  - name: oncall\n    url: http://{hook}/hook\n    severities: [warning]\n");
+    let policy = format!(
+        "mode: execute\nnotify_window: 0s\nescalation: []\ncommands:\n  fix: \"true\"\nrules:\n  - action: run_command\n    decide: confirm\nwebhooks:\n  - name: oncall\n    url: http://{hook}/hook\n    severities: [warning]\n"
+    );
     std::fs::write(dir.path().join("AGENTS.md"), format!("```policy\n{policy}```\n")).expect("write");
     let checks: String = (0..N).map(|i| format!("  - name: c{i}\n    kind: exec\n    command: \"test ! -f fail-{i}\"\n    repair: fix\n    every: 1s\n")).collect();
     std::fs::write(dir.path().join("HEARTBEAT.md"), format!("```heartbeat\nchecks:\n{checks}```\n")).expect("write");

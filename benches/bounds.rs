@@ -81,7 +81,10 @@ fn run(bin: &str, dir: &Path, checks: &str) -> String {
     cmd.stdout(std::fs::File::create(&report).expect("report"));
     let (wall, rss_kib, code) = measure_into(&mut cmd);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_default();
-    let summaries: Vec<String> = v["checks"].as_array().map(|a| a.iter().map(|c| format!("{}: {}", c["status"].as_str().unwrap_or("?"), c["summary"].as_str().unwrap_or("?").chars().take(110).collect::<String>())).collect()).unwrap_or_default();
+    let summaries: Vec<String> = v["checks"]
+        .as_array()
+        .map(|a| a.iter().map(|c| format!("{}: {}", c["status"].as_str().unwrap_or("?"), c["summary"].as_str().unwrap_or("?").chars().take(110).collect::<String>())).collect())
+        .unwrap_or_default();
     format!("{:>8.0} ms {:>8.1} MiB peak RSS, exit {code}\n      {}", ms(wall), rss_kib as f64 / 1024.0, summaries.join("\n      "))
 }
 

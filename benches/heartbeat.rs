@@ -17,8 +17,8 @@ use std::net::TcpListener;
 use std::process::Command;
 
 use common::{measure, ms, percentile};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const RUNS: usize = 30;
 
@@ -118,4 +118,3 @@ fn main() {
     println!("  wall  median {:.1} ms, p90 {:.1} ms", median(&floor), ms(percentile(&floor, 0.9)));
     println!("  heartbeat / floor (medians): {:.2}x", median(&walls) / median(&floor));
 }
-

@@ -49,18 +49,20 @@ fn load(addr: &str, requests: usize, batch: usize, threads: usize) -> (Duration,
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let (next, lat, addr) = (next.clone(), lat.clone(), addr.to_string());
-            std::thread::spawn(move || loop {
-                let i = {
-                    let mut n = next.lock().expect("lock");
-                    if *n >= requests {
-                        return;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
-                let (status, d) = post(&addr, &payload(batch, i * batch));
-                assert_eq!(status, 200, "intake refused a request");
-                lat.lock().expect("lock").push(d);
+            std::thread::spawn(move || {
+                loop {
+                    let i = {
+                        let mut n = next.lock().expect("lock");
+                        if *n >= requests {
+                            return;
+                        }
+                        *n += 1;
+                        *n - 1
+                    };
+                    let (status, d) = post(&addr, &payload(batch, i * batch));
+                    assert_eq!(status, 200, "intake refused a request");
+                    lat.lock().expect("lock").push(d);
+                }
             })
         })
         .collect();
@@ -181,12 +183,7 @@ fn main() {
         let (wall, lat) = load(&addr, requests, batch, threads);
         let alerts = requests * batch;
         let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
-        println!(
-            "  {alerts} alerts in {requests} requests of {batch}, {threads} at once: {:.0} alerts/s, latency p50 {:.1} ms, p99 {:.1} ms",
-            alerts as f64 / wall.as_secs_f64(),
-            p(0.5),
-            p(0.99)
-        );
+        println!("  {alerts} alerts in {requests} requests of {batch}, {threads} at once: {:.0} alerts/s, latency p50 {:.1} ms, p99 {:.1} ms", alerts as f64 / wall.as_secs_f64(), p(0.5), p(0.99));
     }
     // Let the passes fold the alerts into incidents, then read the daemon's peak memory.
     std::thread::sleep(Duration::from_secs(3));

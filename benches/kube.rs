@@ -72,7 +72,10 @@ fn ready(p: &Pod) -> bool {
 }
 
 fn crashlooping(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")))
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")))
 }
 
 /// Polls `f` every `every` until it returns `Some`; `None` (after a TIMEOUT line) after `limit`.
@@ -474,7 +477,12 @@ async fn measure(c: &support::cluster::Cluster, ns: &str, apiserver: Option<u32>
     let addr = format!("127.0.0.1:{}", support::free_port());
     let serve_log = out_dir.path().join("serve.log");
     let mut cmd = serve_ws.cmd(&["serve", "--listen", &addr]);
-    cmd.env("KUBECONFIG", &kubeconfig).env("NIGHTSHIFT_LOG", "info,kube_client=debug").env("NIGHTSHIFT_LOG_FORMAT", "json").stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&serve_log).expect("serve log"));
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .env("NIGHTSHIFT_LOG", "info,kube_client=debug")
+        .env("NIGHTSHIFT_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&serve_log).expect("serve log"));
     let t = Instant::now();
     let serve = Serve { addr: addr.clone(), child: cmd.spawn().expect("spawn nightshift serve") };
     let pid = serve.child.id();
@@ -550,7 +558,13 @@ async fn measure(c: &support::cluster::Cluster, ns: &str, apiserver: Option<u32>
     let (hwm, rss) = proc_memory(pid);
     println!();
     println!("peak RSS:");
-    println!("  nightshift serve, {all_pods} pods in its watch cache ({} of them in the checked namespace), after {} passes: VmHWM {:.1} MiB, VmRSS {:.1} MiB (target < 100 MB = 95.4 MiB)", *created * REPLICAS, end.passes, mib(hwm as f64), mib(rss as f64));
+    println!(
+        "  nightshift serve, {all_pods} pods in its watch cache ({} of them in the checked namespace), after {} passes: VmHWM {:.1} MiB, VmRSS {:.1} MiB (target < 100 MB = 95.4 MiB)",
+        *created * REPLICAS,
+        end.passes,
+        mib(hwm as f64),
+        mib(rss as f64)
+    );
     println!("  nightshift heartbeat --all (one-shot, {} pods listed): {:.1} MiB", *created * REPLICAS, mib(hb_rss_2000 as f64));
     let log = std::fs::read_to_string(&serve_log).unwrap_or_default();
     drop(serve);

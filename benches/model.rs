@@ -75,7 +75,8 @@ fn serve(script: Vec<Value>, seen: Arc<Mutex<Vec<Vec<u8>>>>) -> String {
 fn workspace(dir: &std::path::Path, model_url: Option<&str>) {
     let model = model_url.map(|u| format!("model:\n  base_url: {u}\n  name: bench\n")).unwrap_or_default();
     std::fs::write(dir.join("AGENTS.md"), format!("# Manual\n\nProduction web tier. Restart only through declared commands.\n\n```policy\nmode: dry-run\ncommands:\n  fix: \"true\"\nrules:\n  - action: run_command\n    decide: auto\n{model}```\n")).expect("write");
-    std::fs::write(dir.join("HEARTBEAT.md"), "```heartbeat\nchecks:\n  - name: app\n    kind: exec\n    command: \"echo 'upstream timeout after 30s; pool exhausted (50/50)'; exit 1\"\n```\n").expect("write");
+    std::fs::write(dir.join("HEARTBEAT.md"), "```heartbeat\nchecks:\n  - name: app\n    kind: exec\n    command: \"echo 'upstream timeout after 30s; pool exhausted (50/50)'; exit 1\"\n```\n")
+        .expect("write");
 }
 
 fn run(dir: &std::path::Path) -> Duration {
@@ -97,8 +98,16 @@ fn recall() -> (usize, usize) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = serve(vec![call("repair", r#"{"action":"run_command","command":"fix","root":null,"process":null,"webhook":null,"message":null}"#), done()], seen.clone());
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("AGENTS.md"), format!("# Manual\n\n```policy\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nmodel:\n  base_url: http://{addr}/v1\n  name: bench\n```\n")).expect("write");
-    std::fs::write(dir.path().join("HEARTBEAT.md"), "```heartbeat\nchecks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy || { echo 'upstream timeout after 30s; pool exhausted (50/50)'; exit 1; }\"\n    cooldown: 0s\n```\n").expect("write");
+    std::fs::write(
+        dir.path().join("AGENTS.md"),
+        format!("# Manual\n\n```policy\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nmodel:\n  base_url: http://{addr}/v1\n  name: bench\n```\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("HEARTBEAT.md"),
+        "```heartbeat\nchecks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy || { echo 'upstream timeout after 30s; pool exhausted (50/50)'; exit 1; }\"\n    cooldown: 0s\n```\n",
+    )
+    .expect("write");
     heartbeat(dir.path(), &["--execute"]);
     assert!(dir.path().join("healthy").exists(), "the model's fix did not run");
     let first = seen.lock().expect("lock").len();
@@ -112,7 +121,15 @@ fn main() {
     let scenarios: Vec<(&str, Vec<Value>)> = vec![
         ("answer at once", vec![done()]),
         ("3 read-only calls, then answer", vec![call("health_check", r#"{"check":"app"}"#), call("diagnose", r#"{"check":"app"}"#), call("search_memory", r#"{"query":"upstream timeout"}"#), done()]),
-        ("2 calls, a repair, then answer", vec![call("health_check", r#"{"check":"app"}"#), call("search_memory", r#"{"query":"pool exhausted"}"#), call("repair", r#"{"action":"run_command","command":"fix","root":null,"process":null,"webhook":null,"message":null}"#), done()]),
+        (
+            "2 calls, a repair, then answer",
+            vec![
+                call("health_check", r#"{"check":"app"}"#),
+                call("search_memory", r#"{"query":"pool exhausted"}"#),
+                call("repair", r#"{"action":"run_command","command":"fix","root":null,"process":null,"webhook":null,"message":null}"#),
+                done(),
+            ],
+        ),
     ];
     let base = tempfile::tempdir().expect("tempdir");
     workspace(base.path(), None);

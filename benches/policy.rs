@@ -19,12 +19,14 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let ws = nightshift::workspace::load(root).expect("the default workspace validates");
     let levels = [Level::L1, Level::L2, Level::L3, Level::L4];
-    let targets: Vec<String> = (0..1000).map(|i| match i % 4 {
-        0 => format!("shop/deployment-{i}"),
-        1 => format!("/var/log/app-{i}"),
-        2 => format!("prod/db-{i}"),
-        _ => format!("node-{i}"),
-    }).collect();
+    let targets: Vec<String> = (0..1000)
+        .map(|i| match i % 4 {
+            0 => format!("shop/deployment-{i}"),
+            1 => format!("/var/log/app-{i}"),
+            2 => format!("prod/db-{i}"),
+            _ => format!("node-{i}"),
+        })
+        .collect();
     let histories = [History::default(), History { target_last_hour: 3, global_last_hour: 12, consecutive_failures: 2, distrusted: None, earned: Vec::new() }];
     let mut subjects = Vec::new();
     for (i, t) in targets.iter().enumerate() {

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::checks::{CheckResult, Status};
 use crate::memory::approvals::ApprovalStatus;
 
-use crate::memory::notes::timestamp;
 use crate::memory::Memory;
+use crate::memory::notes::timestamp;
 use crate::pipeline::{RunReport, Runner};
 use crate::workspace::{self, Workspace};
 
@@ -425,7 +425,11 @@ async fn check(root: &Path, names: &[String], json: bool) -> Result<u8, u8> {
 
 fn approvals(root: &Path, json: bool) -> Result<u8, u8> {
     let Some(mem) = Memory::existing(root) else {
-        if json { println!("[]") } else { println!("no pending approvals") }
+        if json {
+            println!("[]")
+        } else {
+            println!("no pending approvals")
+        }
         return Ok(0);
     };
     let list = mem.load_approvals().map_err(|e| {
@@ -590,10 +594,14 @@ fn audit_report(root: &Path, since: &str, json: bool) -> Result<u8, u8> {
         1
     })?;
     let mut report = crate::memory::audit::report(&entries, &timestamp(from), period.as_secs_f64() / 86_400.0);
-    let all: Vec<_> = crate::memory::stats::remembered(&mem).map_err(|e| {
-        eprintln!("nightshift: {e}");
-        1
-    })?.into_iter().map(|(i, _)| i).collect();
+    let all: Vec<_> = crate::memory::stats::remembered(&mem)
+        .map_err(|e| {
+            eprintln!("nightshift: {e}");
+            1
+        })?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     for (fp, n) in crate::memory::stats::stats(&all, from).recurring.into_iter().filter(|(_, n)| *n > 3) {
         report.permanent_fix_candidates.push(format!("{fp}: the same incident {n} times since {}", report.since));
     }

@@ -138,9 +138,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 parse(v).map(HumanDuration).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-                Err(E::custom(format!(
-                    "invalid duration `{v}`: a bare number has no unit; write e.g. {v}s or {v}m"
-                )))
+                Err(E::custom(format!("invalid duration `{v}`: a bare number has no unit; write e.g. {v}s or {v}m")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
                 self.visit_u64(v.unsigned_abs())
@@ -156,15 +154,7 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        let cases = [
-            ("30s", 30_000),
-            ("5m", 300_000),
-            ("1h", 3_600_000),
-            ("1d", 86_400_000),
-            ("1h30m", 5_400_000),
-            ("500ms", 500),
-            ("2w", 1_209_600_000),
-        ];
+        let cases = [("30s", 30_000), ("5m", 300_000), ("1h", 3_600_000), ("1d", 86_400_000), ("1h30m", 5_400_000), ("500ms", 500), ("2w", 1_209_600_000)];
         for (input, ms) in cases {
             assert_eq!(parse(input), Ok(Duration::from_millis(ms)), "{input}");
         }

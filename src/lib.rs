@@ -7,8 +7,8 @@
 //! → `actions` (execute, behind the journal) → `memory` (record).
 
 pub mod actions;
-pub mod checks;
 pub mod capture;
+pub mod checks;
 pub mod cli;
 pub mod drill;
 pub mod duration;

@@ -26,7 +26,8 @@ const KEY_END: &str = r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----";
 /// a short last line ending in `=`, or PGP's `=XXXX` checksum, so ordinary
 /// words after the key are left alone; a short last line without padding
 /// (at most 15 characters of a key's tail) is the price of that.
-const KEY_BODY: &str = r"(?:(?:\r?\n|\\+r\\+n|\\+n)(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset): [^\r\n\\]*)*(?:(?:\s|\\+[rnt])+(?:[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9+/]{1,15}={1,2}|=[A-Za-z0-9+/]{4}))*";
+const KEY_BODY: &str =
+    r"(?:(?:\r?\n|\\+r\\+n|\\+n)(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset): [^\r\n\\]*)*(?:(?:\s|\\+[rnt])+(?:[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9+/]{1,15}={1,2}|=[A-Za-z0-9+/]{4}))*";
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     let whole_key = format!(r"{KEY_BEGIN}[\s\S]*?{KEY_END}");
@@ -56,10 +57,7 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         // Docker's config.json: `"auth": "<base64 of user:password>"`.
         (r#"("auth"\s*:\s*")[A-Za-z0-9+/]{12,}={0,2}""#, "${1}[REDACTED]\""),
         // An AWS secret access key next to its key id on one line (CSV, `aws configure list`).
-        (
-            r#"(?m)(\b(?:AKIA|ASIA)[0-9A-Z]{16}\b[^\n]*?[\s:=,;"'|(])[A-Za-z0-9+/]{40}([\s,;"'|)]|$)"#,
-            "${1}[REDACTED]${2}",
-        ),
+        (r#"(?m)(\b(?:AKIA|ASIA)[0-9A-Z]{16}\b[^\n]*?[\s:=,;"'|(])[A-Za-z0-9+/]{40}([\s,;"'|)]|$)"#, "${1}[REDACTED]${2}"),
         // Cloud and SaaS token formats.
         (r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b", MARK),
         (r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b", MARK),
@@ -208,10 +206,7 @@ mod tests {
             ("batch hvb.AAAAAQJ3kZ9y7xQnVbL0mR2sT4uW6yA8cE0g recovery hvr.AAAAAQJ3kZ9y7xQnVbL0mR2sT4u", "batch [REDACTED] recovery [REDACTED]"),
             ("sendgrid key 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 rejected", "sendgrid key [REDACTED] rejected"),
             ("HF_HUB 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 pulled", "HF_HUB [REDACTED] pulled"),
-            (
-                "twine upload -u __token__ -p pypi-AgEIcHlwaS5vcmcCJDQ1ZjY3ODkwLWFiY2QtNDEyMy1iNTY3LTg5MGFiY2RlZjAxMgACKlszLCI",
-                "twine upload -u __token__ -p [REDACTED]",
-            ),
+            ("twine upload -u __token__ -p pypi-AgEIcHlwaS5vcmcCJDQ1ZjY3ODkwLWFiY2QtNDEyMy1iNTY3LTg5MGFiY2RlZjAxMgACKlszLCI", "twine upload -u __token__ -p [REDACTED]"),
             (
                 "POST https://discord.com/api/webhooks/1187263540098765432/Xk9_q2LmN4pR7sT0vW3yZ6aB8cD1eF5gH9iJ2kL5mN8oP1qR4sT7uV0wX3yZ6 204",
                 "POST https://discord.com/api/webhooks/1187263540098765432/[REDACTED] 204",

@@ -8,8 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::actions::clean_logs::{is_core, is_log};
 use crate::actions::Action;
+use crate::actions::clean_logs::{is_core, is_log};
 use crate::checks::{CheckResult, ProbeSpec, ProcessRef, Status, human_bytes};
 use crate::memory::code;
 use crate::policy::Policy;
@@ -106,7 +106,10 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                     format!("{}", code(&result.summary)),
                     format!("issuer: {}", code(result.evidence.get("issuer").and_then(|v| v.as_str()).unwrap_or("unknown"))),
                     format!("expires: {}", code(result.evidence.get("not_after").and_then(|v| v.as_str()).unwrap_or("unknown"))),
-                    format!("chain served: {}", result.evidence.get("chain").and_then(|v| v.as_array()).map_or("unknown".into(), |c| c.iter().filter_map(|x| x.as_str()).map(code).collect::<Vec<_>>().join(" ← "))),
+                    format!(
+                        "chain served: {}",
+                        result.evidence.get("chain").and_then(|v| v.as_array()).map_or("unknown".into(), |c| c.iter().filter_map(|x| x.as_str()).map(code).collect::<Vec<_>>().join(" ← "))
+                    ),
                 ],
                 prevention: vec!["automate renewal (ACME) and alert at 30 days, act at 7".into()],
                 plan,
@@ -366,12 +369,7 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
     let mut steps = vec![format!("usage: {}", code(&result.summary))];
     steps.extend(findings(path, &policy.clean_logs, 5));
     let dev = fs::metadata(path).map(|m| m.dev()).ok();
-    let plan: Vec<Action> = policy
-        .clean_roots
-        .iter()
-        .filter(|r| fs::metadata(r).is_ok_and(|m| Some(m.dev()) == dev))
-        .map(|r| Action::CleanLogs { root: r.clone(), host: None })
-        .collect();
+    let plan: Vec<Action> = policy.clean_roots.iter().filter(|r| fs::metadata(r).is_ok_and(|m| Some(m.dev()) == dev)).map(|r| Action::CleanLogs { root: r.clone(), host: None }).collect();
     if plan.is_empty() {
         steps.push(format!("no clean root of AGENTS.md lies on this filesystem: nightshift may not clean anything under {}", code(&path.display().to_string())));
     }

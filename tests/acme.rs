@@ -40,11 +40,14 @@ fn an_expiring_certificate_is_renewed_through_acme_and_verified() {
     // What nginx serves now comes from pebble and lasts far longer than 7 days
     // (after a reload, old workers may answer a new connection for a moment).
     let mut v = serde_json::Value::Null;
-    assert!(support::eventually(Duration::from_secs(10), || {
-        let (code, out) = ws.json(&["check", "--json"]);
-        v = out;
-        code == 0
-    }), "{v}");
+    assert!(
+        support::eventually(Duration::from_secs(10), || {
+            let (code, out) = ws.json(&["check", "--json"]);
+            v = out;
+            code == 0
+        }),
+        "{v}"
+    );
     let c = &v["checks"][0];
     assert!(c["evidence"]["days_left"].as_i64().unwrap() > 30, "{c}");
     assert!(c["evidence"]["issuer"].as_str().unwrap().to_lowercase().contains("pebble"), "{c}");

@@ -104,7 +104,10 @@ fn a_process_repair_naming_an_undeclared_command_is_refused_before_anything_runs
         let r = ws.run(args);
         assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
         let said = format!("{}{}", r.stdout, r.stderr);
-        assert!(said.contains("HEARTBEAT.md") && said.contains("repair command `touch restarted` is not declared in AGENTS.md `commands:`") && said.contains("declare it under `commands:`"), "{args:?}: {said}");
+        assert!(
+            said.contains("HEARTBEAT.md") && said.contains("repair command `touch restarted` is not declared in AGENTS.md `commands:`") && said.contains("declare it under `commands:`"),
+            "{args:?}: {said}"
+        );
     }
     assert!(!ws.path().join("restarted").exists());
 }
@@ -138,7 +141,14 @@ fn exec_output_is_read_through_a_cap_and_the_evidence_keeps_both_ends() {
 #[test]
 fn http_body_and_status_expectations() {
     let http = HttpServer::start(200, "degraded");
-    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: body\n    kind: http\n    url: {}\n    body_contains: healthy\n  - name: code\n    kind: http\n    url: {}\n    expect_status: 204\n", http.url("/"), http.url("/")));
+    let ws = Ws::new(
+        "mode: dry-run\n",
+        &format!(
+            "checks:\n  - name: body\n    kind: http\n    url: {}\n    body_contains: healthy\n  - name: code\n    kind: http\n    url: {}\n    expect_status: 204\n",
+            http.url("/"),
+            http.url("/")
+        ),
+    );
     let (status, summary) = status_of(&ws, "body");
     assert_eq!((status.as_str(), summary.contains("body does not contain \"healthy\"")), ("failing", true), "{summary}");
     let (status, summary) = status_of(&ws, "code");
@@ -149,7 +159,11 @@ fn http_body_and_status_expectations() {
 fn an_incident_notifies_the_webhook_with_the_auth_header_from_the_environment() {
     let hook = HttpServer::start(200, "");
     let ws = Ws::new(
-        &format!("webhooks:\n  - name: alerts\n    url: {}\n    auth_header_env: NS_TEST_HOOK_TOKEN\n    severities: [critical]\n  - name: chatter\n    url: {}\n    severities: [info]\n", hook.url("/webhook/nightshift"), hook.url("/info")),
+        &format!(
+            "webhooks:\n  - name: alerts\n    url: {}\n    auth_header_env: NS_TEST_HOOK_TOKEN\n    severities: [critical]\n  - name: chatter\n    url: {}\n    severities: [info]\n",
+            hook.url("/webhook/nightshift"),
+            hook.url("/info")
+        ),
         "checks:\n  - name: api\n    kind: tcp\n    address: 127.0.0.1:1\n    timeout: 1s\n    severity: critical\n",
     );
     let out = ws.cmd(&["heartbeat", "--json"]).env("NS_TEST_HOOK_TOKEN", "Bearer s3cret-hook-token").output().unwrap();
@@ -265,10 +279,8 @@ fn delivery_succeeds_after_two_500s() {
 #[test]
 fn flapping_is_folded_into_one_message_and_a_summary() {
     let hook = HttpServer::start(200, "");
-    let ws = Ws::new(
-        &format!("mode: execute\nnotify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")),
-        "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n",
-    );
+    let ws =
+        Ws::new(&format!("mode: execute\nnotify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")), "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n");
     let up = ws.path().join("up");
     // down, up, down, up within the window: one message sent, three folded.
     for i in 0..4 {
@@ -291,7 +303,10 @@ fn flapping_is_folded_into_one_message_and_a_summary() {
 fn an_auto_fixed_info_problem_is_only_audited_and_recurrence_escalates() {
     let hook = HttpServer::start(200, "");
     let ws = Ws::new(
-        &format!("notify_window: 0s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nwebhooks:\n  - name: pager\n    url: {}\n    severities: [critical]\n", hook.url("/")),
+        &format!(
+            "notify_window: 0s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nwebhooks:\n  - name: pager\n    url: {}\n    severities: [critical]\n",
+            hook.url("/")
+        ),
         "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n    cooldown: 0s\n    severity: info\n",
     );
     for round in 1..=4 {

@@ -133,17 +133,18 @@ fn the_manual_page_renders_and_documents_every_command() {
     }
     let page = Command::new(support::bin()).arg("man").output().unwrap();
     assert!(page.status.success());
-    let mut groff = Command::new("groff")
-        .args(["-man", "-Tutf8", "-ww", "-z"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut groff = Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]).stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     use std::io::Write;
     groff.stdin.take().unwrap().write_all(&page.stdout).unwrap();
     let checked = groff.wait_with_output().unwrap();
     assert!(checked.status.success() && checked.stderr.is_empty(), "groff warns: {}", String::from_utf8_lossy(&checked.stderr));
-    let text = Command::new("sh").arg("-c").arg("nightshift_page=$(cat); printf '%s' \"$nightshift_page\" | groff -man -Tutf8 -P-cbou").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let text = Command::new("sh")
+        .arg("-c")
+        .arg("nightshift_page=$(cat); printf '%s' \"$nightshift_page\" | groff -man -Tutf8 -P-cbou")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut text = text;
     text.stdin.take().unwrap().write_all(&page.stdout).unwrap();
     let rendered = String::from_utf8_lossy(&text.wait_with_output().unwrap().stdout).into_owned();

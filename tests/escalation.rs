@@ -121,10 +121,8 @@ fn escalations_pass_the_gate_and_a_dry_run_or_a_forbid_rule_sends_none() {
 
 #[test]
 fn the_ladder_is_validated_with_file_line_and_fix() {
-    let ws = Ws::new(
-        "webhooks:\n  - name: oncall\n    url: http://127.0.0.1:9/x\nescalation:\n  - after: 10m\n    notify: [pager]\n  - after: 5m\n  - notify: [oncall]\n  - after: 15\n",
-        "checks: []\n",
-    );
+    let ws =
+        Ws::new("webhooks:\n  - name: oncall\n    url: http://127.0.0.1:9/x\nescalation:\n  - after: 10m\n    notify: [pager]\n  - after: 5m\n  - notify: [oncall]\n  - after: 15\n", "checks: []\n");
     let out = ws.run(&["validate"]);
     assert_eq!(out.code, 2);
     let text = out.stdout + &out.stderr;

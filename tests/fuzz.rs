@@ -46,13 +46,31 @@ fn hostile() -> impl Strategy<Value = String> {
 
 /// YAML-ish workspace blocks built from the real keys, with hostile values.
 fn workspace_block(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
-    prop::collection::vec((prop::sample::select(keys), hostile(), 0usize..6), 0..12).prop_map(|items| {
-        items.into_iter().map(|(k, v, indent)| format!("{}{k}: {v}\n", " ".repeat(indent))).collect()
-    })
+    prop::collection::vec((prop::sample::select(keys), hostile(), 0usize..6), 0..12).prop_map(|items| items.into_iter().map(|(k, v, indent)| format!("{}{k}: {v}\n", " ".repeat(indent))).collect())
 }
 
-const HEARTBEAT_KEYS: &[&str] = &["checks", "  - name", "kind", "command", "url", "every", "at", "threshold", "cooldown", "level", "path", "host", "hosts", "namespace", "max_used_percent", "expect_status", "timeout", "verify"];
-const POLICY_KEYS: &[&str] = &["mode", "rules", "  - action", "decide", "match", "target", "abort_window", "max_per_hour", "protected", "commands", "webhooks", "url", "escalation", "after", "notify", "model", "clean_roots", "notify_window"];
+const HEARTBEAT_KEYS: &[&str] =
+    &["checks", "  - name", "kind", "command", "url", "every", "at", "threshold", "cooldown", "level", "path", "host", "hosts", "namespace", "max_used_percent", "expect_status", "timeout", "verify"];
+const POLICY_KEYS: &[&str] = &[
+    "mode",
+    "rules",
+    "  - action",
+    "decide",
+    "match",
+    "target",
+    "abort_window",
+    "max_per_hour",
+    "protected",
+    "commands",
+    "webhooks",
+    "url",
+    "escalation",
+    "after",
+    "notify",
+    "model",
+    "clean_roots",
+    "notify_window",
+];
 
 proptest! {
     #![proptest_config(config())]

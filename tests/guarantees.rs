@@ -82,10 +82,13 @@ fn forty_parallel_acknowledgements_are_all_recorded_and_audited() {
     let serve = Serve::start(&ws, &[], &[("NIGHTSHIFT_API_TOKEN", "t0ken")]);
     let addr = serve.addr.clone();
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids.iter().map(|id| {
-            let addr = addr.clone();
-            s.spawn(move || support::http_request(&addr, "POST", &format!("/incidents/{id}/ack"), &[("Authorization", "Bearer t0ken")], b""))
-        }).collect();
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let addr = addr.clone();
+                s.spawn(move || support::http_request(&addr, "POST", &format!("/incidents/{id}/ack"), &[("Authorization", "Bearer t0ken")], b""))
+            })
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");

@@ -12,7 +12,10 @@ use support::{HttpServer, TlsServer, Ws, make_cert, used_percent};
 #[test]
 fn a_healthy_heartbeat_prints_ok_and_commits_nothing() {
     let http = HttpServer::start(200, "ok");
-    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: web\n    kind: http\n    url: {}\n    body_contains: ok\n  - name: shell\n    kind: exec\n    command: \"true\"\n", http.url("/healthz")));
+    let ws = Ws::new(
+        "mode: dry-run\n",
+        &format!("checks:\n  - name: web\n    kind: http\n    url: {}\n    body_contains: ok\n  - name: shell\n    kind: exec\n    command: \"true\"\n", http.url("/healthz")),
+    );
     let r = ws.run(&["heartbeat"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.lines().last(), Some("HEARTBEAT_OK"));

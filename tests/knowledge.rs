@@ -34,7 +34,8 @@ fn three_repairs_make_one_page_with_a_3_of_3_rate_and_human_notes_survive() {
     assert_eq!(page.matches("](../incidents/").count(), 3, "{page}");
     assert!(page.trim_end().ends_with("## Notes"), "{page}");
 
-    let human = "## Notes\n\nOn-call tip from Ana: if `fix` fails twice, check the *NFS* mount first.\n\n| host | owner |\n|---|---|\n| web-01 | ana |\n\n```sh\nmount | grep nfs   # ## not a heading\n```\n";
+    let human =
+        "## Notes\n\nOn-call tip from Ana: if `fix` fails twice, check the *NFS* mount first.\n\n| host | owner |\n|---|---|\n| web-01 | ana |\n\n```sh\nmount | grep nfs   # ## not a heading\n```\n";
     let generated = page.split("\n## Notes\n").next().unwrap().to_string() + "\n";
     std::fs::write(&page_path, format!("{generated}{human}")).unwrap();
     for _ in 0..10 {
@@ -175,7 +176,8 @@ fn stats_count_classes_repairs_recurrence_and_escalations() {
     assert_eq!(s["time_to_detect"]["count"], 4, "{s}");
     // The mean the notes themselves give: Detected minus Failing since, over every incident.
     let field = |note: &str, key: &str| note.lines().find_map(|l| l.strip_prefix(&format!("- **{key}**: "))).map(|v| chrono::DateTime::parse_from_rfc3339(v).unwrap());
-    let waits: Vec<f64> = ws.incident_files().iter().map(|f| std::fs::read_to_string(f).unwrap()).map(|n| (field(&n, "Detected").unwrap() - field(&n, "Failing since").unwrap()).num_seconds() as f64).collect();
+    let waits: Vec<f64> =
+        ws.incident_files().iter().map(|f| std::fs::read_to_string(f).unwrap()).map(|n| (field(&n, "Detected").unwrap() - field(&n, "Failing since").unwrap()).num_seconds() as f64).collect();
     assert_eq!(waits.len(), 4);
     let mean = waits.iter().sum::<f64>() / 4.0;
     assert!((s["time_to_detect"]["mean_seconds"].as_f64().unwrap() - mean).abs() < 0.01, "{s} against {waits:?}");

@@ -53,7 +53,10 @@ async fn pods_are(c: &Cluster, ns: &str, app: &str, n: usize, what: &str, pred: 
 }
 
 fn waiting(p: &Pod, reason: &str) -> bool {
-    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
 }
 
 fn ready(p: &Pod) -> bool {
@@ -155,7 +158,15 @@ async fn an_oom_loop_with_an_infrastructure_repository_becomes_a_pull_request_li
     let branch = format!("nightshift/{}", inc["id"].as_str().unwrap());
     assert_eq!(pulls[0].head, branch);
     let changed = support::infra_repo::changed_lines(&repo.diff("main", &branch));
-    assert_eq!(changed, ["-              memory: 256Mi # raised after the 2026-09 incident", "+              memory: 384Mi # raised after the 2026-09 incident", "-              memory: 128Mi", "+              memory: 192Mi"]);
+    assert_eq!(
+        changed,
+        [
+            "-              memory: 256Mi # raised after the 2026-09 incident",
+            "+              memory: 384Mi # raised after the 2026-09 incident",
+            "-              memory: 128Mi",
+            "+              memory: 192Mi"
+        ]
+    );
     assert!(pulls[0].body.contains("OOMKilled"), "the evidence is in the body: {}", pulls[0].body);
     assert!(pulls[0].body.contains("auto (rule for open_pr at AGENTS.md line"), "the decision that allowed it: {}", pulls[0].body);
     // The note links the pull request back, and the audit has the action.
@@ -228,10 +239,7 @@ async fn a_deploy_that_never_becomes_ready(api: &Api<Deployment>) {
         "metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}},
         "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
     api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
-    wait_for(api, "web", LIMIT, |d| {
-        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))
-    })
-    .await;
+    wait_for(api, "web", LIMIT, |d| d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,10 +447,7 @@ async fn serve_opens_an_incident_from_the_watch_without_waiting_for_the_heartbea
     let pod = pods[0].metadata.name.clone().unwrap();
     let patch = json!({"metadata": {"annotations": {kubelet::BEHAVIOR: "crashloop"}}});
     Api::<Pod>::namespaced(c.client.clone(), &ns).patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let file = eventually(Duration::from_secs(15), "an incident opened by the watch", || async {
-        ws.incident_files().into_iter().next().ok_or_else(|| "none yet".to_string())
-    })
-    .await;
+    let file = eventually(Duration::from_secs(15), "an incident opened by the watch", || async { ws.incident_files().into_iter().next().ok_or_else(|| "none yet".to_string()) }).await;
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.contains("CrashLoopBackOff") && text.contains(&format!("{ns}/deployment/api")), "{text}");
     drop(serve);
@@ -714,7 +719,10 @@ async fn load_doubles_replicas_up_to_max_halves_them_after_a_sustained_light_loa
     prometheus_says(&prom.url, "shop_load", "0.9").await;
     let ws = Ws::new(
         "mode: execute\nrules:\n  - action: scale\n    decide: auto\n",
-        &format!("checks:\n  - name: web-load\n    kind: k8s-scaling\n    namespace: {ns}\n    deployment: web\n    min: 1\n    max: 3\n    prometheus: {}\n    query: shop_load\n    above: 0.8\n    below: 0.2\n    scale_down_after: 4s\n    cooldown: 0s\n", prom.url),
+        &format!(
+            "checks:\n  - name: web-load\n    kind: k8s-scaling\n    namespace: {ns}\n    deployment: web\n    min: 1\n    max: 3\n    prometheus: {}\n    query: shop_load\n    above: 0.8\n    below: 0.2\n    scale_down_after: 4s\n    cooldown: 0s\n",
+            prom.url
+        ),
     );
 
     // Under load: doubled, capped at max (2 → 3), and the scale counts once its replicas are ready.

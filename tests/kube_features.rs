@@ -64,7 +64,10 @@ async fn pods_are(c: &Cluster, ns: &str, app: &str, n: usize, what: &str, pred: 
 }
 
 fn waiting(p: &Pod, reason: &str) -> bool {
-    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
 }
 
 fn ready(p: &Pod) -> bool {
@@ -160,10 +163,7 @@ async fn a_deployment_that_lost_its_available_replicas_is_unavailable_and_is_not
     for p in &before {
         pods.patch(p.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}}}))).await.unwrap();
     }
-    wait_for(&api, "web", LIMIT, |d| {
-        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Available" && c.status == "False"))
-    })
-    .await;
+    wait_for(&api, "web", LIMIT, |d| d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Available" && c.status == "False"))).await;
     let ws = Ws::new(ALL_AUTO, &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n"));
 
     let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
@@ -184,7 +184,11 @@ async fn memory_disk_and_pid_pressure_cordon_the_node_and_drain_nothing() {
     let Some(c) = cluster::cluster().await else { return };
     let ns = c.namespace("pressure").await;
     let kubelet = Kubelet::start(c.client.clone(), &ns).await;
-    let states = [("mem", NodeState::MemoryPressure, "MemoryPressure: kubelet has insufficient memory available"), ("disk", NodeState::DiskPressure, "DiskPressure: kubelet has disk pressure"), ("pid", NodeState::PIDPressure, "PIDPressure: kubelet has insufficient PID available")];
+    let states = [
+        ("mem", NodeState::MemoryPressure, "MemoryPressure: kubelet has insufficient memory available"),
+        ("disk", NodeState::DiskPressure, "DiskPressure: kubelet has disk pressure"),
+        ("pid", NodeState::PIDPressure, "PIDPressure: kubelet has insufficient PID available"),
+    ];
     for (suffix, _, _) in &states {
         kubelet.add_node(&format!("{ns}-{suffix}"), true).await;
     }
@@ -269,7 +273,8 @@ async fn an_approved_rollback_is_refused_once_a_human_has_paused_the_rollout() {
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {kubelet::BEHAVIOR: "not-ready"}}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:2"}]}}}});
     api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
     wait_for(&api, "web", LIMIT, |d| d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")))).await;
-    let ws = Ws::new("mode: execute\nrules:\n  - action: rollout_undo\n    decide: confirm\n", &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n"));
+    let ws =
+        Ws::new("mode: execute\nrules:\n  - action: rollout_undo\n    decide: confirm\n", &format!("checks:\n  - name: rollouts\n    kind: k8s-deployments\n    namespace: {ns}\n    grace: 0s\n"));
     let (_, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
     let inc = incident(&v, &format!("rollouts:rollout-stuck:{ns}/deployment/web"));
     assert_eq!((inc["actions"][0]["action"].as_str(), inc["actions"][0]["result"].as_str()), (Some("rollout_undo"), Some("pending")), "{inc:#}");
@@ -531,7 +536,12 @@ async fn on_a_newer_server_services_are_judged_from_discovery_v1_endpoint_slices
     eventually(LIMIT, "the endpoint slices", || async {
         let list = slices.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
         let count = |svc: &str, ready: bool| -> usize {
-            list.items.iter().filter(|s| s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).map(String::as_str) == Some(svc)).flat_map(|s| s.data["endpoints"].as_array().cloned().unwrap_or_default()).filter(|e| e["conditions"]["ready"].as_bool() == Some(ready)).count()
+            list.items
+                .iter()
+                .filter(|s| s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).map(String::as_str) == Some(svc))
+                .flat_map(|s| s.data["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"].as_bool() == Some(ready))
+                .count()
         };
         if count("web", true) == 2 && count("db", false) == 1 { Ok(()) } else { Err(format!("{:?}", list.items.iter().map(|s| &s.data).collect::<Vec<_>>())) }
     })
@@ -546,5 +556,9 @@ async fn on_a_newer_server_services_are_judged_from_discovery_v1_endpoint_slices
     assert!(note(&ws, inc).contains("no ready endpoints (1 not ready)"), "the unready endpoint is counted from the slice: {}", note(&ws, inc));
     assert!(!v["incidents"].as_array().unwrap().iter().any(|i| i["fingerprint"].as_str().unwrap().contains("/service/web")), "web's two ready endpoints count: {v:#}");
     assert!(!newer.seen("GET", &format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices")).is_empty(), "read through discovery.k8s.io/v1: {:#?}", newer.requests.lock().unwrap());
-    assert!(newer.requests.lock().unwrap().iter().all(|(_, p, _)| !(p.starts_with("/api/v1/") && p.contains("endpoints"))), "no fallback to core/v1 Endpoints on a server that serves slices: {:#?}", newer.requests.lock().unwrap());
+    assert!(
+        newer.requests.lock().unwrap().iter().all(|(_, p, _)| !(p.starts_with("/api/v1/") && p.contains("endpoints"))),
+        "no fallback to core/v1 Endpoints on a server that serves slices: {:#?}",
+        newer.requests.lock().unwrap()
+    );
 }

@@ -132,16 +132,10 @@ fn a_hostile_log_line_and_an_obedient_model_change_nothing() {
 #[test]
 fn the_title_is_fenced_data_and_no_secret_of_the_title_or_evidence_reaches_the_model() {
     let (password, token) = ("Sup3rS3cretPw", "tok9f8e7d6c5b4a3210");
-    let model = ModelServer::start(vec![
-        tool_calls(&[("c1", "health_check", r#"{"check":"api"}"#)], (900, 20)),
-        answer("The API does not listen; a human must start it.", (1000, 20)),
-    ]);
+    let model = ModelServer::start(vec![tool_calls(&[("c1", "health_check", r#"{"check":"api"}"#)], (900, 20)), answer("The API does not listen; a human must start it.", (1000, 20))]);
     // Nothing listens on the port: the title and the evidence quote the URL, password and token included.
     let url = format!("http://admin:{password}@127.0.0.1:{}/health?access_token={token}", support::free_port());
-    let ws = Ws::new(
-        &format!("model:\n  base_url: {}\n  name: scripted\n", model.base_url()),
-        &format!("checks:\n  - name: api\n    kind: http\n    url: \"{url}\"\n    timeout: 2s\n"),
-    );
+    let ws = Ws::new(&format!("model:\n  base_url: {}\n  name: scripted\n", model.base_url()), &format!("checks:\n  - name: api\n    kind: http\n    url: \"{url}\"\n    timeout: 2s\n"));
     let (code, v) = ws.json(&["heartbeat", "--json"]);
     assert_eq!(code, 1, "{v}");
     let reqs = model.requests();
@@ -267,10 +261,8 @@ fn the_deadline_ends_the_whole_investigation_with_a_note() {
 
 #[test]
 fn an_undeclared_restart_process_from_the_model_is_refused_and_runs_nothing() {
-    let model = ModelServer::start(vec![
-        tool_calls(&[("c1", "repair", r#"{"action":"restart_process","process":"app","command":"touch healthy"}"#)], (900, 20)),
-        answer("Could not restart it.", (1000, 10)),
-    ]);
+    let model =
+        ModelServer::start(vec![tool_calls(&[("c1", "repair", r#"{"action":"restart_process","process":"app","command":"touch healthy"}"#)], (900, 20)), answer("Could not restart it.", (1000, 10))]);
     let ws = workspace(&model.base_url(), "auto", "down", "");
     let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);
     assert_eq!(code, 1, "{v}");
@@ -301,10 +293,7 @@ fn without_a_model_nightshift_says_so_once() {
 
 #[test]
 fn a_remembered_fix_costs_zero_model_calls() {
-    let model = ModelServer::start(vec![
-        tool_calls(&[("c1", "repair", r#"{"action":"run_command","command":"fix"}"#)], (900, 20)),
-        answer("Fixed with fix.", (1000, 10)),
-    ]);
+    let model = ModelServer::start(vec![tool_calls(&[("c1", "repair", r#"{"action":"run_command","command":"fix"}"#)], (900, 20)), answer("Fixed with fix.", (1000, 10))]);
     let ws = workspace(&model.base_url(), "auto", "down", "");
     ws.run(&["heartbeat", "--execute", "--all"]);
     assert_eq!(model.requests().len(), 2);

@@ -97,7 +97,10 @@ fn request(name: &str, change: PrChange) -> PrRequest {
             severity: Some("critical".into()),
             detected: Some("2026-11-23T03:12:09Z".into()),
             check: Some("pods".into()),
-            evidence: vec!["pod `checkout-7c9-x2k` container `app`: CrashLoopBackOff, 14 restarts, last exit OOMKilled (137)".into(), "container `app` was OOMKilled at its memory limit `512Mi` (request `256Mi`): usage reached the limit".into()],
+            evidence: vec![
+                "pod `checkout-7c9-x2k` container `app`: CrashLoopBackOff, 14 restarts, last exit OOMKilled (137)".into(),
+                "container `app` was OOMKilled at its memory limit `512Mi` (request `256Mi`): usage reached the limit".into(),
+            ],
             allowed: "open_pr on shop/checkout: auto (rule for open_pr at AGENTS.md line 5 decides auto)".into(),
         },
     }
@@ -292,7 +295,9 @@ fn the_repository_block_is_validated_with_file_line_and_fix() {
     let out = ws.cmd(&["validate"]).output().unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    for want in ["cannot tell the GitHub repository", "repo: owner/name", "cannot be the base branch", "is not a path template", "is not `Name <email>`", "would put a secret in AGENTS.md", "has no {id}"] {
+    for want in
+        ["cannot tell the GitHub repository", "repo: owner/name", "cannot be the base branch", "is not a path template", "is not `Name <email>`", "would put a secret in AGENTS.md", "has no {id}"]
+    {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     assert!(text.contains("AGENTS.md:"), "problems name the file and line: {text}");

@@ -48,7 +48,9 @@ fn a_real_model_speaks_the_protocol_end_to_end() {
     let upstream = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
     let (addr, seen) = proxy(upstream);
     let ws = Ws::new(
-        &format!("commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nmodel:\n  base_url: http://{addr}/v1\n  name: gemma-3-270m\n  max_turns: 3\n  max_completion_tokens: 200\n  timeout: 120s\n  deadline: 300s\n"),
+        &format!(
+            "commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\nmodel:\n  base_url: http://{addr}/v1\n  name: gemma-3-270m\n  max_turns: 3\n  max_completion_tokens: 200\n  timeout: 120s\n  deadline: 300s\n"
+        ),
         "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy || { cat output.txt; exit 1; }\"\n",
     );
     std::fs::write(ws.path().join("output.txt"), "upstream timeout after 30s; connection pool exhausted (50/50)").unwrap();
@@ -79,5 +81,9 @@ fn a_real_model_speaks_the_protocol_end_to_end() {
     let diagnosis = v["incidents"][0]["diagnosis"].to_string();
     let expected = format!("{} request(s), {prompt} prompt + {completion} completion tokens", exchanges.len());
     assert!(diagnosis.contains(&expected), "the note records what the model reported ({expected}): {diagnosis}");
-    println!("first request: {} prompt tokens (the model's own tokenizer); investigation ended: {}", exchanges[0].1["usage"]["prompt_tokens"], diagnosis.split("ended: ").nth(1).unwrap_or("?").split('"').next().unwrap_or("?"));
+    println!(
+        "first request: {} prompt tokens (the model's own tokenizer); investigation ended: {}",
+        exchanges[0].1["usage"]["prompt_tokens"],
+        diagnosis.split("ended: ").nth(1).unwrap_or("?").split('"').next().unwrap_or("?")
+    );
 }

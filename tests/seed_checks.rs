@@ -133,9 +133,10 @@ fn wait_series(url: &str, query: &str, n: usize) {
         let out = Command::new("curl").args(["-s", "-G", &format!("{url}/api/v1/query"), "--data-urlencode", &format!("query={query}")]).output();
         if let Ok(o) = out
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-                && v["data"]["result"].as_array().is_some_and(|a| a.len() == n) {
-                    return;
-                }
+            && v["data"]["result"].as_array().is_some_and(|a| a.len() == n)
+        {
+            return;
+        }
         assert!(start.elapsed() < Duration::from_secs(60), "Prometheus never scraped the exporter");
         std::thread::sleep(Duration::from_millis(250));
     }

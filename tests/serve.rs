@@ -283,11 +283,7 @@ fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolv
         .unwrap();
     let _prom = Proc(prom, prom_dir);
 
-    assert!(
-        eventually(Duration::from_secs(90), || incidents(&ws).contains("Alert QueueBacklog on {instance=")),
-        "the alert never became an incident: {}",
-        incidents(&ws)
-    );
+    assert!(eventually(Duration::from_secs(90), || incidents(&ws).contains("Alert QueueBacklog on {instance=")), "the alert never became an incident: {}", incidents(&ws));
     let line = incidents(&ws).lines().find(|l| l.contains("QueueBacklog")).unwrap().to_string();
     assert!(line.contains("critical"), "{line}");
     let id = line.split_whitespace().next().unwrap().to_string();
@@ -313,13 +309,19 @@ fn shipped_rules_and_dashboard_use_only_metrics_serve_exports() {
         support::skip("promtool", "the shipped alert rules are loaded by Debian's promtool (package prometheus)");
     }
     // A pass that opens an incident and repairs it, so every family has samples.
-    let ws = Ws::new("commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n", "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n");
+    let ws = Ws::new(
+        "commands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: auto\n",
+        "checks:\n  - name: app\n    kind: exec\n    command: \"test -f healthy\"\n    repair: fix\n",
+    );
     let serve = Serve::start(&ws, &["--execute"], &[]);
     let mut exported = String::new();
-    assert!(eventually(Duration::from_secs(10), || {
-        exported = serve.request("GET", "/metrics", &[], b"").1;
-        exported.contains("nightshift_actions_total{action=\"run_command\",decision=\"auto\",outcome=\"ok\"} 1")
-    }), "{exported}");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            exported = serve.request("GET", "/metrics", &[], b"").1;
+            exported.contains("nightshift_actions_total{action=\"run_command\",decision=\"auto\",outcome=\"ok\"} 1")
+        }),
+        "{exported}"
+    );
     let mut referenced: Vec<String> = Vec::new();
     for text in [&rules, &dashboard] {
         for (i, _) in text.match_indices("nightshift_") {

@@ -24,11 +24,14 @@ fn heartbeat(check_every: &str) -> String {
 
 fn approval_id(ws: &Ws) -> String {
     let mut id = String::new();
-    assert!(eventually(Duration::from_secs(20), || {
-        let (_, v) = ws.json(&["approvals", "--json"]);
-        id = v[0]["id"].as_str().unwrap_or("").to_string();
-        !id.is_empty()
-    }), "no pending approval");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let (_, v) = ws.json(&["approvals", "--json"]);
+            id = v[0]["id"].as_str().unwrap_or("").to_string();
+            !id.is_empty()
+        }),
+        "no pending approval"
+    );
     id
 }
 
@@ -84,7 +87,20 @@ fn a_confirm_decision_reaches_slack_with_buttons_and_an_approvers_signed_click_g
     assert_eq!(request.body["channel"], "C0OPS");
     assert_eq!(buttons(&request.body), vec![("approve".to_string(), id.clone()), ("abort".to_string(), id.clone())]);
     let all = texts(&request.body).join("\n");
-    for want in ["Approval needed: run declared command `fix`", "run_command", "command=fix", "AGENTS.md line", "Blast radius:* 1", "Risk:*", &format!("`{id}`"), "Expires", &format!("nightshift approve {id}"), &format!("https://nightshift.example.test/approvals/{id}/approve"), "check `app", "*Evidence*"] {
+    for want in [
+        "Approval needed: run declared command `fix`",
+        "run_command",
+        "command=fix",
+        "AGENTS.md line",
+        "Blast radius:* 1",
+        "Risk:*",
+        &format!("`{id}`"),
+        "Expires",
+        &format!("nightshift approve {id}"),
+        &format!("https://nightshift.example.test/approvals/{id}/approve"),
+        "check `app",
+        "*Evidence*",
+    ] {
         assert!(all.contains(want), "missing {want:?} in:\n{all}");
     }
     assert_inert(&request.body, &id);

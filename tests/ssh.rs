@@ -116,7 +116,10 @@ fn remote_output_is_read_through_the_cap_too() {
     };
     let ws = Ws::new(
         "mode: dry-run\n",
-        &format!("{}checks:\n  - name: r-loud\n    kind: exec\n    host: web-01\n    command: \"echo FIRST-LINE; yes | head -c 50000000; echo; echo LAST-LINE; exit 4\"\n    timeout: 2m\n", sshd.hosts()),
+        &format!(
+            "{}checks:\n  - name: r-loud\n    kind: exec\n    host: web-01\n    command: \"echo FIRST-LINE; yes | head -c 50000000; echo; echo LAST-LINE; exit 4\"\n    timeout: 2m\n",
+            sshd.hosts()
+        ),
     );
     let (code, v) = ws.json(&["check", "--json"]);
     let c = by_name(&v, "r-loud");
@@ -217,10 +220,7 @@ fn a_stopped_service_is_restarted_over_ssh() {
         }
     }
     let _cleanup = Cleanup(init.clone(), pid.clone());
-    let ws = Ws::new(
-        "rules:\n  - action: restart_service\n    decide: auto\n",
-        &format!("{}checks:\n  - name: app\n    kind: service\n    host: web-01\n    unit: {name}\n", sshd.hosts()),
-    );
+    let ws = Ws::new("rules:\n  - action: restart_service\n    decide: auto\n", &format!("{}checks:\n  - name: app\n    kind: service\n    host: web-01\n    unit: {name}\n", sshd.hosts()));
     let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);
     assert_eq!(code, 1, "{v}");
     let inc = &v["incidents"][0];

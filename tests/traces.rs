@@ -43,12 +43,7 @@ fn attr_str<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
 fn a_heartbeat_is_one_trace_from_signal_to_notify_and_the_incident_spans_carry_its_id() {
     let receiver = HttpServer::start(200, "{}");
     let ws = failing_until_repaired();
-    let out = ws
-        .cmd(&["heartbeat", "--json"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", receiver.addr))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-        .output()
-        .unwrap();
+    let out = ws.cmd(&["heartbeat", "--json"]).env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", receiver.addr)).env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json").output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let id = report["incidents"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(report["incidents"][0]["status"], "resolved", "{report:#}");

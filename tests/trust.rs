@@ -144,7 +144,9 @@ fn an_action_killed_midway_counts_nothing_and_takes_the_count_back() {
 
 #[test]
 fn promote_after_is_refused_outside_confirm_and_below_one_naming_file_and_line() {
-    for (rule, want) in [("    decide: auto\n    promote_after: 3\n", "`promote_after` only applies to `decide: confirm`"), ("    decide: confirm\n    promote_after: 0\n", "`promote_after: 0` is out of range")] {
+    for (rule, want) in
+        [("    decide: auto\n    promote_after: 3\n", "`promote_after` only applies to `decide: confirm`"), ("    decide: confirm\n    promote_after: 0\n", "`promote_after: 0` is out of range")]
+    {
         let ws = Ws::new(&format!("rules:\n  - action: run_command\n{rule}"), "checks: []\n");
         let out = ws.run(&["validate"]);
         assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);

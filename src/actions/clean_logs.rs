@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nix::dir::Dir;
-use nix::fcntl::{OFlag, openat};
 use nix::fcntl::AtFlags;
+use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
@@ -111,13 +111,7 @@ fn entries(dir: &mut Dir) -> Vec<CString> {
 /// directory is opened relative to its parent with `O_NOFOLLOW`, so one
 /// swapped for a symlink after it was listed is not entered; `entering`
 /// runs just before (the tests swap directories there).
-fn walk(
-    root: &Path,
-    settings: &CleanSettings,
-    now: SystemTime,
-    mut entering: impl FnMut(&Path),
-    mut found: impl FnMut(&Dir, &CStr, &Path, Clean, u64),
-) -> io::Result<Plan> {
+fn walk(root: &Path, settings: &CleanSettings, now: SystemTime, mut entering: impl FnMut(&Path), mut found: impl FnMut(&Dir, &CStr, &Path, Clean, u64)) -> io::Result<Plan> {
     let root = check_root(root)?;
     let top = Dir::open(&root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
     let dev = fstat(top.as_fd())?.st_dev;

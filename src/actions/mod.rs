@@ -371,7 +371,14 @@ impl Action {
             | Action::Failover { context, .. }
             | Action::Failback { context, .. }
             | Action::RaiseMemoryLimit { context, .. } => context.as_deref(),
-            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } | Action::OpenPr { .. } => None,
+            Action::CleanLogs { .. }
+            | Action::RenewCert { .. }
+            | Action::RestartService { .. }
+            | Action::RestartProcess { .. }
+            | Action::RunCommand { .. }
+            | Action::Notify { .. }
+            | Action::SendWebhook { .. }
+            | Action::OpenPr { .. } => None,
         }
     }
 
@@ -381,7 +388,14 @@ impl Action {
             _ => None,
         };
         let namespace = match self {
-            Action::RestartPod { namespace, .. } | Action::RolloutRestart { namespace, .. } | Action::RolloutUndo { namespace, .. } | Action::Scale { namespace, .. } | Action::RaiseMemoryLimit { namespace, .. } | Action::OpenPr { namespace, .. } | Action::Failover { namespace, .. } | Action::Failback { namespace, .. } => Some(namespace.clone()),
+            Action::RestartPod { namespace, .. }
+            | Action::RolloutRestart { namespace, .. }
+            | Action::RolloutUndo { namespace, .. }
+            | Action::Scale { namespace, .. }
+            | Action::RaiseMemoryLimit { namespace, .. }
+            | Action::OpenPr { namespace, .. }
+            | Action::Failover { namespace, .. }
+            | Action::Failback { namespace, .. } => Some(namespace.clone()),
             _ => None,
         };
         let id = match self {
@@ -393,7 +407,9 @@ impl Action {
             Action::Notify { severity, .. } => format!("humans ({})", severity.as_str()),
             Action::SendWebhook { webhook, .. } => format!("webhook {webhook}"),
             Action::RestartPod { namespace, pod, .. } => format!("{namespace}/{pod}"),
-            Action::RolloutRestart { namespace, deployment, .. } | Action::RolloutUndo { namespace, deployment, .. } | Action::Scale { namespace, deployment, .. } => format!("{namespace}/{deployment}"),
+            Action::RolloutRestart { namespace, deployment, .. } | Action::RolloutUndo { namespace, deployment, .. } | Action::Scale { namespace, deployment, .. } => {
+                format!("{namespace}/{deployment}")
+            }
             Action::RaiseMemoryLimit { namespace, deployment, container, .. } => format!("{namespace}/{deployment}/{container}"),
             Action::CordonNode { node, .. } | Action::DrainNode { node, .. } | Action::ReplaceNode { node, .. } => node.clone(),
             Action::OpenPr { namespace, name, .. } => format!("{namespace}/{name}"),
@@ -420,8 +436,23 @@ impl Action {
     /// How many instances the action touches.
     pub fn blast_radius(&self) -> u32 {
         match self {
-            Action::CleanLogs { .. } | Action::RenewCert { .. } | Action::RestartService { .. } | Action::RestartProcess { .. } | Action::RunCommand { .. } | Action::Notify { .. } | Action::SendWebhook { .. } => 1,
-            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::RaiseMemoryLimit { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::OpenPr { .. } | Action::ReplaceNode { .. } | Action::Failover { .. } | Action::Failback { .. } => 1,
+            Action::CleanLogs { .. }
+            | Action::RenewCert { .. }
+            | Action::RestartService { .. }
+            | Action::RestartProcess { .. }
+            | Action::RunCommand { .. }
+            | Action::Notify { .. }
+            | Action::SendWebhook { .. } => 1,
+            Action::RestartPod { .. }
+            | Action::RolloutRestart { .. }
+            | Action::RolloutUndo { .. }
+            | Action::RaiseMemoryLimit { .. }
+            | Action::CordonNode { .. }
+            | Action::DrainNode { .. }
+            | Action::OpenPr { .. }
+            | Action::ReplaceNode { .. }
+            | Action::Failover { .. }
+            | Action::Failback { .. } => 1,
             // The replicas it changes (50 → 0 touches 50); unknown, the replicas it sets.
             Action::Scale { replicas, from: Some(from), .. } => replicas.abs_diff(*from).max(1),
             Action::Scale { replicas, from: None, .. } => (*replicas).max(1) as u32,
@@ -433,7 +464,9 @@ impl Action {
         match self {
             Action::CleanLogs { root, host } => format!("clean old logs and core dumps under {}{}", root.display(), host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
             Action::RestartService { unit, host } => format!("restart service {unit}{}", host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
-            Action::RenewCert { certificate, renew, reload } => format!("renew the certificate of {certificate} with `{renew}`{}", reload.as_ref().map(|r| format!(", then `{r}`")).unwrap_or_default()),
+            Action::RenewCert { certificate, renew, reload } => {
+                format!("renew the certificate of {certificate} with `{renew}`{}", reload.as_ref().map(|r| format!(", then `{r}`")).unwrap_or_default())
+            }
             Action::RestartProcess { process, command } => format!("restart {process} with declared command `{command}`"),
             Action::RunCommand { command } => format!("run declared command `{command}`"),
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),
@@ -445,7 +478,9 @@ impl Action {
             Action::CordonNode { node, .. } => format!("cordon node {node}"),
             Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
             Action::ReplaceNode { node, .. } => format!("ask for node {node} to be replaced (a drained node that stays NotReady)"),
-            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}"),
+            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => {
+                format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}")
+            }
             Action::Failover { namespace, service, to, from, .. } => format!("fail service {namespace}/{service} over from {from} to its secondary {to}"),
             Action::Failback { namespace, service, to, from, .. } => format!("switch service {namespace}/{service} back from {from} to its primary {to}"),
             Action::OpenPr { namespace, kind, name, change } => format!("open a pull request for {} {namespace}/{name}: {}", kind.to_ascii_lowercase(), change.describe()),

@@ -103,7 +103,9 @@ impl ApprovalInfo {
         use crate::memory::notes::timestamp;
         let action = serde_json::to_value(&a.action).unwrap_or_default();
         let arguments = match &action {
-            serde_json::Value::Object(m) => m.iter().filter(|(k, _)| k.as_str() != "action").map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" "),
+            serde_json::Value::Object(m) => {
+                m.iter().filter(|(k, _)| k.as_str() != "action").map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
+            }
             _ => String::new(),
         };
         let url = |verb: &str| public_url.map(|u| format!("{}/approvals/{}/{verb}", u.trim_end_matches('/'), a.id));
@@ -176,7 +178,18 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(kind: Kind, severity: Severity, service: &str, message: &str, incident: Option<&str>) -> Self {
-        Self { kind, severity, urgency: Urgency::of(severity), service: service.into(), message: message.into(), incident: incident.map(str::to_string), evidence: None, summary: None, approval: None, buttons: true }
+        Self {
+            kind,
+            severity,
+            urgency: Urgency::of(severity),
+            service: service.into(),
+            message: message.into(),
+            incident: incident.map(str::to_string),
+            evidence: None,
+            summary: None,
+            approval: None,
+            buttons: true,
+        }
     }
 }
 

@@ -53,9 +53,10 @@ impl Check for Disk<'_> {
             problems.push(format!("{:.1}% used of {} (limit {max}%)", u.used_percent, self.path.display()));
         }
         if let (Some(max), Some(iu)) = (self.max_inodes, u.inodes_used_percent)
-            && iu > max {
-                problems.push(format!("{iu:.1}% of inodes used on {} (limit {max}%)", self.path.display()));
-            }
+            && iu > max
+        {
+            problems.push(format!("{iu:.1}% of inodes used on {} (limit {max}%)", self.path.display()));
+        }
         let (status, summary) = if problems.is_empty() {
             (Status::Ok, format!("{:.1}% used of {}, {} free", u.used_percent, self.path.display(), human_bytes(u.avail)))
         } else {

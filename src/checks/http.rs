@@ -57,17 +57,17 @@ impl Check for Http<'_> {
             }
         }
         if let Some(needle) = self.body_contains
-            && !text.contains(needle) {
-                failures.push(format!("body does not contain {needle:?}"));
-            }
+            && !text.contains(needle)
+        {
+            failures.push(format!("body does not contain {needle:?}"));
+        }
         if let Some(max) = self.max_latency.filter(|m| latency > *m) {
             failures.push(format!("took {ms} ms, limit {} ms", max.as_millis()));
         }
         let mut o = if failures.is_empty() {
             Outcome::new(Status::Ok, format!("GET {} → {status} in {ms} ms", self.url))
         } else {
-            Outcome::new(Status::Failing, format!("GET {}: {}", self.url, failures.join(", ")))
-                .with("body_excerpt", super::tail(&text, 512))
+            Outcome::new(Status::Failing, format!("GET {}: {}", self.url, failures.join(", "))).with("body_excerpt", super::tail(&text, 512))
         };
         o = o.with("status", status).with("latency_ms", ms);
         o

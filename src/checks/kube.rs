@@ -54,8 +54,7 @@ impl Scope {
 
     /// Whether a cached object is in scope.
     fn holds(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-        self.namespace.as_ref().is_none_or(|ns| meta.namespace.as_ref() == Some(ns))
-            && self.selector.as_ref().is_none_or(|s| selector_matches(s, meta.labels.as_ref().unwrap_or(&Default::default())))
+        self.namespace.as_ref().is_none_or(|ns| meta.namespace.as_ref() == Some(ns)) && self.selector.as_ref().is_none_or(|s| selector_matches(s, meta.labels.as_ref().unwrap_or(&Default::default())))
     }
 }
 
@@ -63,7 +62,10 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DependencyTarget {
     /// A Service, `namespace/name`: healthy while it has a ready endpoint.
-    Service { namespace: String, name: String },
+    Service {
+        namespace: String,
+        name: String,
+    },
     Http(String),
     Tcp(String),
 }

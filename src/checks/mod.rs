@@ -231,7 +231,9 @@ impl ProbeSpec {
     /// The kubeconfig context of a Kubernetes check.
     pub fn kube_context(&self) -> Option<&str> {
         match self {
-            ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } | ProbeSpec::Dependency { scope, .. } => scope.context.as_deref(),
+            ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } | ProbeSpec::Dependency { scope, .. } => {
+                scope.context.as_deref()
+            }
             ProbeSpec::K8sScaling(s) => s.context.as_deref(),
             ProbeSpec::K8sFailover(s) => s.context.as_deref(),
             _ => None,
@@ -264,17 +266,13 @@ impl ProbeSpec {
 
     pub async fn run(&self, ctx: &Context) -> Outcome {
         match self {
-            ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => {
-                disk::Disk { path, max_used: *max_used_percent, max_inodes: *max_inodes_percent }.run(ctx).await
-            }
+            ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => disk::Disk { path, max_used: *max_used_percent, max_inodes: *max_inodes_percent }.run(ctx).await,
             ProbeSpec::Http { url, expect_status, body_contains, timeout, max_latency } => {
                 http::Http { url, expect_status: *expect_status, body_contains: body_contains.as_deref(), timeout: *timeout, max_latency: *max_latency }.run(ctx).await
             }
             ProbeSpec::Tcp { address, timeout } => tcp::Tcp { address, timeout: *timeout }.run(ctx).await,
             ProbeSpec::Exec { command, timeout } => exec::Exec { command, timeout: *timeout }.run(ctx).await,
-            ProbeSpec::Tls { source, warn_days, min_days, timeout, .. } => {
-                tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await
-            }
+            ProbeSpec::Tls { source, warn_days, min_days, timeout, .. } => tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await,
             ProbeSpec::Process { by } => process::Process { by }.run(ctx).await,
             ProbeSpec::Backup { path, max_age, min_size } => backup::Backup { pattern: path, max_age: *max_age, min_size: *min_size }.run(ctx).await,
             ProbeSpec::Prometheus { url, query, condition, token_env, timeout } => {

@@ -49,9 +49,7 @@ fn by_pidfile(path: &Path) -> Outcome {
         return Outcome::new(Status::Failing, format!("pidfile {} holds no pid", path.display()));
     };
     match stat(pid) {
-        Some((comm, state)) if !matches!(state, 'Z' | 'X' | 'x') => {
-            Outcome::new(Status::Ok, format!("pid {pid} ({comm}) from {} is running", path.display())).with("pid", pid).with("comm", comm)
-        }
+        Some((comm, state)) if !matches!(state, 'Z' | 'X' | 'x') => Outcome::new(Status::Ok, format!("pid {pid} ({comm}) from {} is running", path.display())).with("pid", pid).with("comm", comm),
         Some((comm, _)) => Outcome::new(Status::Failing, format!("pid {pid} ({comm}) from {} is a zombie", path.display())).with("pid", pid),
         None => Outcome::new(Status::Failing, format!("pid {pid} from {} is not running (stale pidfile)", path.display())).with("pid", pid),
     }
@@ -80,12 +78,8 @@ fn find(by: &ProcessRef) -> Outcome {
         ProcessRef::Pidfile(p) => by_pidfile(p),
         ProcessRef::Name(name) => match find_by_name(name) {
             Err(e) => Outcome::new(Status::Error, format!("cannot read /proc: {e}")),
-            Ok((live, zombies)) if !live.is_empty() => {
-                Outcome::new(Status::Ok, format!("{name} is running (pid {})", join(&live))).with("pids", live).with("zombies", zombies)
-            }
-            Ok((_, zombies)) if !zombies.is_empty() => {
-                Outcome::new(Status::Failing, format!("{name} is not running: only zombies (pid {})", join(&zombies))).with("zombies", zombies)
-            }
+            Ok((live, zombies)) if !live.is_empty() => Outcome::new(Status::Ok, format!("{name} is running (pid {})", join(&live))).with("pids", live).with("zombies", zombies),
+            Ok((_, zombies)) if !zombies.is_empty() => Outcome::new(Status::Failing, format!("{name} is not running: only zombies (pid {})", join(&zombies))).with("zombies", zombies),
             Ok(_) => Outcome::new(Status::Failing, format!("no process named {name} is running")),
         },
     }

@@ -86,7 +86,18 @@ impl Check for Prometheus<'_> {
         o.summary = if bad > 0 {
             format!("{bad} of {} series failing: {}", o.series.len(), o.series.iter().filter(|s| s.status == Status::Failing).map(|s| s.summary.as_str()).collect::<Vec<_>>().join("; "))
         } else {
-            format!("{} series, none {} {}", o.series.len(), match self.condition { Condition::Above(_) => "above", _ => "below" }, match self.condition { Condition::Above(t) | Condition::Below(t) => t, Condition::Absent => 0.0 })
+            format!(
+                "{} series, none {} {}",
+                o.series.len(),
+                match self.condition {
+                    Condition::Above(_) => "above",
+                    _ => "below",
+                },
+                match self.condition {
+                    Condition::Above(t) | Condition::Below(t) => t,
+                    Condition::Absent => 0.0,
+                }
+            )
         };
         o
     }
@@ -122,10 +133,14 @@ pub async fn instant(ctx: &Context, url: &str, query: &str, token_env: Option<&s
     let samples = match data["resultType"].as_str() {
         Some("vector") => data["result"]
             .as_array()
-            .map(|a| a.iter().map(|s| {
-                let metric = s["metric"].as_object().cloned().unwrap_or_default();
-                (series_name(&metric), metric, number(&s["value"]))
-            }).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        let metric = s["metric"].as_object().cloned().unwrap_or_default();
+                        (series_name(&metric), metric, number(&s["value"]))
+                    })
+                    .collect()
+            })
             .unwrap_or_default(),
         Some("scalar") => vec![("scalar".into(), serde_json::Map::new(), number(&data["result"]))],
         other => return Err(format!("query returned {} results; use an instant vector or scalar", other.unwrap_or("no"))),

@@ -60,9 +60,10 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
                 problems.push(format!("{pct:.1}% used of {p} on {host} (limit {max}%)"));
             }
             if let (Some(max), Some(iu)) = (max_inodes_percent, inodes)
-                && iu > *max {
-                    problems.push(format!("{iu:.1}% of inodes used on {p} on {host} (limit {max}%)"));
-                }
+                && iu > *max
+            {
+                problems.push(format!("{iu:.1}% of inodes used on {p} on {host} (limit {max}%)"));
+            }
             let (status, summary) = if problems.is_empty() {
                 (Status::Ok, format!("{pct:.1}% used of {p} on {host}, {} free", human_bytes(avail)))
             } else {
@@ -103,7 +104,9 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
                 Some((avail, total)) => {
                     let pct = avail as f64 * 100.0 / total as f64;
                     let status = if pct < *min_available_percent { Status::Failing } else { Status::Ok };
-                    Outcome::new(status, format!("{pct:.1}% of memory available on {host} ({} of {})", human_bytes(avail), human_bytes(total))).with("host", host).with("available_percent", (pct * 10.0).round() / 10.0)
+                    Outcome::new(status, format!("{pct:.1}% of memory available on {host} ({} of {})", human_bytes(avail), human_bytes(total)))
+                        .with("host", host)
+                        .with("available_percent", (pct * 10.0).round() / 10.0)
                 }
                 _ => err(format!("cannot read /proc/meminfo of {host}")),
             },
@@ -119,11 +122,9 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
 pub async fn service(by: &ServiceRef, host: Option<&str>, ctx: &Context) -> Outcome {
     let place = host.map_or("this host".to_string(), str::to_string);
     let (script, arg, what) = match by {
-        ServiceRef::Unit(u) => (
-            "if [ -d /run/systemd/system ]; then echo systemd; systemctl is-active --quiet -- \"$1\"; else echo sysv; service \"$1\" status >/dev/null 2>&1; fi",
-            u.as_str(),
-            format!("service {u}"),
-        ),
+        ServiceRef::Unit(u) => {
+            ("if [ -d /run/systemd/system ]; then echo systemd; systemctl is-active --quiet -- \"$1\"; else echo sysv; service \"$1\" status >/dev/null 2>&1; fi", u.as_str(), format!("service {u}"))
+        }
         ServiceRef::Pidfile(p) => (
             "echo pidfile; pid=$(cat -- \"$1\") || exit 3; state=$(sed -e 's/.*) //' -e 's/ .*//' \"/proc/$pid/stat\" 2>/dev/null) || exit 1; [ \"$state\" != Z ] && [ \"$state\" != X ]",
             p.to_str().unwrap_or(""),
@@ -133,11 +134,8 @@ pub async fn service(by: &ServiceRef, host: Option<&str>, ctx: &Context) -> Outc
     match sh(ctx, host, script, &[arg], TIMEOUT).await {
         Ok(o) => {
             let manager = o.stdout.lines().next().unwrap_or("").trim().to_string();
-            let mut out = if o.code == Some(0) {
-                Outcome::new(Status::Ok, format!("{what} is running on {place}"))
-            } else {
-                Outcome::new(Status::Failing, format!("{what} is not running on {place}"))
-            };
+            let mut out =
+                if o.code == Some(0) { Outcome::new(Status::Ok, format!("{what} is running on {place}")) } else { Outcome::new(Status::Failing, format!("{what} is not running on {place}")) };
             out = out.with("manager", manager);
             if let Some(h) = host {
                 out = out.with("host", h);

@@ -102,7 +102,12 @@ pub fn assess_scaling(s: &ScalingSpec, r: &ScalingReading) -> Outcome {
     };
     if let Some(hpa) = &r.hpa {
         if r.value > s.above {
-            set(Status::Warning, "none", r.replicas, format!("{what} is under load ({signal}, above {}) but HorizontalPodAutoscaler {}/{hpa} owns its replicas: nightshift does not scale it", s.above, s.namespace));
+            set(
+                Status::Warning,
+                "none",
+                r.replicas,
+                format!("{what} is under load ({signal}, above {}) but HorizontalPodAutoscaler {}/{hpa} owns its replicas: nightshift does not scale it", s.above, s.namespace),
+            );
         } else {
             set(Status::Ok, "none", r.replicas, format!("{what}: {signal} at {} replica(s); HorizontalPodAutoscaler {}/{hpa} owns its replicas", r.replicas, s.namespace));
         }
@@ -167,7 +172,12 @@ async fn load(s: &ScalingSpec, ctx: &Context) -> Result<f64, String> {
         LoadSignal::Http { url } => {
             let client = ctx.http()?;
             let started = Instant::now();
-            let resp = client.get(url).timeout(s.timeout).send().await.map_err(|e| if e.is_timeout() { format!("{url} did not answer within {}", crate::duration::format(s.timeout)) } else { format!("{url}: {e}") })?;
+            let resp = client
+                .get(url)
+                .timeout(s.timeout)
+                .send()
+                .await
+                .map_err(|e| if e.is_timeout() { format!("{url} did not answer within {}", crate::duration::format(s.timeout)) } else { format!("{url}: {e}") })?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if resp.status().is_server_error() {
                 return Err(format!("{url} answered {}", resp.status().as_u16()));
@@ -258,18 +268,35 @@ pub fn assess_failover(s: &FailoverSpec, selector: &BTreeMap<String, String>, pr
     };
     match role {
         "primary" if primary.healthy() => set(Status::Ok, format!("{svc} is served by its primary {}", primary.describe()), None, None),
-        "primary" if secondary.healthy() => set(Status::Failing, format!("{svc} is served by its primary {}, which is down; its secondary {} is ready", primary.describe(), secondary.describe()), Some("failover"), None),
-        "primary" => set(Status::Failing, format!("{svc} is served by its primary {}, which is down, and its secondary {} is not ready either", primary.describe(), secondary.describe()), None, None),
-        "secondary" if primary.healthy() && !secondary.healthy() => {
-            set(Status::Failing, format!("{svc} is served by its secondary {}, which is down, while its primary {} is healthy: switching back now", secondary.describe(), primary.describe()), Some("failback"), None)
+        "primary" if secondary.healthy() => {
+            set(Status::Failing, format!("{svc} is served by its primary {}, which is down; its secondary {} is ready", primary.describe(), secondary.describe()), Some("failover"), None)
         }
+        "primary" => set(Status::Failing, format!("{svc} is served by its primary {}, which is down, and its secondary {} is not ready either", primary.describe(), secondary.describe()), None, None),
+        "secondary" if primary.healthy() && !secondary.healthy() => set(
+            Status::Failing,
+            format!("{svc} is served by its secondary {}, which is down, while its primary {} is healthy: switching back now", secondary.describe(), primary.describe()),
+            Some("failback"),
+            None,
+        ),
         "secondary" if primary.healthy() => {
             let since = primary.ready_since.unwrap_or(now);
             let held = (now - since).to_std().unwrap_or_default();
             if held >= s.switch_back_after {
-                set(Status::Failing, format!("{svc} is served by its secondary {}; its primary {} has been healthy for {} (window {}): switching back", secondary.describe(), primary.describe(), crate::duration::format(held), crate::duration::format(s.switch_back_after)), Some("failback"), None);
+                set(
+                    Status::Failing,
+                    format!(
+                        "{svc} is served by its secondary {}; its primary {} has been healthy for {} (window {}): switching back",
+                        secondary.describe(),
+                        primary.describe(),
+                        crate::duration::format(held),
+                        crate::duration::format(s.switch_back_after)
+                    ),
+                    Some("failback"),
+                    None,
+                );
             } else {
-                let line = format!("its primary {} has been healthy for {} of the {} before switching back", primary.describe(), crate::duration::format(held), crate::duration::format(s.switch_back_after));
+                let line =
+                    format!("its primary {} has been healthy for {} of the {} before switching back", primary.describe(), crate::duration::format(held), crate::duration::format(s.switch_back_after));
                 set(Status::Failing, format!("{svc} is served by its secondary {}; {line}", secondary.describe()), None, Some(line));
             }
         }
@@ -280,7 +307,14 @@ pub fn assess_failover(s: &FailoverSpec, selector: &BTreeMap<String, String>, pr
         "secondary" => set(Status::Failing, format!("{svc} is served by its secondary {}, which is down, and its primary {} is down too", secondary.describe(), primary.describe()), None, None),
         _ => set(
             Status::Failing,
-            format!("{svc} selects {{{}}}, which is neither its primary {} ({}) nor its secondary {} ({}): nightshift does not touch a selector it did not expect", labels_text(selector), primary.name, labels_text(&primary.labels), secondary.name, labels_text(&secondary.labels)),
+            format!(
+                "{svc} selects {{{}}}, which is neither its primary {} ({}) nor its secondary {} ({}): nightshift does not touch a selector it did not expect",
+                labels_text(selector),
+                primary.name,
+                labels_text(&primary.labels),
+                secondary.name,
+                labels_text(&secondary.labels)
+            ),
             None,
             None,
         ),

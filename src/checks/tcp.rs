@@ -24,8 +24,7 @@ impl Check for Tcp<'_> {
                 Outcome::new(Status::Ok, format!("{} accepts connections ({ms} ms)", self.address)).with("connect_ms", ms)
             }
             Ok(Err(e)) => Outcome::new(Status::Failing, format!("cannot connect to {}: {e}", self.address)).with("error", e.to_string()),
-            Err(_) => Outcome::new(Status::Failing, format!("no connection to {} within {}", self.address, crate::duration::format(self.timeout)))
-                .with("error", "timeout"),
+            Err(_) => Outcome::new(Status::Failing, format!("no connection to {} within {}", self.address, crate::duration::format(self.timeout))).with("error", "timeout"),
         }
     }
 }

@@ -47,13 +47,7 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        not_after: cert.validity().not_after.timestamp(),
-        dns_names,
-        chain: vec![cert.subject().to_string()],
-    })
+    Ok(CertInfo { subject: cert.subject().to_string(), issuer: cert.issuer().to_string(), not_after: cert.validity().not_after.timestamp(), dns_names, chain: vec![cert.subject().to_string()] })
 }
 
 /// Reads the first certificate of a PEM file.

@@ -44,10 +44,18 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// The container's memory limit × factor, and its memory request when set.
-    RaiseMemory { container: Option<String>, factor: f64 },
-    SetReplicas { replicas: i32 },
+    RaiseMemory {
+        container: Option<String>,
+        factor: f64,
+    },
+    SetReplicas {
+        replicas: i32,
+    },
     /// The liveness probe's `initialDelaySeconds`, raised to `seconds`.
-    LivenessDelay { container: Option<String>, seconds: u32 },
+    LivenessDelay {
+        container: Option<String>,
+        seconds: u32,
+    },
 }
 
 /// A prepared edit: the file before and after, and what changed in words.
@@ -289,7 +297,9 @@ fn parse(src: &str) -> Result<Vec<Node>, String> {
         let (ev, span) = next.map_err(|e| format!("not plain YAML (a Helm or other template?): {e}"))?;
         let range = span.byte_range().ok_or("the YAML parser gave no byte offsets")?;
         match ev {
-            Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::MappingEnd | Event::SequenceStart(..) | Event::SequenceEnd | Event::DocumentStart(..) | Event::DocumentEnd => events.push((ev, range)),
+            Event::Scalar(..) | Event::Alias(_) | Event::MappingStart(..) | Event::MappingEnd | Event::SequenceStart(..) | Event::SequenceEnd | Event::DocumentStart(..) | Event::DocumentEnd => {
+                events.push((ev, range))
+            }
             _ => {}
         }
     }
@@ -670,10 +680,22 @@ mod tests {
     fn refuses_anchors_aliases_merges_templates_and_missing_limits() -> Res {
         let cases = [
             ("kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources: &r\n          limits: {memory: 1Gi}\n", "anchor"),
-            ("x: &r {limits: {memory: 1Gi}}\n---\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources: *r\n", "not plain YAML"),
-            ("kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits: {memory: \"${MEM}\"}\n", "template expression"),
-            ("kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          requests: {memory: 1Gi}\n", "no memory limit"),
-            ("kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits:\n            memory: |\n              1Gi\n", "block scalar"),
+            (
+                "x: &r {limits: {memory: 1Gi}}\n---\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources: *r\n",
+                "not plain YAML",
+            ),
+            (
+                "kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits: {memory: \"${MEM}\"}\n",
+                "template expression",
+            ),
+            (
+                "kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          requests: {memory: 1Gi}\n",
+                "no memory limit",
+            ),
+            (
+                "kind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits:\n            memory: |\n              1Gi\n",
+                "block scalar",
+            ),
         ];
         for (src, want) in cases {
             let err = refused(edit_str(src, &target("Deployment", "prod", "api"), &MEM));

@@ -117,9 +117,13 @@ impl PrChange {
 
     pub fn describe(&self) -> String {
         match self {
-            PrChange::RaiseMemory { container, factor } => format!("raise the memory limit{} ×{}", container.as_ref().map(|c| format!(" of container {c}")).unwrap_or_default(), factor.unwrap_or(DEFAULT_FACTOR)),
+            PrChange::RaiseMemory { container, factor } => {
+                format!("raise the memory limit{} ×{}", container.as_ref().map(|c| format!(" of container {c}")).unwrap_or_default(), factor.unwrap_or(DEFAULT_FACTOR))
+            }
             PrChange::SetReplicas { replicas } => format!("set replicas to {replicas}"),
-            PrChange::LivenessDelay { container, seconds } => format!("give the liveness probe{} an initial delay of {seconds}s", container.as_ref().map(|c| format!(" of container {c}")).unwrap_or_default()),
+            PrChange::LivenessDelay { container, seconds } => {
+                format!("give the liveness probe{} an initial delay of {seconds}s", container.as_ref().map(|c| format!(" of container {c}")).unwrap_or_default())
+            }
         }
     }
 

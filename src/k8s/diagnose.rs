@@ -5,8 +5,8 @@
 //! beyond the fixed classes below.
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ListParams, LogParams};
 use kube::Client;
+use kube::api::{Api, ListParams, LogParams};
 
 use super::observe::{PodFacts, one_line};
 use super::quantity;
@@ -49,13 +49,30 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
             let limit = first.memory_limit.clone();
             match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), is_deployment) {
                 (Some(from), Some(to), true) => {
-                    steps.push(format!("container {} was OOMKilled at its memory limit {} (request {}): usage reached the limit", code(first.container.as_deref().unwrap_or("?")), code(from), code(first.memory_request.as_deref().unwrap_or("unset"))));
-                    plan.push(Action::RaiseMemoryLimit { namespace: ns.into(), deployment: workload.into(), container: first.container.clone().unwrap_or_default(), from: from.clone(), to, context: context.map(str::to_string) });
+                    steps.push(format!(
+                        "container {} was OOMKilled at its memory limit {} (request {}): usage reached the limit",
+                        code(first.container.as_deref().unwrap_or("?")),
+                        code(from),
+                        code(first.memory_request.as_deref().unwrap_or("unset"))
+                    ));
+                    plan.push(Action::RaiseMemoryLimit {
+                        namespace: ns.into(),
+                        deployment: workload.into(),
+                        container: first.container.clone().unwrap_or_default(),
+                        from: from.clone(),
+                        to,
+                        context: context.map(str::to_string),
+                    });
                 }
                 (None, _, _) => steps.push("the container has no memory limit: the node ran out of memory and the kernel chose it".into()),
                 _ => {}
             }
-            ("pod-oom", format!("{ns}/{workload} is OOMKilled in a loop"), plan, vec!["size the memory limit from the container's real peak usage (plus headroom) in the manifest, not by restarting".into(), "a restart only buys time: merge the limit change".into()])
+            (
+                "pod-oom",
+                format!("{ns}/{workload} is OOMKilled in a loop"),
+                plan,
+                vec!["size the memory limit from the container's real peak usage (plus headroom) in the manifest, not by restarting".into(), "a restart only buys time: merge the limit change".into()],
+            )
         }
         "CrashLoopBackOff" | "Restarting" => (
             "pod-crashloop",
@@ -66,7 +83,12 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
         "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull" => {
             steps.push(format!("image {} cannot be pulled", code(first.image.as_deref().unwrap_or("?"))));
             let plan = if is_deployment { vec![Action::RolloutUndo { namespace: ns.into(), deployment: workload.into(), context: context.map(str::to_string) }] } else { Vec::new() };
-            ("pod-image-pull", format!("{ns}/{workload} cannot pull its image"), plan, vec!["check the image name, tag and registry credentials (imagePullSecrets) before deploying; pin images by digest".into()])
+            (
+                "pod-image-pull",
+                format!("{ns}/{workload} cannot pull its image"),
+                plan,
+                vec!["check the image name, tag and registry credentials (imagePullSecrets) before deploying; pin images by digest".into()],
+            )
         }
         "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => (
             "pod-config-error",
@@ -275,7 +297,12 @@ pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
         if f.restarts > 0 || f.phase == "Running" {
             let lp = LogParams { container: f.container.clone(), previous: f.restarts > 0, tail_lines: Some(LOG_LINES), limit_bytes: Some(16 * 1024), ..Default::default() };
             match Api::<Pod>::namespaced(client.clone(), ns).logs(&f.name, &lp).await {
-                Ok(text) if !text.trim().is_empty() => d.steps.push(format!("last log lines of {} ({} container):\n\n```text\n{}\n```", code(&f.name), if lp.previous { "previous" } else { "current" }, crate::redact::redact(text.trim_end()).replace("```", "'''"))),
+                Ok(text) if !text.trim().is_empty() => d.steps.push(format!(
+                    "last log lines of {} ({} container):\n\n```text\n{}\n```",
+                    code(&f.name),
+                    if lp.previous { "previous" } else { "current" },
+                    crate::redact::redact(text.trim_end()).replace("```", "'''")
+                )),
                 Ok(_) => {}
                 Err(e) => d.steps.push(format!("logs of {}: {}", code(&f.name), code(&super::explain(&e, "reading logs")))),
             }
@@ -307,7 +334,12 @@ async fn claim_events(client: &Client, ns: &str) -> Vec<String> {
 
 fn render_events(mut items: Vec<Event>, keep: usize) -> Vec<String> {
     let when = |e: &Event| {
-        e.last_timestamp.as_ref().map(super::observe::time).or(e.event_time.as_ref().map(|t| super::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))).or(e.first_timestamp.as_ref().map(super::observe::time)).unwrap_or_default()
+        e.last_timestamp
+            .as_ref()
+            .map(super::observe::time)
+            .or(e.event_time.as_ref().map(|t| super::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
+            .or(e.first_timestamp.as_ref().map(super::observe::time))
+            .unwrap_or_default()
     };
     items.sort_by_key(when);
     let n = items.len();
@@ -387,7 +419,9 @@ pub fn failover(r: &CheckResult, s: &crate::checks::strategy::FailoverSpec) -> D
         };
     }
     let plan = match ev(r, "switch") {
-        "failover" => vec![Action::Failover { namespace: s.namespace.clone(), service: s.service.clone(), to: s.secondary.clone(), from: s.primary.clone(), recover: s.recover, context: s.context.clone() }],
+        "failover" => {
+            vec![Action::Failover { namespace: s.namespace.clone(), service: s.service.clone(), to: s.secondary.clone(), from: s.primary.clone(), recover: s.recover, context: s.context.clone() }]
+        }
         "failback" => vec![Action::Failback { namespace: s.namespace.clone(), service: s.service.clone(), to: s.primary.clone(), from: s.secondary.clone(), context: s.context.clone() }],
         _ => Vec::new(),
     };

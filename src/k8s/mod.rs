@@ -41,9 +41,7 @@ impl Clients {
 pub async fn connect(context: Option<&str>) -> Result<Client, String> {
     crate::install_crypto_provider();
     let config = match context {
-        None => Config::infer().await.map_err(|e| {
-            format!("no Kubernetes configuration: {e} (set KUBECONFIG, write ~/.kube/config, or run in a pod with a service account)")
-        })?,
+        None => Config::infer().await.map_err(|e| format!("no Kubernetes configuration: {e} (set KUBECONFIG, write ~/.kube/config, or run in a pod with a service account)"))?,
         Some(ctx) => {
             let options = KubeConfigOptions { context: Some(ctx.to_string()), ..Default::default() };
             let kubeconfig = Kubeconfig::read().map_err(|e| format!("cannot read the kubeconfig for context `{ctx}`: {e} (set KUBECONFIG or write ~/.kube/config)"))?;

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use crate::checks::{Outcome, Series, Status};
 
 /// Waiting reasons that mean the container cannot run.
-pub const BAD_WAITING: [&str; 8] = ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "ErrImageNeverPull"];
+pub const BAD_WAITING: [&str; 8] =
+    ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "ErrImageNeverPull"];
 
 pub fn time(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
@@ -98,7 +99,13 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
     let mut worst: Option<(&k8s_openapi::api::core::v1::ContainerStatus, u8)> = None;
     for cs in statuses {
         let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
-        let rank = if waiting.is_some_and(|w| BAD_WAITING.contains(&w)) { 2 } else if cs.restart_count > 0 { 1 } else { 0 };
+        let rank = if waiting.is_some_and(|w| BAD_WAITING.contains(&w)) {
+            2
+        } else if cs.restart_count > 0 {
+            1
+        } else {
+            0
+        };
         if worst.is_none_or(|(w, r)| rank > r || (rank == r && cs.restart_count > w.restart_count)) {
             worst = Some((cs, rank));
         }
@@ -148,7 +155,9 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
         }
         return None;
     }
-    let recent = |e: &Option<LastExit>| e.as_ref().and_then(|e| e.finished.as_deref()).and_then(|f| DateTime::parse_from_rfc3339(f).ok()).is_none_or(|f| now - f.with_timezone(&Utc) < chrono::Duration::hours(1));
+    let recent = |e: &Option<LastExit>| {
+        e.as_ref().and_then(|e| e.finished.as_deref()).and_then(|f| DateTime::parse_from_rfc3339(f).ok()).is_none_or(|f| now - f.with_timezone(&Utc) < chrono::Duration::hours(1))
+    };
     if facts.restarts > rules.max_restarts && recent(&facts.last_exit) {
         facts.reason = "Restarting".into();
         facts.message = Some(format!("{} restarts", facts.restarts));
@@ -278,7 +287,9 @@ pub fn deployments<D: Borrow<Deployment>>(list: &[D], grace: Duration, now: Date
         let (reason, message) = match (stuck, unavailable) {
             (Some(c), _) => ("ProgressDeadlineExceeded", c.message.clone().unwrap_or_default()),
             (None, Some(c)) => ("Unavailable", c.message.clone().unwrap_or_default()),
-            (None, None) if available < spec_replicas && status.observed_generation >= d.metadata.generation && cond("Progressing").is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable")) => {
+            (None, None)
+                if available < spec_replicas && status.observed_generation >= d.metadata.generation && cond("Progressing").is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable")) =>
+            {
                 // A finished rollout that lost replicas later (crashes, evictions).
                 let since = cond("Available").and_then(|c| c.last_update_time.as_ref()).map(time).unwrap_or(now);
                 if !older_than(since, now, grace) {
@@ -447,7 +458,12 @@ mod tests {
     #[test]
     fn pod_states_as_kubernetes_reports_them() {
         let ready = json!([{"type": "Ready", "status": "True"}]);
-        assert_eq!(reason(json!({"phase": "Running", "conditions": ready, "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]})), None);
+        assert_eq!(
+            reason(
+                json!({"phase": "Running", "conditions": ready, "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]})
+            ),
+            None
+        );
         // An init container that crash-loops keeps the pod Pending.
         assert_eq!(
             reason(json!({"phase": "Pending", "initContainerStatuses": [{"name": "migrate", "image": "m:1", "imageID": "", "ready": false, "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]})).as_deref(),
@@ -455,7 +471,11 @@ mod tests {
         );
         // Pulling an image for a minute is not a problem yet; a long Pending is.
         assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]})).as_deref(), Some("Pending"));
-        assert_eq!(reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]})).as_deref(), Some("Unschedulable"));
+        assert_eq!(
+            reason(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]}))
+                .as_deref(),
+            Some("Unschedulable")
+        );
         assert_eq!(
             scheduler_reasons("0/8 nodes are available: 1 node(s) had taint {dedicated: a}, that the pod didn't tolerate, 2 Insufficient cpu, 5 node(s) didn't match Pod's node affinity/selector."),
             "0/8 nodes are available: 5 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu, 1 node(s) had taint {dedicated: a}, that the pod didn't tolerate."

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
 use super::{explain, server_version};
@@ -67,7 +67,11 @@ fn images(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
 /// The revision a rollback would go to, and the template it would restore.
 async fn undo_plan(client: &Client, namespace: &str, deployment: &str) -> Result<(Deployment, i64, i64, ReplicaSet), String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api.get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?.ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+    let d = api
+        .get_opt(deployment)
+        .await
+        .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
+        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
     if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
         return Err(format!("refused: deployment {namespace}/{deployment} is paused; resume it before rolling back"));
     }
@@ -158,7 +162,10 @@ pub async fn scale(client: &Client, namespace: &str, deployment: &str, replicas:
 pub async fn switch_service(client: &Client, namespace: &str, service: &str, to: &str, wait: Duration) -> Result<String, String> {
     let target = crate::checks::strategy::workload(client, namespace, to).await?;
     if !target.healthy() {
-        return Err(format!("refused: deployment {namespace}/{to} is not ready ({}/{} ready, exists: {}); switching would leave service {service} without endpoints", target.ready, target.desired, target.exists));
+        return Err(format!(
+            "refused: deployment {namespace}/{to} is not ready ({}/{} ready, exists: {}); switching would leave service {service} without endpoints",
+            target.ready, target.desired, target.exists
+        ));
     }
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
     let svc = api.get(service).await.map_err(|e| explain(&e, &format!("reading service {namespace}/{service}")))?;
@@ -178,9 +185,21 @@ pub async fn switch_service(client: &Client, namespace: &str, service: &str, to:
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
     let deadline = Instant::now() + wait;
     loop {
-        let theirs: std::collections::HashSet<String> = pods.list(&ListParams::default().labels(&now)).await.map_err(|e| format!("{switched}; then {}", explain(&e, "listing its pods")))?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+        let theirs: std::collections::HashSet<String> = pods
+            .list(&ListParams::default().labels(&now))
+            .await
+            .map_err(|e| format!("{switched}; then {}", explain(&e, "listing its pods")))?
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
         let ep = endpoints.get_opt(service).await.map_err(|e| format!("{switched}; then {}", explain(&e, "reading its endpoints")))?;
-        let ready: Vec<String> = ep.iter().flat_map(|e| e.subsets.iter().flatten()).flat_map(|s| s.addresses.iter().flatten()).map(|a| a.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| a.ip.clone())).collect();
+        let ready: Vec<String> = ep
+            .iter()
+            .flat_map(|e| e.subsets.iter().flatten())
+            .flat_map(|s| s.addresses.iter().flatten())
+            .map(|a| a.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| a.ip.clone()))
+            .collect();
         let others: Vec<&String> = ready.iter().filter(|n| !theirs.contains(*n)).collect();
         if !ready.is_empty() && others.is_empty() {
             return Ok(format!("{switched}; its endpoints are {} ready pod(s) of {to}: {}", ready.len(), ready.join(", ")));
@@ -201,7 +220,11 @@ pub async fn switch_service(client: &Client, namespace: &str, service: &str, to:
 /// rolling restart. Deciding only: the pipeline gates and runs the action.
 pub async fn recovery_is_undo(client: &Client, namespace: &str, deployment: &str) -> Result<bool, String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api.get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?.ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+    let d = api
+        .get_opt(deployment)
+        .await
+        .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
+        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = d.status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
     let stuck = d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")));
@@ -275,7 +298,8 @@ pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<Str
     let (major, minor) = server_version(client).await?;
     let version = if (major, minor) >= (1, 22) { "policy/v1" } else { "policy/v1beta1" };
     let deadline = Instant::now() + timeout;
-    let mut pending: BTreeMap<(String, String), String> = evict.iter().map(|p| ((p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()), p.metadata.uid.clone().unwrap_or_default())).collect();
+    let mut pending: BTreeMap<(String, String), String> =
+        evict.iter().map(|p| ((p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()), p.metadata.uid.clone().unwrap_or_default())).collect();
     let mut evicted = Vec::new();
     let mut blocked = BTreeMap::new();
     while !pending.is_empty() {
@@ -304,7 +328,8 @@ pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<Str
     // The evictions are accepted; wait until the pods are gone (their grace periods run).
     let api: Api<Pod> = Api::all(client.clone());
     loop {
-        let left: Vec<String> = pods_on(client, node).await?.into_iter().filter(|p| evicted.iter().any(|(_, _, uid)| p.metadata.uid.as_deref() == Some(uid.as_str()))).filter_map(|p| p.metadata.name).collect();
+        let left: Vec<String> =
+            pods_on(client, node).await?.into_iter().filter(|p| evicted.iter().any(|(_, _, uid)| p.metadata.uid.as_deref() == Some(uid.as_str()))).filter_map(|p| p.metadata.name).collect();
         if left.is_empty() {
             break;
         }
@@ -355,8 +380,17 @@ async fn evict_one(client: &Client, version: &str, ns: &str, name: &str, uid: &s
 /// set) as a strategic-merge patch, after checking the limit is still `from`.
 pub async fn memory_proposal(client: &Client, namespace: &str, deployment: &str, container: &str, from: &str, to: &str) -> Result<String, String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api.get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?.ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
-    let c = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|s| s.containers.iter().find(|c| c.name == container)).ok_or_else(|| format!("deployment {namespace}/{deployment} has no container {container}"))?;
+    let d = api
+        .get_opt(deployment)
+        .await
+        .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
+        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+    let c = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.iter().find(|c| c.name == container))
+        .ok_or_else(|| format!("deployment {namespace}/{deployment} has no container {container}"))?;
     let res = c.resources.as_ref();
     let limit = res.and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory")).map(|q| q.0.clone());
     if limit.as_deref() != Some(from) {

@@ -14,9 +14,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use tokio::sync::Notify;
 
 use super::observe::{self, PodRules};
@@ -93,13 +93,7 @@ pub fn start(client: kube::Client, wake: Arc<Notify>) -> Arc<Cache> {
     let (pods, pod_writer) = reflector::store();
     let (deployments, deploy_writer) = reflector::store();
     let (nodes, node_writer) = reflector::store();
-    let cache = Arc::new(Cache {
-        pods: Reflected::new(pods),
-        deployments: Reflected::new(deployments),
-        nodes: Reflected::new(nodes),
-        events: AtomicU64::new(0),
-        tasks: Mutex::new(Vec::new()),
-    });
+    let cache = Arc::new(Cache { pods: Reflected::new(pods), deployments: Reflected::new(deployments), nodes: Reflected::new(nodes), events: AtomicU64::new(0), tasks: Mutex::new(Vec::new()) });
     // What counts as a change worth a pass: the same rules as a pods check without grace periods.
     let rules = PodRules { max_restarts: i32::MAX, ready_grace: Duration::ZERO, pending_grace: Duration::from_secs(3600) };
     let pod_health = move |p: &Pod| observe::pod_problem(p, &rules, chrono::Utc::now()).map(|f| f.reason).unwrap_or_default();
@@ -125,7 +119,12 @@ fn slim_pod(p: &mut Pod) {
     p.metadata.annotations = None;
     if let Some(spec) = p.spec.as_mut() {
         let keep = |c: &Container| Container { name: c.name.clone(), image: c.image.clone(), resources: c.resources.clone(), ..Default::default() };
-        *spec = PodSpec { node_name: spec.node_name.take(), containers: spec.containers.iter().map(keep).collect(), init_containers: spec.init_containers.as_ref().map(|cs| cs.iter().map(keep).collect()), ..Default::default() };
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            containers: spec.containers.iter().map(keep).collect(),
+            init_containers: spec.init_containers.as_ref().map(|cs| cs.iter().map(keep).collect()),
+            ..Default::default()
+        };
     }
 }
 

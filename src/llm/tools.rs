@@ -199,15 +199,7 @@ impl<'d> RegistryBuilder<'d> {
 
 /// Every tool nightshift has, described by the workspace's `tools/`.
 pub fn registry(descriptions: &BTreeMap<String, String>) -> Result<Vec<ToolSpec>, String> {
-    RegistryBuilder::new(descriptions)
-        .add::<HealthCheck>()
-        .add::<Diagnose>()
-        .add::<DiskUsage>()
-        .add::<CertInfo>()
-        .add::<SearchMemory>()
-        .add::<Repair>()
-        .add::<SendWebhook>()
-        .build()
+    RegistryBuilder::new(descriptions).add::<HealthCheck>().add::<Diagnose>().add::<DiskUsage>().add::<CertInfo>().add::<SearchMemory>().add::<Repair>().add::<SendWebhook>().build()
 }
 
 /// The tools worth offering for an incident of this check kind: fewer tools, fewer tokens.

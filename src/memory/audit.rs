@@ -28,7 +28,6 @@ pub enum ActionResult {
     Interrupted,
 }
 
-
 impl ActionResult {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -196,7 +195,9 @@ impl Memory {
         [t, t + chrono::Duration::days(1)].iter().any(|day| {
             let path = self.root.join("audit").join(format!("{}.md", day.format("%Y-%m-%d")));
             std::fs::read_to_string(&path).is_ok_and(|text| {
-                parse(&text).iter().any(|e| e.time == time && e.action == action && e.target == target && e.incident.as_deref() == Some(incident) && e.result == ActionResult::Ok && e.mode == "execute")
+                parse(&text)
+                    .iter()
+                    .any(|e| e.time == time && e.action == action && e.target == target && e.incident.as_deref() == Some(incident) && e.result == ActionResult::Ok && e.mode == "execute")
             })
         })
     }

@@ -83,10 +83,7 @@ impl Memory {
         }
         // The full notes must be in history before they leave the tree.
         self.commit("memory: record notes before compaction")?;
-        let commit = git2::Repository::open(&self.root)
-            .ok()
-            .and_then(|r| r.head().ok()?.peel_to_commit().ok().map(|c| c.id().to_string()[..12].to_string()))
-            .unwrap_or_default();
+        let commit = git2::Repository::open(&self.root).ok().and_then(|r| r.head().ok()?.peel_to_commit().ok().map(|c| c.id().to_string()[..12].to_string())).unwrap_or_default();
         write_json(&self.intent_path(), &Intent { commit: commit.clone(), ids: old.iter().map(|i| i.id.clone()).collect() })?;
         let mut by_month: BTreeMap<String, Vec<&super::notes::Incident>> = BTreeMap::new();
         for inc in &old {
@@ -94,7 +91,8 @@ impl Memory {
         }
         for (month, incs) in &by_month {
             let path = self.root.join("digests").join(format!("{month}.md"));
-            let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| format!("# Digest {month}\n\nResolved incidents folded out of incidents/; `git show` the named commit for a full note.\n\n"));
+            let mut text =
+                std::fs::read_to_string(&path).unwrap_or_else(|_| format!("# Digest {month}\n\nResolved incidents folded out of incidents/; `git show` the named commit for a full note.\n\n"));
             let present: BTreeSet<String> = digest::parse(&text).into_iter().map(|(i, _)| i.id).collect();
             for inc in incs.iter().filter(|i| !present.contains(&i.id)) {
                 text.push_str(&digest::section(inc, &commit));

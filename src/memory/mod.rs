@@ -68,10 +68,7 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
 /// Reads a JSON state file; a missing file is the default value.
 pub fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MemoryError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!("{e}; move the file away to start from a clean state"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MemoryError::Corrupt { path: path.to_path_buf(), message: format!("{e}; move the file away to start from a clean state") }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(MemoryError::Io { path: path.to_path_buf(), source: e }),
     }
@@ -155,9 +152,7 @@ impl Memory {
         let path = self.state_dir().join(format!("{name}.lock"));
         std::fs::create_dir_all(self.state_dir()).map_err(io_err(&path))?;
         let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(StateLock)
-            .map_err(|(_, e)| MemoryError::Io { path, source: std::io::Error::from(e) })
+        Flock::lock(f, FlockArg::LockExclusive).map(StateLock).map_err(|(_, e)| MemoryError::Io { path, source: std::io::Error::from(e) })
     }
 
     /// Takes the memory-wide write lock, waiting for its holder (see [`WriteLock`]).

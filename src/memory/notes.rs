@@ -114,7 +114,29 @@ impl Incident {
     pub fn redacted(&self) -> Incident {
         use crate::redact::redact;
         let lines = |v: &[String]| v.iter().map(|s| redact(s)).collect::<Vec<_>>();
-        let Incident { id, title, fingerprint, class, target, check, failing_since, attempts, tokens, recalled_from, severity, status, detected, last_seen, resolved, occurrences, evidence, diagnosis, actions, prevention, related } = self;
+        let Incident {
+            id,
+            title,
+            fingerprint,
+            class,
+            target,
+            check,
+            failing_since,
+            attempts,
+            tokens,
+            recalled_from,
+            severity,
+            status,
+            detected,
+            last_seen,
+            resolved,
+            occurrences,
+            evidence,
+            diagnosis,
+            actions,
+            prevention,
+            related,
+        } = self;
         Incident {
             id: id.clone(),
             title: redact(title),
@@ -504,7 +526,8 @@ mod tests {
     #[test]
     fn list_items_that_look_like_markdown_blocks_stay_items_of_their_section() {
         let mut inc = sample();
-        inc.actions = vec!["- - -".into(), "##".into(), "**Fix attempts**: `[]`".into(), "1. one".into(), "> quote".into(), "```".into(), "<div>".into(), "\\x".into(), "2026-12-02T00:00:00Z ok".into()];
+        inc.actions =
+            vec!["- - -".into(), "##".into(), "**Fix attempts**: `[]`".into(), "1. one".into(), "> quote".into(), "```".into(), "<div>".into(), "\\x".into(), "2026-12-02T00:00:00Z ok".into()];
         inc.diagnosis = vec!["# Title".into(), "`code` first".into()];
         let parsed = Incident::parse(&inc.id, &inc.render());
         assert_eq!(parsed.as_ref().map(|p| (&p.actions, &p.diagnosis, p.attempts.len(), p.prevention.len())), Some((&inc.actions, &inc.diagnosis, 1, 1)), "{}", inc.render());

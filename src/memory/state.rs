@@ -116,24 +116,15 @@ impl State {
         let executed = |r: &&ActionRecord| r.result.executed();
         let target_last_hour = self.actions.iter().filter(|r| r.kind == kind && r.target == target && r.at > hour_ago).filter(executed).count() as u32;
         let global_last_hour = self.actions.iter().filter(|r| r.kind.is_mutating() && r.at > hour_ago).filter(executed).count() as u32;
-        let consecutive_failures = self
-            .actions
-            .iter()
-            .rev()
-            .filter(|r| r.kind == kind && r.target == target)
-            .filter(executed)
-            .take_while(|r| matches!(r.result, ActionResult::Failed | ActionResult::Interrupted))
-            .count() as u32;
+        let consecutive_failures =
+            self.actions.iter().rev().filter(|r| r.kind == kind && r.target == target).filter(executed).take_while(|r| matches!(r.result, ActionResult::Failed | ActionResult::Interrupted)).count()
+                as u32;
         crate::policy::History { target_last_hour, global_last_hour, consecutive_failures, distrusted: None, earned: Vec::new() }
     }
 
     /// The last execution attempt of this action on this target, for cooldowns.
     pub fn last_attempt(&self, kind: ActionKind, target: &str) -> Option<DateTime<Utc>> {
-        self.actions
-            .iter()
-            .rev()
-            .find(|r| r.kind == kind && r.target == target && r.result.executed())
-            .map(|r| r.at)
+        self.actions.iter().rev().find(|r| r.kind == kind && r.target == target && r.result.executed()).map(|r| r.at)
     }
 
     pub fn record(&mut self, kind: ActionKind, target: &str, at: DateTime<Utc>, result: ActionResult) {

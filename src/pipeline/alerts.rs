@@ -45,10 +45,7 @@ pub struct AlertError(pub String);
 fn strings(v: &Value, what: &str, i: usize) -> Result<BTreeMap<String, String>, AlertError> {
     match v {
         Value::Null => Ok(BTreeMap::new()),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| AlertError(format!("alerts[{i}].{what}.{k} must be a string"))))
-            .collect(),
+        Value::Object(m) => m.iter().map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| AlertError(format!("alerts[{i}].{what}.{k} must be a string")))).collect(),
         _ => Err(AlertError(format!("alerts[{i}].{what} must be an object of strings"))),
     }
 }

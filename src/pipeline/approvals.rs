@@ -109,7 +109,21 @@ impl Runner<'_> {
         } else {
             let started = Instant::now();
             self.carrying = Some(a.id.clone());
-            let (r, mut o) = self.execute(&a.action, inc.as_ref(), spec, &format!("{}, {route} ({})", match a.kind { ApprovalKind::Confirm => "confirm", ApprovalKind::AbortWindow => "abort-window" }, a.reason)).await?;
+            let (r, mut o) = self
+                .execute(
+                    &a.action,
+                    inc.as_ref(),
+                    spec,
+                    &format!(
+                        "{}, {route} ({})",
+                        match a.kind {
+                            ApprovalKind::Confirm => "confirm",
+                            ApprovalKind::AbortWindow => "abort-window",
+                        },
+                        a.reason
+                    ),
+                )
+                .await?;
             if a.action.kind().is_mutating() && r.executed() {
                 // Only a human's approval earns trust; a verified success is one whose check passed again.
                 let run = if a.kind == ApprovalKind::Confirm && a.decided_by.is_some() { super::trust::Run::Approved } else { super::trust::Run::Policy };

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use super::{RunError, Runner, healthy_for, now, fingerprint_target};
+use super::{RunError, Runner, fingerprint_target, healthy_for, now};
 use crate::actions::{self, Action};
 use crate::checks::{self};
+use crate::memory::approvals::{ApprovalStatus, new_id};
 use crate::memory::audit::ActionResult;
 use crate::memory::code;
 use crate::memory::journal::JournalEntry;
 use crate::memory::notes::Incident;
-use crate::memory::approvals::{ApprovalStatus, new_id};
 use crate::workspace::heartbeat::CheckSpec;
 
 impl Runner<'_> {
@@ -161,22 +161,23 @@ impl Runner<'_> {
         // Containment and proposals check their own effect; the check keeps failing after them.
         if result == ActionResult::Ok
             && kind.heals()
-            && let Some(spec) = spec {
-                let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
-                if healthy && !spec.verify.is_empty() {
-                    // The check passes: then the other declared steps, each named in the outcome.
-                    let (all, steps) = self.verify_steps(spec).await;
-                    outcome = format!("{outcome}; verified: status: {summary}; {}", steps.join("; "));
-                    if !all {
-                        result = ActionResult::Failed;
-                    }
-                } else if healthy {
-                    outcome = format!("{outcome}; verified: {summary}");
-                } else {
+            && let Some(spec) = spec
+        {
+            let (healthy, summary) = self.verify(spec, target_of.as_deref()).await;
+            if healthy && !spec.verify.is_empty() {
+                // The check passes: then the other declared steps, each named in the outcome.
+                let (all, steps) = self.verify_steps(spec).await;
+                outcome = format!("{outcome}; verified: status: {summary}; {}", steps.join("; "));
+                if !all {
                     result = ActionResult::Failed;
-                    outcome = format!("{outcome}; verify: still failing: {summary}");
                 }
+            } else if healthy {
+                outcome = format!("{outcome}; verified: {summary}");
+            } else {
+                result = ActionResult::Failed;
+                outcome = format!("{outcome}; verify: still failing: {summary}");
             }
+        }
         tracing::Span::current().record("result", result.as_str());
         self.state.record(kind, &action.rate_key(), now(), result);
         // Ended by `record`, once the audit, the note and the state hold it.
@@ -200,10 +201,8 @@ impl Runner<'_> {
             }
             Action::CleanLogs { root, host: None } => {
                 let (root, settings) = (root.clone(), self.ws.policy.clean_logs.clone());
-                let done = tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now()))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let done =
+                    tokio::task::spawn_blocking(move || actions::clean_logs::execute(&root, &settings, std::time::SystemTime::now())).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
                 let (_, done) = done;
                 if done.errors.is_empty() { Ok(done.describe()) } else { Err(done.describe()) }
             }
@@ -229,7 +228,13 @@ impl Runner<'_> {
                 let client = self.ctx.kube.get(context.as_deref()).await?;
                 crate::k8s::repair::switch_service(&client, namespace, service, to, KUBE_VERIFY).await
             }
-            Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RolloutUndo { .. } | Action::Scale { .. } | Action::CordonNode { .. } | Action::DrainNode { .. } | Action::RaiseMemoryLimit { .. } => {
+            Action::RestartPod { .. }
+            | Action::RolloutRestart { .. }
+            | Action::RolloutUndo { .. }
+            | Action::Scale { .. }
+            | Action::CordonNode { .. }
+            | Action::DrainNode { .. }
+            | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
                 use crate::k8s::repair;
                 match action {
@@ -251,7 +256,13 @@ impl Runner<'_> {
     /// its own decision, journal entry and rate accounting. The switch stands
     /// whatever the recovery does: the secondary serves meanwhile. The check
     /// says when the incident is over, so the recovery is not verified here.
-    pub(super) async fn recover_primary(&mut self, check: Option<&CheckSpec>, level: crate::workspace::heartbeat::Level, inc: &mut Incident, failover: &Action) -> Result<Option<super::ActionReport>, RunError> {
+    pub(super) async fn recover_primary(
+        &mut self,
+        check: Option<&CheckSpec>,
+        level: crate::workspace::heartbeat::Level,
+        inc: &mut Incident,
+        failover: &Action,
+    ) -> Result<Option<super::ActionReport>, RunError> {
         let Action::Failover { namespace, from, recover: true, context, .. } = failover else { return Ok(None) };
         let undo = match self.ctx.kube.get(context.as_deref()).await {
             Ok(client) => crate::k8s::repair::recovery_is_undo(&client, namespace, from).await,

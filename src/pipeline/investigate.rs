@@ -9,10 +9,9 @@
 use std::time::Instant;
 
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
-    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
-    ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionTool,
-    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest, FunctionObject, ToolChoiceOptions,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage, ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest, FunctionObject, ToolChoiceOptions,
 };
 use serde_json::{Value, json};
 
@@ -117,7 +116,11 @@ impl Runner<'_> {
         };
         let tool_defs: Vec<ChatCompletionTools> = offered
             .iter()
-            .map(|t| ChatCompletionTools::Function(ChatCompletionTool { function: FunctionObject { name: t.name.into(), description: Some(t.description.clone()), parameters: Some(t.parameters.clone()), strict: Some(true) } }))
+            .map(|t| {
+                ChatCompletionTools::Function(ChatCompletionTool {
+                    function: FunctionObject { name: t.name.into(), description: Some(t.description.clone()), parameters: Some(t.parameters.clone()), strict: Some(true) },
+                })
+            })
             .collect();
         let mut messages = vec![
             ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage { content: ChatCompletionRequestSystemMessageContent::Text(self.system_prompt()), name: None }),
@@ -202,7 +205,15 @@ impl Runner<'_> {
     }
 
     /// One result per call, in order: read-only calls run concurrently, then mutating ones one by one.
-    async fn answer(&mut self, spec: &CheckSpec, inc: &mut Incident, offered: &[ToolSpec], calls: &[ChatCompletionMessageToolCall], past: &[Attempt], inv: &mut Investigation) -> Result<(Vec<String>, usize), RunError> {
+    async fn answer(
+        &mut self,
+        spec: &CheckSpec,
+        inc: &mut Incident,
+        offered: &[ToolSpec],
+        calls: &[ChatCompletionMessageToolCall],
+        past: &[Attempt],
+        inv: &mut Investigation,
+    ) -> Result<(Vec<String>, usize), RunError> {
         let mut answers: Vec<Option<String>> = vec![None; calls.len()];
         let mut malformed = 0;
         let read_only: Vec<usize> = (0..calls.len()).filter(|i| offered.iter().any(|t| t.name == calls[*i].function.name && !t.mutating)).collect();
@@ -376,7 +387,9 @@ impl Runner<'_> {
                 Some(format!("command {command:?} is not declared in AGENTS.md commands: (declared: {})", p.commands.keys().cloned().collect::<Vec<_>>().join(", ")))
             }
             Action::CleanLogs { root, .. } if !p.clean_roots.contains(root) => Some(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
-            Action::CleanLogs { host: Some(h), .. } | Action::RestartService { host: Some(h), .. } if !self.ws.heartbeat.hosts.iter().any(|x| &x.name == h) => Some(format!("no host named {h:?} in HEARTBEAT.md")),
+            Action::CleanLogs { host: Some(h), .. } | Action::RestartService { host: Some(h), .. } if !self.ws.heartbeat.hosts.iter().any(|x| &x.name == h) => {
+                Some(format!("no host named {h:?} in HEARTBEAT.md"))
+            }
             Action::SendWebhook { webhook, .. } if !p.webhooks.iter().any(|w| &w.name == webhook) => Some(format!("no webhook named {webhook:?} in AGENTS.md")),
             _ => None,
         }

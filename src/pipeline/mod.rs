@@ -18,8 +18,8 @@ use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError, code};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
 use crate::runbooks;
-use crate::workspace::heartbeat::CheckSpec;
 use crate::workspace::Workspace;
+use crate::workspace::heartbeat::CheckSpec;
 
 /// The longest abort window a one-shot run waits out in-process; longer ones
 /// are carried out by the first run after their deadline.
@@ -36,9 +36,9 @@ mod ask;
 mod escalate;
 mod execute;
 mod investigate;
+mod kube;
 mod notify;
 mod recall;
-mod kube;
 mod recover;
 mod trust;
 
@@ -495,7 +495,8 @@ impl<'a> Runner<'a> {
         let before = inc.status;
         let mut reports = Vec::new();
         let approvals = self.mem.load_approvals()?;
-        let waiting: Vec<String> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).map(|a| a.id.clone()).collect();
+        let waiting: Vec<String> =
+            approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)).map(|a| a.id.clone()).collect();
         // What a human aborted for this incident is not asked again (the seed's "reply ABORT to cancel").
         let aborted: Vec<&Approval> = approvals.iter().filter(|a| a.incident.as_deref() == Some(&inc.id) && a.status == ApprovalStatus::Aborted).collect();
         if new && earlier >= 3 {
@@ -507,7 +508,11 @@ impl<'a> Runner<'a> {
         if let Some((fix, from)) = recall(&past, |a, id| mem.audit_confirms(&a.at, a.action.kind().name(), &a.action.target().id, id)) {
             if new || inc.recalled_from.is_none() {
                 let (ok, tried) = success(&past, &fix);
-                inc.diagnosis.push(format!("memory: incident {from} was fixed by {} on {} ({ok} of {tried} tries of it succeeded for this problem); trying it first", fix.kind(), code(&fix.target().id)));
+                inc.diagnosis.push(format!(
+                    "memory: incident {from} was fixed by {} on {} ({ok} of {tried} tries of it succeeded for this problem); trying it first",
+                    fix.kind(),
+                    code(&fix.target().id)
+                ));
                 inc.recalled_from = Some(from);
             }
             plan.retain(|a| a != &fix);
@@ -589,21 +594,21 @@ impl<'a> Runner<'a> {
         Ok(inc.fingerprint)
     }
 
-
     /// One planned action: cooldown, gate, then execute, announce, ask, or refuse.
     #[tracing::instrument(name = "decide", skip_all, fields(action = %action.kind(), target = %action.target().id, incident.id = %inc.id, decision = tracing::field::Empty))]
     async fn step(&mut self, spec: &CheckSpec, inc: &mut Incident, action: &Action, past: &[Attempt]) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
         if action.kind().is_mutating()
-            && let Some(last) = self.state.last_attempt(action.kind(), &action.rate_key()) {
-                let cooldown = chrono::Duration::from_std(spec.cooldown).unwrap_or_default();
-                if t - last < cooldown {
-                    let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
-                    inc.actions.push(format!("{} {} on {}: {outcome}", timestamp(t), action.kind(), code(&target)));
-                    return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending, duration_ms: 0 });
-                }
+            && let Some(last) = self.state.last_attempt(action.kind(), &action.rate_key())
+        {
+            let cooldown = chrono::Duration::from_std(spec.cooldown).unwrap_or_default();
+            if t - last < cooldown {
+                let outcome = format!("not repeated: last attempt {} is within the check's cooldown {}", timestamp(last), crate::duration::format(spec.cooldown));
+                inc.actions.push(format!("{} {} on {}: {outcome}", timestamp(t), action.kind(), code(&target)));
+                return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending, duration_ms: 0 });
             }
+        }
         let subject = Subject::for_action(action, Some(&spec.name), spec.level);
         let mut history = self.gate_history(action, t);
         let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| a.action.same_remedy(action)).collect();
@@ -660,17 +665,22 @@ impl<'a> Runner<'a> {
         }
     }
 
-
-
-
-
-
     /// Records one decided action, durably before the next one starts: the
     /// audit entry is appended, the note and the run state (cooldowns, rate
     /// history, open incidents) are written, and only then the journal
     /// entry of an executed action is ended.
     #[allow(clippy::too_many_arguments)]
-    fn record(&mut self, inc: Option<&mut Incident>, check: Option<&str>, action: &Action, verdict: &Verdict, approved_by: String, result: ActionResult, outcome: String, ms: u64) -> Result<ActionReport, RunError> {
+    fn record(
+        &mut self,
+        inc: Option<&mut Incident>,
+        check: Option<&str>,
+        action: &Action,
+        verdict: &Verdict,
+        approved_by: String,
+        result: ActionResult,
+        outcome: String,
+        ms: u64,
+    ) -> Result<ActionReport, RunError> {
         let t = now();
         let target = action.target().id;
         let entry = AuditEntry {
@@ -722,7 +732,12 @@ impl<'a> Runner<'a> {
         if self.changed {
             let mut subject: Vec<String> = self.report.incidents.iter().map(|i| format!("{} ({})", i.id, i.status)).collect();
             subject.extend(self.audit.iter().filter(|e| e.incident.is_none()).map(|e| format!("{} {}", e.action, e.result.as_str())));
-            let msg = format!("heartbeat {}: {}\n\n{}", timestamp(t), if subject.is_empty() { "records".to_string() } else { subject.join(", ") }, self.audit.iter().map(|e| format!("- {} {} on {}: {} → {}", e.time, e.action, e.target, e.decision, e.result.as_str())).collect::<Vec<_>>().join("\n"));
+            let msg = format!(
+                "heartbeat {}: {}\n\n{}",
+                timestamp(t),
+                if subject.is_empty() { "records".to_string() } else { subject.join(", ") },
+                self.audit.iter().map(|e| format!("- {} {} on {}: {} → {}", e.time, e.action, e.target, e.decision, e.result.as_str())).collect::<Vec<_>>().join("\n")
+            );
             self.mem.commit(&msg)?;
         }
         self.report.status = if self.report.failing { "failing" } else { "ok" };

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::{ActionReport, RunError, Runner, now};
 use crate::actions::Action;
 use crate::actions::notify::Urgency;
+use crate::checks::{CheckResult, Status};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::policy::{self, Decision};
-use crate::checks::{CheckResult, Status};
 use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
 
 /// One aggregation window: the first message was sent, later ones counted.
@@ -86,11 +86,7 @@ impl Runner<'_> {
         let action = Action::Notify { severity: inc.severity, message, urgency: Some(urgency) };
         let subject = policy::Subject::for_action(&action, Some(&inc.check), Level::L3);
         let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
-        let (result, outcome) = if verdict.decision >= Decision::Alert {
-            (ActionResult::Denied, format!("refused: {}", verdict.reason))
-        } else {
-            self.execute(&action, Some(inc), None, "").await?
-        };
+        let (result, outcome) = if verdict.decision >= Decision::Alert { (ActionResult::Denied, format!("refused: {}", verdict.reason)) } else { self.execute(&action, Some(inc), None, "").await? };
         reports.push(self.record(Some(inc), None, &action, &verdict, "policy".into(), result, outcome, 0)?);
         Ok(())
     }
@@ -119,11 +115,8 @@ impl Runner<'_> {
             let subject = policy::Subject::for_action(&action, Some(&spec.name), Level::L3);
             let verdict = policy::decide(&self.ws.policy, &subject, &policy::History::default());
             let verdict = policy::Verdict { reason: format!("a warning, once a day per target; {}", verdict.reason), ..verdict };
-            let (result, outcome) = if verdict.decision >= Decision::Alert {
-                (ActionResult::Denied, format!("refused: {}", verdict.reason))
-            } else {
-                self.execute(&action, None, Some(spec), "").await?
-            };
+            let (result, outcome) =
+                if verdict.decision >= Decision::Alert { (ActionResult::Denied, format!("refused: {}", verdict.reason)) } else { self.execute(&action, None, Some(spec), "").await? };
             self.record(None, Some(&spec.name), &action, &verdict, "policy".into(), result, outcome, 0)?;
         }
         Ok(())

@@ -46,4 +46,3 @@ pub(super) fn success(past: &[(Attempt, String)], fix: &Action) -> (usize, usize
     let tries: Vec<_> = past.iter().filter(|(a, _)| a.action.same_remedy(fix)).collect();
     (tries.iter().filter(|(a, _)| a.result == ActionResult::Ok).count(), tries.len())
 }
-

@@ -76,7 +76,17 @@ impl Runner<'_> {
                 ActionResult::Failed | ActionResult::Interrupted => {
                     let was = std::mem::take(trust);
                     match was.since {
-                        Some(since) => Some(("demoted", format!("trust: {} {} after auto since {}: the rule for {} at AGENTS.md line {} decides confirm again", subject.kind, result.as_str(), since.format("%Y-%m-%d"), rule.action, rule.line))),
+                        Some(since) => Some((
+                            "demoted",
+                            format!(
+                                "trust: {} {} after auto since {}: the rule for {} at AGENTS.md line {} decides confirm again",
+                                subject.kind,
+                                result.as_str(),
+                                since.format("%Y-%m-%d"),
+                                rule.action,
+                                rule.line
+                            ),
+                        )),
                         None if was.verified > 0 => {
                             said.push(format!("trust: {} {}: the count of verified approvals for the rule at AGENTS.md line {} starts again from 0", subject.kind, result.as_str(), rule.line));
                             None

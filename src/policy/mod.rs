@@ -416,9 +416,10 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
             verdicts.push((Decision::Alert, format!("circuit open: {} failed {} times in a row on {}", subject.kind, history.consecutive_failures, subject.target.id)));
         }
         if let Some(limit) = matching.iter().filter_map(|r| r.max_per_hour).min()
-            && history.target_last_hour >= limit {
-                verdicts.push((Decision::Confirm, format!("{} ran {} times on {} in the last hour (max_per_hour {limit})", subject.kind, history.target_last_hour, subject.target.id)));
-            }
+            && history.target_last_hour >= limit
+        {
+            verdicts.push((Decision::Confirm, format!("{} ran {} times on {} in the last hour (max_per_hour {limit})", subject.kind, history.target_last_hour, subject.target.id)));
+        }
         if let Some(why) = &history.distrusted {
             verdicts.push((Decision::Confirm, why.clone()));
         }
@@ -428,9 +429,8 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
     }
     let decision = verdicts.iter().map(|(d, _)| *d).max().unwrap_or(Decision::Forbid);
     let reason = verdicts.iter().filter(|(d, _)| *d == decision).map(|(_, r)| r.as_str()).collect::<Vec<_>>().join("; ");
-    let abort_window = (decision == Decision::AbortWindow).then(|| {
-        matching.iter().filter(|r| r.decide == Decision::AbortWindow).filter_map(|r| r.abort_window).max().unwrap_or(Duration::from_secs(30))
-    });
+    let abort_window =
+        (decision == Decision::AbortWindow).then(|| matching.iter().filter(|r| r.decide == Decision::AbortWindow).filter_map(|r| r.abort_window).max().unwrap_or(Duration::from_secs(30)));
     Verdict { decision, reason, abort_window }
 }
 

@@ -189,7 +189,8 @@ fn connect_error(h: &HostSpec, e: &openssh::Error) -> String {
         text.push_str(&s.to_string());
         src = s.source();
     }
-    let hint = if text.contains("Host key verification failed") || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("No ED25519 host key is known") || text.contains("host key") {
+    let hint = if text.contains("Host key verification failed") || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("No ED25519 host key is known") || text.contains("host key")
+    {
         " — the host key is unknown or has changed: check it, then update known_hosts; nightshift never accepts a key by itself"
     } else {
         ""

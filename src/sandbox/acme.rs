@@ -25,7 +25,21 @@ fn find(bin: &str) -> Option<PathBuf> {
 /// A self-signed certificate and key for `cn` (and `san`), valid `days`.
 fn self_signed(cert: &Path, key: &Path, cn: &str, san: &str, days: u32) -> Result<(), String> {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &format!("/CN={cn}"), "-addext", &format!("subjectAltName={san}"), "-days", &days.to_string()])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName={san}"),
+            "-days",
+            &days.to_string(),
+        ])
         .arg("-keyout")
         .arg(key)
         .arg("-out")

@@ -120,7 +120,15 @@ impl GitHub {
         let Some(r) = s.repos.get(&(owner.to_string(), repo.to_string())) else { return Vec::new() };
         r.pulls
             .iter()
-            .map(|p| PullRecord { number: p.number, head: p.head.clone(), base: p.base.clone(), state: p.state.clone(), title: p.title.clone(), body: p.body.clone().unwrap_or_default(), labels: p.labels.clone() })
+            .map(|p| PullRecord {
+                number: p.number,
+                head: p.head.clone(),
+                base: p.base.clone(),
+                state: p.state.clone(),
+                title: p.title.clone(),
+                body: p.body.clone().unwrap_or_default(),
+                labels: p.labels.clone(),
+            })
             .collect()
     }
 
@@ -156,12 +164,7 @@ impl GitHub {
             (s.problems.clone(), s.log.clone())
         };
         if !problems.is_empty() {
-            panic!(
-                "the GitHub stand-in saw {} problem(s) against {SPEC_PACKAGE}:\n  - {}\nrequests received:\n  {}",
-                problems.len(),
-                problems.join("\n  - "),
-                log.join("\n  ")
-            );
+            panic!("the GitHub stand-in saw {} problem(s) against {SPEC_PACKAGE}:\n  - {}\nrequests received:\n  {}", problems.len(), problems.join("\n  - "), log.join("\n  "));
         }
     }
 }
@@ -212,10 +215,8 @@ pub fn spec_path() -> PathBuf {
     if let Some(p) = std::env::var_os("NIGHTSHIFT_GITHUB_OPENAPI").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let root = std::env::var_os("NIGHTSHIFT_CACHE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/nightshift"));
+    let root =
+        std::env::var_os("NIGHTSHIFT_CACHE").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/nightshift"));
     root.join("octokit-openapi/generated/api.github.com.json")
 }
 
@@ -724,9 +725,7 @@ impl Shared {
         let mut picked: Vec<usize> = (0..repo.pulls.len())
             .filter(|&i| {
                 let p = &repo.pulls[i];
-                (state == "all" || p.state == state)
-                    && head.is_none_or(|(user, branch)| user.is_none_or(|u| u.eq_ignore_ascii_case(&key.0)) && p.head == branch)
-                    && base.is_none_or(|b| p.base == b)
+                (state == "all" || p.state == state) && head.is_none_or(|(user, branch)| user.is_none_or(|u| u.eq_ignore_ascii_case(&key.0)) && p.head == branch) && base.is_none_or(|b| p.base == b)
             })
             .collect();
         match sort {
@@ -949,11 +948,27 @@ impl Shared {
         ] {
             m.insert(k.into(), json!(v));
         }
-        for (k, v) in [("fork", false), ("private", true), ("has_issues", true), ("has_projects", false), ("has_wiki", false), ("has_pages", false), ("has_downloads", true), ("has_discussions", false), ("archived", false), ("disabled", false), ("is_template", false), ("allow_forking", false), ("web_commit_signoff_required", false)] {
+        for (k, v) in [
+            ("fork", false),
+            ("private", true),
+            ("has_issues", true),
+            ("has_projects", false),
+            ("has_wiki", false),
+            ("has_pages", false),
+            ("has_downloads", true),
+            ("has_discussions", false),
+            ("archived", false),
+            ("disabled", false),
+            ("is_template", false),
+            ("allow_forking", false),
+            ("web_commit_signoff_required", false),
+        ] {
             m.insert(k.into(), json!(v));
         }
         let open = r.pulls.iter().filter(|p| p.state == "open").count();
-        for (k, v) in [("id", r.id as usize), ("forks", 0), ("forks_count", 0), ("stargazers_count", 0), ("watchers", 0), ("watchers_count", 0), ("size", 1), ("open_issues", open), ("open_issues_count", open)] {
+        for (k, v) in
+            [("id", r.id as usize), ("forks", 0), ("forks_count", 0), ("stargazers_count", 0), ("watchers", 0), ("watchers_count", 0), ("size", 1), ("open_issues", open), ("open_issues_count", open)]
+        {
             m.insert(k.into(), json!(v));
         }
         for k in ["homepage", "language", "mirror_url", "license"] {

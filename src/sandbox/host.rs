@@ -58,7 +58,16 @@ impl SshHost {
         std::fs::write(dir.join("sshd_config"), config).map_err(|e| e.to_string())?;
         std::fs::create_dir_all("/run/sshd").ok();
         // Its log (logins, with the key used) is `sshd.log` beside the config.
-        let child = Command::new(SSHD).arg("-D").arg("-E").arg(dir.join("sshd.log")).arg("-f").arg(dir.join("sshd_config")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("starting sshd: {e}"))?;
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .arg("-f")
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting sshd: {e}"))?;
         let host = SshHost { child, port, dir: dir.to_path_buf() };
         super::wait_listening(port, Duration::from_secs(10)).map_err(|e| format!("sshd: {e}"))?;
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).map_err(|e| e.to_string())?;

@@ -640,7 +640,13 @@ struct ConfigRef {
 fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
     let mut out = Vec::new();
     for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-        let r = |secret: bool, name: &str, key: Option<&str>, optional: Option<bool>| ConfigRef { container: c.name.clone(), secret, name: name.to_string(), key: key.map(str::to_string), optional: optional.unwrap_or(false) };
+        let r = |secret: bool, name: &str, key: Option<&str>, optional: Option<bool>| ConfigRef {
+            container: c.name.clone(),
+            secret,
+            name: name.to_string(),
+            key: key.map(str::to_string),
+            optional: optional.unwrap_or(false),
+        };
         for e in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
             if let Some(k) = &e.config_map_key_ref {
                 out.push(r(false, &k.name, Some(&k.key), k.optional));
@@ -933,7 +939,17 @@ struct Sim {
 impl Sim {
     fn new(client: kube::Client, namespace: &str, nodes: Nodes) -> Sim {
         let (config_tx, config_rx) = tokio::sync::mpsc::unbounded_channel();
-        Sim { client, namespace: namespace.to_string(), nodes, pods: HashMap::new(), queue: Vec::new(), jobs: tokio::task::JoinSet::new(), limit: Arc::new(tokio::sync::Semaphore::new(32)), config_tx, config_rx: Some(config_rx) }
+        Sim {
+            client,
+            namespace: namespace.to_string(),
+            nodes,
+            pods: HashMap::new(),
+            queue: Vec::new(),
+            jobs: tokio::task::JoinSet::new(),
+            limit: Arc::new(tokio::sync::Semaphore::new(32)),
+            config_tx,
+            config_rx: Some(config_rx),
+        }
     }
 
     async fn run(mut self, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
@@ -1246,7 +1262,21 @@ fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (cert, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj", "/CN=sim-kubelet", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=sim-kubelet",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")

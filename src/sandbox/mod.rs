@@ -42,7 +42,16 @@ pub fn wait_listening(port: u16, limit: Duration) -> Result<(), String> {
 /// commit: the infrastructure repository pull requests go to.
 pub fn bare_repo(path: &Path, files: &[(&str, &str)]) -> Result<(), String> {
     let git = |dir: &Path, args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).env("GIT_AUTHOR_NAME", "drill").env("GIT_AUTHOR_EMAIL", "drill@localhost").env("GIT_COMMITTER_NAME", "drill").env("GIT_COMMITTER_EMAIL", "drill@localhost").output().map_err(|e| format!("git: {e}"))?;
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "drill")
+            .env("GIT_AUTHOR_EMAIL", "drill@localhost")
+            .env("GIT_COMMITTER_NAME", "drill")
+            .env("GIT_COMMITTER_EMAIL", "drill@localhost")
+            .output()
+            .map_err(|e| format!("git: {e}"))?;
         if out.status.success() { Ok(()) } else { Err(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())) }
     };
     let parent = path.parent().ok_or("a bare repository needs a parent directory")?;
@@ -150,11 +159,7 @@ pub fn deployment(name: &str, replicas: i32, behavior: &str) -> Deployment {
             replicas: Some(replicas),
             selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some([(kubelet::BEHAVIOR.to_string(), behavior.to_string())].into()),
-                    ..Default::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(labels), annotations: Some([(kubelet::BEHAVIOR.to_string(), behavior.to_string())].into()), ..Default::default() }),
                 spec: Some(PodSpec {
                     containers: vec![Container { name: "app".into(), image: Some("registry.example/app:1".into()), resources: Some(resources), ..Default::default() }],
                     ..Default::default()
@@ -201,4 +206,3 @@ impl DeploymentExt for Deployment {
         self.spec.get_or_insert_with(Default::default).template.spec.get_or_insert_with(Default::default)
     }
 }
-

@@ -87,9 +87,10 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
 /// and a 200 only once the alerts are durably in the intake journal.
 async fn intake(app: &Arc<App>, headers: &HeaderMap, body: &[u8], parse: fn(&[u8]) -> Result<Vec<crate::pipeline::Alert>, crate::pipeline::AlertError>) -> Response {
     if app.intake_token.is_some()
-        && let Some(r) = unauthorized(headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN") {
-            return r;
-        }
+        && let Some(r) = unauthorized(headers, app.intake_token.as_deref(), "the intake", "NIGHTSHIFT_INTAKE_TOKEN")
+    {
+        return r;
+    }
     let alerts = match parse(body) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
@@ -165,7 +166,8 @@ async fn slack_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let list = app.mem.load_approvals().unwrap_or_default();
-    let found = list.iter().find_map(|a| a.posted.iter().find(|p| p.ts.as_deref() == Some(thread_ts.as_str()) && p.channel.as_deref() == Some(channel.as_str())).map(|p| (a.id.clone(), p.webhook.clone())));
+    let found =
+        list.iter().find_map(|a| a.posted.iter().find(|p| p.ts.as_deref() == Some(thread_ts.as_str()) && p.channel.as_deref() == Some(channel.as_str())).map(|p| (a.id.clone(), p.webhook.clone())));
     let Some((id, webhook)) = found else {
         // A reply under some other message: not ours to act on.
         return axum::Json(json!({ "ok": true, "ignored": true })).into_response();

@@ -99,7 +99,21 @@ impl Default for Metrics {
         for kind in ["prompt", "completion"] {
             let _ = llm_tokens.get_or_create(&TokenKind { kind: kind.into() });
         }
-        Self { registry, types: Default::default(), checks, incidents, actions, action_duration, active_incidents, llm_tokens, pending_approvals, alerts_received, passes, last_pass_timestamp, kube_requests }
+        Self {
+            registry,
+            types: Default::default(),
+            checks,
+            incidents,
+            actions,
+            action_duration,
+            active_incidents,
+            llm_tokens,
+            pending_approvals,
+            alerts_received,
+            passes,
+            last_pass_timestamp,
+            kube_requests,
+        }
     }
 }
 
@@ -135,11 +149,7 @@ impl Metrics {
     /// The `type` label of an incident: itself while fewer than `MAX_TYPES` are known, else `other`.
     fn type_label(&self, class: &str) -> String {
         let Ok(mut known) = self.types.lock() else { return "other".into() };
-        if known.contains(class) || known.len() < MAX_TYPES && known.insert(class.to_string()) {
-            class.to_string()
-        } else {
-            "other".into()
-        }
+        if known.contains(class) || known.len() < MAX_TYPES && known.insert(class.to_string()) { class.to_string() } else { "other".into() }
     }
 
     /// The text exposition format.

@@ -217,9 +217,10 @@ async fn pass(app: &App) -> bool {
     match runner.with_alerts(alerts).with_kube(app.kube.clone(), cache).with_forced(forced).heartbeat(false).await {
         Ok(report) => {
             if n_alerts > 0
-                && let Err(e) = app.intake.commit_offset(offset).await {
-                    error!(error = %e, "cannot record the intake offset");
-                }
+                && let Err(e) = app.intake.commit_offset(offset).await
+            {
+                error!(error = %e, "cannot record the intake offset");
+            }
             for i in &report.incidents {
                 info!(incident = %i.id, status = %i.status, new = i.new, "incident");
                 for a in &i.actions {
@@ -248,9 +249,10 @@ fn update_gauges(app: &App) {
         let mut counts = std::collections::BTreeMap::<String, i64>::new();
         for id in state.open.values() {
             if let Ok(inc) = app.mem.read_incident(id)
-                && inc.status != IncidentStatus::Resolved {
-                    *counts.entry(inc.severity.as_str().to_string()).or_default() += 1;
-                }
+                && inc.status != IncidentStatus::Resolved
+            {
+                *counts.entry(inc.severity.as_str().to_string()).or_default() += 1;
+            }
         }
         for sev in ["info", "warning", "critical"] {
             app.metrics.active_incidents.get_or_create(&metrics::SeverityLabel { severity: sev.into() }).set(counts.get(sev).copied().unwrap_or(0));
@@ -338,7 +340,8 @@ mod tests {
 
     #[test]
     fn only_loopback_listen_addresses_go_without_an_intake_token() {
-        let table = [("127.0.0.1:9469", true), ("127.0.0.2:9469", true), ("[::1]:9469", true), ("[::ffff:127.0.0.1]:9469", true), ("0.0.0.0:9469", false), ("[::]:9469", false), ("10.0.0.5:9469", false)];
+        let table =
+            [("127.0.0.1:9469", true), ("127.0.0.2:9469", true), ("[::1]:9469", true), ("[::ffff:127.0.0.1]:9469", true), ("0.0.0.0:9469", false), ("[::]:9469", false), ("10.0.0.5:9469", false)];
         let got: Vec<(&str, bool)> = table.iter().map(|(a, _)| (*a, a.parse().is_ok_and(is_loopback))).collect();
         assert_eq!(got, table);
     }

@@ -78,11 +78,7 @@ impl Limits {
                 _ => return Err(LimitError { var, value, why: "must be a whole number above zero".into() }),
             },
         };
-        let limits = Self {
-            header_read: duration("NIGHTSHIFT_HTTP_HEADER_TIMEOUT", HEADER_READ)?,
-            body_read: duration("NIGHTSHIFT_HTTP_BODY_TIMEOUT", BODY_READ)?,
-            max_connections,
-        };
+        let limits = Self { header_read: duration("NIGHTSHIFT_HTTP_HEADER_TIMEOUT", HEADER_READ)?, body_read: duration("NIGHTSHIFT_HTTP_BODY_TIMEOUT", BODY_READ)?, max_connections };
         Ok(limits.within(open_files_limit()))
     }
 

@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn only_a_persons_approve_or_abort_in_a_thread_is_a_decision() {
         let ev = |e: &str| parse_event(format!(r#"{{"type":"event_callback","event":{e}}}"#).as_bytes());
-        assert_eq!(ev(r#"{"type":"message","text":" ABORT! ","user":"U1","channel":"C1","ts":"2.0","thread_ts":"1.0"}"#), Ok(Event::Reply { approve: false, user: "U1".into(), channel: "C1".into(), thread_ts: "1.0".into() }));
+        assert_eq!(
+            ev(r#"{"type":"message","text":" ABORT! ","user":"U1","channel":"C1","ts":"2.0","thread_ts":"1.0"}"#),
+            Ok(Event::Reply { approve: false, user: "U1".into(), channel: "C1".into(), thread_ts: "1.0".into() })
+        );
         assert_eq!(ev(r#"{"type":"message","text":"approve","user":"U1","channel":"C1","ts":"1.0"}"#), Ok(Event::Ignored), "not in a thread");
         assert_eq!(ev(r#"{"type":"message","text":"please abort this","user":"U1","channel":"C1","thread_ts":"1.0"}"#), Ok(Event::Ignored));
         assert_eq!(ev(r#"{"type":"message","bot_id":"B1","text":"abort","user":"U1","channel":"C1","thread_ts":"1.0"}"#), Ok(Event::Ignored), "a bot never decides");

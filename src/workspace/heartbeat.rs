@@ -166,7 +166,6 @@ const KINDS: &[(&str, &[&str])] = &[
 /// Kinds that run on an inventory host with `host:`.
 const REMOTE_KINDS: &[&str] = &["disk", "exec", "load", "memory", "service"];
 
-
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-')
 }
@@ -217,7 +216,11 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> HeartbeatSpec {
                 if n == &c.name {
                     problems.push(Some(c.line), format!("check `{}`: verify {step} names the check itself", c.name), "the check passing is the first step already; name other checks");
                 } else if !spec.checks.iter().any(|x| &x.name == n) {
-                    problems.push(Some(c.line), format!("check `{}`: verify {step} names `{n}`, which is not a declared check", c.name), format!("declare a check named `{n}` (e.g. an http check with max_latency for performance) or fix the name"));
+                    problems.push(
+                        Some(c.line),
+                        format!("check `{}`: verify {step} names `{n}`, which is not a declared check", c.name),
+                        format!("declare a check named `{n}` (e.g. an http check with max_latency for performance) or fix the name"),
+                    );
                 }
             }
         }
@@ -245,9 +248,10 @@ fn host(node: &Node, problems: &mut Problems) -> Option<HostSpec> {
         tags: m.str_list("tags", problems).unwrap_or_default(),
     };
     if let Some(n) = &name
-        && !is_valid_name(n) {
-            problems.push(m.key_line("name"), format!("host name `{n}` may only contain a-z, 0-9 and -"), "rename it, e.g. web-01");
-        }
+        && !is_valid_name(n)
+    {
+        problems.push(m.key_line("name"), format!("host name `{n}` may only contain a-z, 0-9 and -"), "rename it, e.g. web-01");
+    }
     m.finish(HOST_KEYS, problems);
     Some(spec).filter(|_| name.is_some() && address.is_some())
 }
@@ -257,15 +261,17 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
     let name = m.required_str("name", problems);
     let m = m.named(format!("check `{}`", name.as_deref().unwrap_or("?")));
     if let Some(n) = &name
-        && !is_valid_name(n) {
-            problems.push(m.key_line("name"), format!("check name `{n}` may only contain a-z, 0-9 and - (at most 63)"), "rename it, e.g. root-disk");
-        }
+        && !is_valid_name(n)
+    {
+        problems.push(m.key_line("name"), format!("check name `{n}` may only contain a-z, 0-9 and - (at most 63)"), "rename it, e.g. root-disk");
+    }
     let kind = m.required_str("kind", problems);
     let every = m.duration("every", problems).map(HumanDuration::as_duration);
     if let Some(e) = every
-        && e < Duration::from_secs(1) {
-            problems.push(m.key_line("every"), format!("{}: `every` must be at least 1s", m.what), "write e.g. `every: 30s`");
-        }
+        && e < Duration::from_secs(1)
+    {
+        problems.push(m.key_line("every"), format!("{}: `every` must be at least 1s", m.what), "write e.g. `every: 30s`");
+    }
     let cron = m.str("at", problems).and_then(|text| match Cron::parse(&text) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -298,12 +304,13 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
     let repair = m.str("repair", problems);
     let mut verify = Verification::default();
     if let Some(v) = m.get("verify")
-        && let Some(vm) = MapReader::new(v, format!("{}: verify", m.what), problems) {
-            verify.connectivity = vm.str_list("connectivity", problems).unwrap_or_default();
-            verify.performance = vm.str_list("performance", problems).unwrap_or_default();
-            verify.dependencies = vm.str_list("dependencies", problems).unwrap_or_default();
-            vm.finish(&Verification::STEPS, problems);
-        }
+        && let Some(vm) = MapReader::new(v, format!("{}: verify", m.what), problems)
+    {
+        verify.connectivity = vm.str_list("connectivity", problems).unwrap_or_default();
+        verify.performance = vm.str_list("performance", problems).unwrap_or_default();
+        verify.dependencies = vm.str_list("dependencies", problems).unwrap_or_default();
+        vm.finish(&Verification::STEPS, problems);
+    }
     let probe = kind.as_deref().and_then(|k| probe(k, &m, problems));
     let mut known: Vec<&str> = COMMON_KEYS.to_vec();
     if let Some((_, fields)) = KINDS.iter().find(|(k, _)| Some(*k) == kind.as_deref()) {
@@ -311,7 +318,11 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
         for (key, line) in m.keys() {
             if !fields.contains(&key) && !COMMON_KEYS.contains(&key) && KINDS.iter().any(|(_, f)| f.contains(&key)) {
                 m.get(key);
-                problems.push(Some(line), format!("{}: `{key}` does not apply to kind `{}`", m.what, kind.as_deref().unwrap_or("")), format!("kind `{}` takes: {}", kind.as_deref().unwrap_or(""), fields.join(", ")));
+                problems.push(
+                    Some(line),
+                    format!("{}: `{key}` does not apply to kind `{}`", m.what, kind.as_deref().unwrap_or("")),
+                    format!("kind `{}` takes: {}", kind.as_deref().unwrap_or(""), fields.join(", ")),
+                );
             }
         }
         known.extend_from_slice(fields);
@@ -356,9 +367,10 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
                 problems.push(Some(m.line), format!("{what}: a disk check needs a limit"), "add `max_used_percent: 80` (and/or `max_inodes_percent`)");
             }
             if let Some(p) = &path
-                && !p.is_absolute() {
-                    problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", p.display()), "write an absolute path such as /var");
-                }
+                && !p.is_absolute()
+            {
+                problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", p.display()), "write an absolute path such as /var");
+            }
             Some(ProbeSpec::Disk { path: path?, max_used_percent: used, max_inodes_percent: inodes })
         }
         "http" => {
@@ -393,7 +405,11 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             let warn_days = m.int("warn_days", 0, 3650, problems).unwrap_or(30) as u32;
             let min_days = m.int("min_days", 0, 3650, problems).unwrap_or(7) as u32;
             if min_days > warn_days {
-                problems.push(m.key_line("min_days"), format!("{what}: min_days ({min_days}) is larger than warn_days ({warn_days})"), "warn_days is when to warn, min_days when to act: make min_days the smaller");
+                problems.push(
+                    m.key_line("min_days"),
+                    format!("{what}: min_days ({min_days}) is larger than warn_days ({warn_days})"),
+                    "warn_days is when to warn, min_days when to act: make min_days the smaller",
+                );
             }
             let server_name = m.str("server_name", problems);
             let source = match (address, file) {
@@ -403,7 +419,11 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
                 }
                 (None, Some(f)) => TlsSource::File(PathBuf::from(f)),
                 _ => {
-                    problems.push(Some(m.line), format!("{what}: a tls check needs exactly one of `address` or `file`"), "write `address: host:443` for a served certificate, or `file: /path/cert.pem`");
+                    problems.push(
+                        Some(m.line),
+                        format!("{what}: a tls check needs exactly one of `address` or `file`"),
+                        "write `address: host:443` for a served certificate, or `file: /path/cert.pem`",
+                    );
                     return None;
                 }
             };
@@ -518,7 +538,11 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             } else if target.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)) {
                 crate::checks::kube::DependencyTarget::Tcp(target)
             } else {
-                problems.push(m.key_line("target"), format!("{what}: `{target}` is neither a Service, a URL nor host:port"), "write a Service as namespace/name (e.g. shop/postgres), or http://host/healthz, or host:5432");
+                problems.push(
+                    m.key_line("target"),
+                    format!("{what}: `{target}` is neither a Service, a URL nor host:port"),
+                    "write a Service as namespace/name (e.g. shop/postgres), or http://host/healthz, or host:5432",
+                );
                 return None;
             };
             Some(ProbeSpec::Dependency { target, dependants: dependants?, scope })
@@ -565,7 +589,11 @@ fn scaling(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
     if let (Some(a), Some(b)) = (above, below)
         && b >= a
     {
-        problems.push(m.key_line("below"), format!("{what}: `below` ({b}) must be less than `above` ({a})"), "leave a band between them so scaling up and down cannot chase each other, e.g. `above: 0.8` and `below: 0.3`");
+        problems.push(
+            m.key_line("below"),
+            format!("{what}: `below` ({b}) must be less than `above` ({a})"),
+            "leave a band between them so scaling up and down cannot chase each other, e.g. `above: 0.8` and `below: 0.3`",
+        );
     }
     let load = match (m.str("prometheus", problems), m.str("query", problems), m.str("http", problems)) {
         (Some(url), Some(query), None) => {
@@ -581,7 +609,11 @@ fn scaling(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
             crate::checks::strategy::LoadSignal::Http { url }
         }
         _ => {
-            problems.push(Some(m.line), format!("{what}: a k8s-scaling check needs one load signal"), "write `prometheus: http://127.0.0.1:9090` with `query: …`, or `http: http://service/healthz` (its latency in ms)");
+            problems.push(
+                Some(m.line),
+                format!("{what}: a k8s-scaling check needs one load signal"),
+                "write `prometheus: http://127.0.0.1:9090` with `query: …`, or `http: http://service/healthz` (its latency in ms)",
+            );
             return None;
         }
     };

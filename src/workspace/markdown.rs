@@ -48,10 +48,7 @@ pub fn parse(text: &str) -> MarkdownDoc {
                     let fence_line = line_of(text, start);
                     prose_cut.push(range.clone());
                     if !info.is_empty() {
-                        doc.blocks.push((
-                            info,
-                            FencedBlock { content, first_line: fence_line + 1, fence_line },
-                        ));
+                        doc.blocks.push((info, FencedBlock { content, first_line: fence_line + 1, fence_line }));
                     }
                 }
             }
@@ -87,10 +84,7 @@ mod tests {
         let text = "# Title\n\nSome prose.\n\n```policy\nmode: dry-run\nrules: []\n```\n\nMore prose.\n";
         let doc = parse(text);
         let blocks: Vec<_> = doc.blocks_named("policy").collect();
-        assert_eq!(
-            blocks,
-            vec![&FencedBlock { content: "mode: dry-run\nrules: []\n".into(), first_line: 6, fence_line: 5 }]
-        );
+        assert_eq!(blocks, vec![&FencedBlock { content: "mode: dry-run\nrules: []\n".into(), first_line: 6, fence_line: 5 }]);
         assert_eq!(doc.prose, "# Title\n\nSome prose.\n\n\n\nMore prose.");
     }
 

@@ -18,11 +18,8 @@ use crate::policy::Policy;
 use heartbeat::HeartbeatSpec;
 
 /// Prompt templates every workspace has (its own, or these built-in ones).
-pub const PROMPTS: [(&str, &str); 3] = [
-    ("system", include_str!("../../prompts/system.md")),
-    ("investigate", include_str!("../../prompts/investigate.md")),
-    ("incident", include_str!("../../prompts/incident.md")),
-];
+pub const PROMPTS: [(&str, &str); 3] =
+    [("system", include_str!("../../prompts/system.md")), ("investigate", include_str!("../../prompts/investigate.md")), ("incident", include_str!("../../prompts/incident.md"))];
 
 /// The tools the model may be offered, one `tools/<name>.md` each (kept
 /// one-to-one with the registry in llm/tools.rs by a test).
@@ -137,9 +134,14 @@ pub fn load(root: &Path) -> Result<Workspace, Vec<Problem>> {
     }
     for check in &spec.checks {
         if let Some(cmd) = &check.repair
-            && !policy.commands.contains_key(cmd) {
-                hb_problems.push(Some(check.line), format!("check `{}`: repair command `{cmd}` is not declared in AGENTS.md `commands:`", check.name), "declare it under `commands:` in AGENTS.md's policy block, or fix the name");
-            }
+            && !policy.commands.contains_key(cmd)
+        {
+            hb_problems.push(
+                Some(check.line),
+                format!("check `{}`: repair command `{cmd}` is not declared in AGENTS.md `commands:`", check.name),
+                "declare it under `commands:` in AGENTS.md's policy block, or fix the name",
+            );
+        }
     }
     all.extend(agents_problems.list);
     all.extend(hb_problems.list);

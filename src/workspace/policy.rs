@@ -12,7 +12,25 @@ use crate::duration::HumanDuration;
 use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook, WebhookFormat};
 
 const TOP_KEYS: &[&str] = &[
-    "mode", "unknown_action", "max_blast_radius", "max_actions_per_hour", "circuit_breaker", "approval_ttl", "rules", "protected", "commands", "clean_roots", "clean_logs", "webhooks", "notify_window", "model", "repository", "escalation", "replace_node", "public_url", "approver_groups",
+    "mode",
+    "unknown_action",
+    "max_blast_radius",
+    "max_actions_per_hour",
+    "circuit_breaker",
+    "approval_ttl",
+    "rules",
+    "protected",
+    "commands",
+    "clean_roots",
+    "clean_logs",
+    "webhooks",
+    "notify_window",
+    "model",
+    "repository",
+    "escalation",
+    "replace_node",
+    "public_url",
+    "approver_groups",
 ];
 const RULE_KEYS: &[&str] = &["action", "decide", "max_per_hour", "abort_window", "match", "examples", "promote_after", "approvers"];
 const MATCH_KEYS: &[&str] = &["target", "namespace", "host", "check"];
@@ -97,14 +115,15 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         }
     }
     if let Some(node) = top.get("protected")
-        && let Some(m) = MapReader::new(node, "protected", problems) {
-            p.protected = Protected {
-                namespaces: m.str_list("namespaces", problems).unwrap_or_default(),
-                hosts: m.str_list("hosts", problems).unwrap_or_default(),
-                targets: m.str_list("targets", problems).unwrap_or_default(),
-            };
-            m.finish(PROTECTED_KEYS, problems);
-        }
+        && let Some(m) = MapReader::new(node, "protected", problems)
+    {
+        p.protected = Protected {
+            namespaces: m.str_list("namespaces", problems).unwrap_or_default(),
+            hosts: m.str_list("hosts", problems).unwrap_or_default(),
+            targets: m.str_list("targets", problems).unwrap_or_default(),
+        };
+        m.finish(PROTECTED_KEYS, problems);
+    }
     if let Some(node) = top.get("commands") {
         p.commands = commands(node, problems);
     }
@@ -119,20 +138,21 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         }
     }
     if let Some(node) = top.get("clean_logs")
-        && let Some(m) = MapReader::new(node, "clean_logs", problems) {
-            let mut s = CleanSettings::default();
-            if let Some(d) = m.duration("max_age", problems) {
-                s.max_age = d.as_duration();
-            }
-            if let Some(mb) = m.number("gzip_over_mb", 0.0, 1e9, problems) {
-                s.gzip_over_bytes = (mb * 1024.0 * 1024.0) as u64;
-            }
-            if let Some(b) = m.bool("core_dumps", problems) {
-                s.core_dumps = b;
-            }
-            m.finish(CLEAN_KEYS, problems);
-            p.clean_logs = s;
+        && let Some(m) = MapReader::new(node, "clean_logs", problems)
+    {
+        let mut s = CleanSettings::default();
+        if let Some(d) = m.duration("max_age", problems) {
+            s.max_age = d.as_duration();
         }
+        if let Some(mb) = m.number("gzip_over_mb", 0.0, 1e9, problems) {
+            s.gzip_over_bytes = (mb * 1024.0 * 1024.0) as u64;
+        }
+        if let Some(b) = m.bool("core_dumps", problems) {
+            s.core_dumps = b;
+        }
+        m.finish(CLEAN_KEYS, problems);
+        p.clean_logs = s;
+    }
     if let Some(nodes) = top.seq("webhooks", problems) {
         for node in nodes {
             if let Some(w) = webhook(node, problems) {
@@ -147,41 +167,44 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         p.escalation = escalation(nodes, &p.webhooks, problems);
     }
     if let Some(node) = top.get("replace_node")
-        && let Some(m) = MapReader::new(node, "replace_node", problems) {
-            let webhook = m.required_str("webhook", problems);
-            if let Some(w) = &webhook {
-                webhook_declared(&p.webhooks, w, "replace_node", m.key_line("webhook"), problems);
-            }
-            let after = m.duration("after", problems).map_or(std::time::Duration::from_secs(600), |d| d.as_duration());
-            m.finish(REPLACE_NODE_KEYS, problems);
-            p.replace_node = webhook.map(|webhook| crate::policy::NodeReplacement { webhook, after });
+        && let Some(m) = MapReader::new(node, "replace_node", problems)
+    {
+        let webhook = m.required_str("webhook", problems);
+        if let Some(w) = &webhook {
+            webhook_declared(&p.webhooks, w, "replace_node", m.key_line("webhook"), problems);
         }
+        let after = m.duration("after", problems).map_or(std::time::Duration::from_secs(600), |d| d.as_duration());
+        m.finish(REPLACE_NODE_KEYS, problems);
+        p.replace_node = webhook.map(|webhook| crate::policy::NodeReplacement { webhook, after });
+    }
     if let Some(node) = top.get("model")
-        && let Some(m) = MapReader::new(node, "model", problems) {
-            secrets_named(&m, "model", problems);
-            let base_url = m.str("base_url", problems);
-            if let Some(u) = base_url.as_ref().filter(|u| reqwest::Url::parse(u).is_err()) {
-                problems.push(m.key_line("base_url"), format!("model: `{u}` is not a URL"), "write e.g. http://127.0.0.1:8080/v1");
-            }
-            p.model = Some(crate::llm::ModelSpec {
-                base_url,
-                name: m.str("name", problems),
-                api_key_env: m.str("api_key_env", problems),
-                temperature: m.number("temperature", 0.0, 2.0, problems).map(|t| t as f32),
-                timeout: m.duration("timeout", problems).map(HumanDuration::as_duration),
-                max_turns: m.int("max_turns", 1, 100, problems).map(|n| n as u32),
-                max_tokens: m.int("max_tokens", 100, 10_000_000, problems).map(|n| n as u32),
-                max_completion_tokens: m.int("max_completion_tokens", 16, 1_000_000, problems).map(|n| n as u32),
-                deadline: m.duration("deadline", problems).map(HumanDuration::as_duration),
-            });
-            m.finish(MODEL_KEYS, problems);
+        && let Some(m) = MapReader::new(node, "model", problems)
+    {
+        secrets_named(&m, "model", problems);
+        let base_url = m.str("base_url", problems);
+        if let Some(u) = base_url.as_ref().filter(|u| reqwest::Url::parse(u).is_err()) {
+            problems.push(m.key_line("base_url"), format!("model: `{u}` is not a URL"), "write e.g. http://127.0.0.1:8080/v1");
         }
+        p.model = Some(crate::llm::ModelSpec {
+            base_url,
+            name: m.str("name", problems),
+            api_key_env: m.str("api_key_env", problems),
+            temperature: m.number("temperature", 0.0, 2.0, problems).map(|t| t as f32),
+            timeout: m.duration("timeout", problems).map(HumanDuration::as_duration),
+            max_turns: m.int("max_turns", 1, 100, problems).map(|n| n as u32),
+            max_tokens: m.int("max_tokens", 100, 10_000_000, problems).map(|n| n as u32),
+            max_completion_tokens: m.int("max_completion_tokens", 16, 1_000_000, problems).map(|n| n as u32),
+            deadline: m.duration("deadline", problems).map(HumanDuration::as_duration),
+        });
+        m.finish(MODEL_KEYS, problems);
+    }
     if let Some(node) = top.get("repository")
-        && let Some(m) = MapReader::new(node, "repository", problems) {
-            secrets_named(&m, "repository", problems);
-            p.repository = repository(&m, problems);
-            m.finish(REPOSITORY_KEYS, problems);
-        }
+        && let Some(m) = MapReader::new(node, "repository", problems)
+    {
+        secrets_named(&m, "repository", problems);
+        p.repository = repository(&m, problems);
+        m.finish(REPOSITORY_KEYS, problems);
+    }
     humans(&top, &mut p, problems);
     top.finish(TOP_KEYS, problems);
     for (line, msg) in crate::policy::check_examples(&p) {
@@ -199,21 +222,26 @@ fn humans(top: &MapReader<'_>, p: &mut Policy, problems: &mut Problems) {
         }
     }
     if let Some(node) = top.get("approver_groups")
-        && let Some(m) = MapReader::new(node, "approver_groups", problems) {
-            let names: Vec<(String, usize)> = m.keys().map(|(k, l)| (k.to_string(), l)).collect();
-            for (name, line) in names {
-                let ids = m.str_list(&name, problems).unwrap_or_default();
-                if ids.is_empty() || ids.iter().any(|i| i.starts_with('@') || i.trim().is_empty()) {
-                    problems.push(Some(line), format!("approver group `{name}` must list at least one Slack user id or login (no @groups inside)"), format!("write e.g. `{name}: [U024BE7LH, ana]`"));
-                }
-                p.approver_groups.insert(name, ids);
+        && let Some(m) = MapReader::new(node, "approver_groups", problems)
+    {
+        let names: Vec<(String, usize)> = m.keys().map(|(k, l)| (k.to_string(), l)).collect();
+        for (name, line) in names {
+            let ids = m.str_list(&name, problems).unwrap_or_default();
+            if ids.is_empty() || ids.iter().any(|i| i.starts_with('@') || i.trim().is_empty()) {
+                problems.push(Some(line), format!("approver group `{name}` must list at least one Slack user id or login (no @groups inside)"), format!("write e.g. `{name}: [U024BE7LH, ana]`"));
             }
-            m.finish(&[], problems);
+            p.approver_groups.insert(name, ids);
         }
+        m.finish(&[], problems);
+    }
     for r in &p.rules {
         for a in r.approvers.iter().filter_map(|a| a.strip_prefix('@')) {
             if !p.approver_groups.contains_key(a) {
-                problems.push(Some(r.line), format!("rule at line {}: approver group `@{a}` is not declared", r.line), "declare it under `approver_groups:` (name: [ids]) or name the approvers directly");
+                problems.push(
+                    Some(r.line),
+                    format!("rule at line {}: approver group `@{a}` is not declared", r.line),
+                    "declare it under `approver_groups:` (name: [ids]) or name the approvers directly",
+                );
             }
         }
     }
@@ -245,7 +273,11 @@ fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mu
         m.finish(ESCALATION_KEYS, problems);
         let Some(after) = after else { continue };
         if let Some(prev) = levels.last().filter(|l| l.after >= after) {
-            problems.push(Some(node.line), format!("escalation level {} comes after {}s, not later than the level before it ({}s)", i + 1, after.as_secs(), prev.after.as_secs()), "list the levels from the first to the last, each later than the one before");
+            problems.push(
+                Some(node.line),
+                format!("escalation level {} comes after {}s, not later than the level before it ({}s)", i + 1, after.as_secs(), prev.after.as_secs()),
+                "list the levels from the first to the last, each later than the one before",
+            );
         }
         levels.push(crate::policy::EscalationLevel { after, notify });
     }
@@ -275,7 +307,11 @@ fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::infra
     };
     let base = m.str("base", problems).unwrap_or_else(|| "main".into());
     if base.is_empty() || base.starts_with("nightshift/") || base.contains("..") || base.contains(' ') {
-        problems.push(m.key_line("base"), format!("repository: `base: {base}` cannot be the base branch"), "name the branch pull requests target, e.g. `base: main` (nightshift pushes only nightshift/ branches)");
+        problems.push(
+            m.key_line("base"),
+            format!("repository: `base: {base}` cannot be the base branch"),
+            "name the branch pull requests target, e.g. `base: main` (nightshift pushes only nightshift/ branches)",
+        );
     }
     let manifests = match m.str("manifests", problems) {
         None => Locate::Search,
@@ -283,7 +319,11 @@ fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::infra
         Some(t) => {
             let unknown: Vec<&str> = t.match_indices('{').filter_map(|(i, _)| t[i..].find('}').map(|j| &t[i..=i + j])).filter(|p| !["{namespace}", "{name}", "{kind}"].contains(p)).collect();
             if t.starts_with('/') || t.split('/').any(|c| c == "..") || !unknown.is_empty() {
-                problems.push(m.key_line("manifests"), format!("repository: `manifests: {t}` is not a path template inside the repository"), "write `search` or a relative template with {namespace}, {name} and {kind}, e.g. k8s/overlays/{namespace}/{name}/");
+                problems.push(
+                    m.key_line("manifests"),
+                    format!("repository: `manifests: {t}` is not a path template inside the repository"),
+                    "write `search` or a relative template with {namespace}, {name} and {kind}, e.g. k8s/overlays/{namespace}/{name}/",
+                );
             }
             Locate::Template(t)
         }
@@ -304,27 +344,18 @@ fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::infra
     };
     let notes_url = m.str("notes_url", problems);
     if let Some(u) = notes_url.as_ref().filter(|u| !u.contains("{id}")) {
-        problems.push(m.key_line("notes_url"), format!("repository: `notes_url: {u}` has no {{id}}"), "write where notes are read, with {id} for the incident, e.g. https://git.acme.example/ops/memory/src/branch/main/incidents/{id}.md");
+        problems.push(
+            m.key_line("notes_url"),
+            format!("repository: `notes_url: {u}` has no {{id}}"),
+            "write where notes are read, with {id} for the incident, e.g. https://git.acme.example/ops/memory/src/branch/main/incidents/{id}.md",
+        );
     }
     let cache = m.str("cache", problems);
     let token_env = m.str("token_env", problems).unwrap_or_else(|| "GITHUB_TOKEN".into());
     let labels = m.str_list("labels", problems).unwrap_or_else(|| vec!["nightshift".into()]);
     let (owner, name) = owner_repo?;
     let cache = cache.map_or_else(|| RepoConfig::default_cache(&owner, &name), std::path::PathBuf::from);
-    Some(RepoConfig {
-        remote,
-        token_env,
-        base,
-        cache,
-        manifests,
-        api_url: api_url.trim_end_matches('/').to_string(),
-        author_name,
-        author_email,
-        labels,
-        notes_url,
-        owner,
-        name,
-    })
+    Some(RepoConfig { remote, token_env, base, cache, manifests, api_url: api_url.trim_end_matches('/').to_string(), author_name, author_email, labels, notes_url, owner, name })
 }
 
 /// A key that would hold a secret itself (`api_key:`, `token:`) is refused.
@@ -357,17 +388,16 @@ fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
     }
     let promote_after = m.int("promote_after", 1, 10_000, problems).map(|n| n as u32);
     if m.has("promote_after") && decide.is_some_and(|d| d != Decision::Confirm) {
-        problems.push(m.key_line("promote_after"), format!("{}: `promote_after` only applies to `decide: confirm`", m.what), "remove it, or write `decide: confirm` (trust is earned from human approvals)");
+        problems.push(
+            m.key_line("promote_after"),
+            format!("{}: `promote_after` only applies to `decide: confirm`", m.what),
+            "remove it, or write `decide: confirm` (trust is earned from human approvals)",
+        );
     }
     let matches = match m.get("match") {
         Some(node) => match MapReader::new(node, format!("{}: match", m.what), problems) {
             Some(mm) => {
-                let out = Match {
-                    target: mm.str("target", problems),
-                    namespace: mm.str("namespace", problems),
-                    host: mm.str("host", problems),
-                    check: mm.str("check", problems),
-                };
+                let out = Match { target: mm.str("target", problems), namespace: mm.str("namespace", problems), host: mm.str("host", problems), check: mm.str("check", problems) };
                 mm.finish(MATCH_KEYS, problems);
                 out
             }
@@ -385,7 +415,11 @@ fn rule(node: &Node, problems: &mut Problems) -> Option<Rule> {
     }
     let approvers = m.str_list("approvers", problems).unwrap_or_default();
     if m.has("approvers") && (approvers.is_empty() || approvers.iter().any(|a| a.trim().is_empty() || a == "@")) {
-        problems.push(m.key_line("approvers"), format!("{}: `approvers` must name at least one Slack user id, login or @group", m.what), "write e.g. `approvers: [U024BE7LH, \"@oncall\"]`, or remove it to let anyone decide");
+        problems.push(
+            m.key_line("approvers"),
+            format!("{}: `approvers` must name at least one Slack user id, login or @group", m.what),
+            "write e.g. `approvers: [U024BE7LH, \"@oncall\"]`, or remove it to let anyone decide",
+        );
     }
     m.finish(RULE_KEYS, problems);
     Some(Rule { line: node.line, action: action?, decide: decide?, max_per_hour, abort_window, matches, examples, promote_after, approvers })
@@ -407,9 +441,10 @@ fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems
     let mut target = Target { id: target.clone().unwrap_or_default(), namespace: m.str("namespace", problems), host: m.str("host", problems) };
     // `namespace/name` targets carry their namespace, as Kubernetes targets do.
     if target.namespace.is_none()
-        && let Some((ns, _)) = target.id.split_once('/').filter(|(ns, _)| !ns.is_empty()) {
-            target.namespace = Some(ns.to_string());
-        }
+        && let Some((ns, _)) = target.id.split_once('/').filter(|(ns, _)| !ns.is_empty())
+    {
+        target.namespace = Some(ns.to_string());
+    }
     let check = m.str("check", problems);
     m.finish(EXAMPLE_KEYS, problems);
     Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius, to_zero: false }, expect: expect? })
@@ -453,14 +488,19 @@ fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
         problems.push(m.key_line("token_env").or(m.key_line("channel")), "webhook: `token_env` and `channel` are for `format: slack`", "add `format: slack`, or remove them");
     }
     if format == WebhookFormat::Slack && token_env.is_some() != channel.is_some() {
-        problems.push(Some(node.line), "webhook: a Slack bot token needs both `token_env` and `channel`", "write `token_env: SLACK_BOT_TOKEN` and `channel: C0123456789`, or only `url:` for an incoming webhook");
+        problems.push(
+            Some(node.line),
+            "webhook: a Slack bot token needs both `token_env` and `channel`",
+            "write `token_env: SLACK_BOT_TOKEN` and `channel: C0123456789`, or only `url:` for an incoming webhook",
+        );
     }
     // A bot-token webhook names the Web API base in `url` (default Slack's own).
     let url = if format == WebhookFormat::Slack && token_env.is_some() && !m.has("url") { Some(crate::policy::SLACK_API.to_string()) } else { m.required_str("url", problems) };
     if let Some(u) = &url
-        && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err()) {
-            problems.push(m.key_line("url"), format!("webhook url `{u}` is not an http(s) URL"), "write e.g. http://127.0.0.1:5678/webhook/nightshift");
-        }
+        && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err())
+    {
+        problems.push(m.key_line("url"), format!("webhook url `{u}` is not an http(s) URL"), "write e.g. http://127.0.0.1:5678/webhook/nightshift");
+    }
     let mut severities = Vec::new();
     for s in m.str_list("severities", problems).unwrap_or_else(|| vec!["info".into(), "warning".into(), "critical".into()]) {
         match Severity::parse(&s) {

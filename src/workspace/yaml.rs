@@ -100,9 +100,7 @@ fn convert(t: Spanned<Tree>, first_line: usize) -> Node {
         Tree::Float(f) => Value::Float(f),
         Tree::Str(s) => Value::Str(s),
         Tree::Seq(items) => Value::Seq(items.into_iter().map(|i| convert(i, first_line)).collect()),
-        Tree::Map(entries) => Value::Map(
-            entries.into_iter().map(|(k, v)| (convert(k, first_line), convert(v, first_line))).collect(),
-        ),
+        Tree::Map(entries) => Value::Map(entries.into_iter().map(|(k, v)| (convert(k, first_line), convert(v, first_line))).collect()),
     };
     Node { line, value }
 }
@@ -164,18 +162,9 @@ impl<'a> MapReader<'a> {
     pub fn new(node: &'a Node, what: impl Into<String>, problems: &mut Problems) -> Option<Self> {
         let what = what.into();
         match &node.value {
-            Value::Map(entries) => Some(Self {
-                entries,
-                used: entries.iter().map(|_| Cell::new(false)).collect(),
-                what,
-                line: node.line,
-            }),
+            Value::Map(entries) => Some(Self { entries, used: entries.iter().map(|_| Cell::new(false)).collect(), what, line: node.line }),
             _ => {
-                problems.push(
-                    Some(node.line),
-                    format!("{what} must be a mapping (key: value lines), found {}", node.type_name()),
-                    "write it as `key: value` lines",
-                );
+                problems.push(Some(node.line), format!("{what} must be a mapping (key: value lines), found {}", node.type_name()), "write it as `key: value` lines");
                 None
             }
         }
@@ -244,7 +233,11 @@ impl<'a> MapReader<'a> {
             Value::Int(i) => *i as f64,
             Value::Float(f) => *f,
             Value::Str(s) if s.trim_end().ends_with('%') => {
-                problems.push(Some(node.line), format!("{}: `{key}: {s}` is a string with a percent sign", self.what), format!("write the number alone, e.g. `{key}: {}`", s.trim_end().trim_end_matches('%').trim()));
+                problems.push(
+                    Some(node.line),
+                    format!("{}: `{key}: {s}` is a string with a percent sign", self.what),
+                    format!("write the number alone, e.g. `{key}: {}`", s.trim_end().trim_end_matches('%').trim()),
+                );
                 return None;
             }
             _ => {
@@ -338,7 +331,11 @@ impl<'a> MapReader<'a> {
             Value::Seq(items) => Some(items),
             Value::Null => Some(&[]),
             _ => {
-                problems.push(Some(node.line), format!("{}: `{key}` must be a list (lines starting with `- `), found {}", self.what, node.type_name()), format!("write `{key}:` followed by `- ` items"));
+                problems.push(
+                    Some(node.line),
+                    format!("{}: `{key}` must be a list (lines starting with `- `), found {}", self.what, node.type_name()),
+                    format!("write `{key}:` followed by `- ` items"),
+                );
                 None
             }
         }
@@ -362,12 +359,7 @@ impl<'a> MapReader<'a> {
 
 /// The known word nearest to `word` by edit distance, if it is close.
 pub fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    known.iter().map(|k| (edit_distance(word, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min_by_key(|(d, _)| *d).map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -50,12 +50,7 @@ pub async fn cluster() -> Option<Cluster> {
 
 fn start_script() -> Result<PathBuf, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-cluster.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("start")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let out = std::process::Command::new("bash").arg(&script).arg("start").stdin(std::process::Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if !out.status.success() {
         // The script says "… is missing" for its binaries and for etcd; anything else is a real failure.

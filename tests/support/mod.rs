@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
@@ -57,7 +57,12 @@ impl Ws {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.arg("--workspace").arg(self.path()).args(args);
-        c.env_remove("OPENAI_API_KEY").env_remove("OPENAI_BASE_URL").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").env("GIT_AUTHOR_NAME", "test").env("GIT_COMMITTER_NAME", "test");
+        c.env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_COMMITTER_NAME", "test");
         c
     }
 
@@ -171,7 +176,14 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(mut conn: TcpStream, status: &AtomicU16, hits: &AtomicUsize, requests: &std::sync::Mutex<Vec<String>>, body: &std::sync::Mutex<String>, script: &std::sync::Mutex<std::collections::VecDeque<u16>>) {
+fn serve(
+    mut conn: TcpStream,
+    status: &AtomicU16,
+    hits: &AtomicUsize,
+    requests: &std::sync::Mutex<Vec<String>>,
+    body: &std::sync::Mutex<String>,
+    script: &std::sync::Mutex<std::collections::VecDeque<u16>>,
+) {
     let body = body.lock().unwrap().clone();
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
