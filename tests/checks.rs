@@ -280,9 +280,11 @@ fn delivery_succeeds_after_two_500s() {
 fn flapping_is_folded_into_one_message_and_a_summary() {
     let hook = HttpServer::start(200, "");
     let ws =
-        Ws::new(&format!("mode: execute\nnotify_window: 2s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")), "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n");
+        Ws::new(&format!("mode: execute\nnotify_window: 8s\nwebhooks:\n  - name: alerts\n    url: {}\n", hook.url("/")), "checks:\n  - name: flappy\n    kind: exec\n    command: \"test -f up\"\n");
     let up = ws.path().join("up");
-    // down, up, down, up within the window: one message sent, three folded.
+    // down, up, down, up within the window: one message sent, three folded. The window
+    // is wide enough for four passes on a loaded machine; the wait below ends just past it.
+    let started = std::time::Instant::now();
     for i in 0..4 {
         if i % 2 == 1 {
             std::fs::write(&up, "").unwrap();
@@ -292,7 +294,7 @@ fn flapping_is_folded_into_one_message_and_a_summary() {
         ws.run(&["heartbeat", "--all"]);
     }
     assert_eq!(hook.hits.load(Ordering::Relaxed), 1, "{:?}", hook.requests.lock().unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(2200));
+    std::thread::sleep(std::time::Duration::from_millis(9500).saturating_sub(started.elapsed()));
     ws.run(&["heartbeat", "--all"]);
     let reqs = hook.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2);
