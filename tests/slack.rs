@@ -212,18 +212,21 @@ fn an_incoming_webhook_gets_the_request_the_escalation_with_ack_and_a_new_messag
     let slack = SlackStandIn::start(TOKEN);
     let ws = Ws::new(
         &format!(
-            "mode: execute\nnotify_window: 0s\nescalation:\n  - after: 1s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: confirm\n    approvers: [ana]\nwebhooks:\n  - name: team\n    format: slack\n    url: {}\n",
+            "mode: execute\nnotify_window: 0s\nescalation:\n  - after: 5s\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: confirm\n    approvers: [ana]\nwebhooks:\n  - name: team\n    format: slack\n    url: {}\n",
             slack.incoming_url()
         ),
         &heartbeat(""),
     );
     std::fs::write(ws.path().join("hostile.txt"), HOSTILE).unwrap();
     let as_user = |user: &str, args: &[&str]| -> Run { ws.cmd(args).env("USER", user).output().unwrap().into() };
+    // The escalation is due 5 s after the incident opens: wide enough that a slow first pass
+    // does not escalate too; the second pass starts once it is due.
+    let opened = std::time::Instant::now();
     as_user("ana", &["heartbeat", "--all"]);
     let id = approval_id(&ws);
     let with_buttons = |action: &str| slack.got("incoming").into_iter().filter(|r| buttons(&r.body).iter().any(|(a, _)| a == action)).collect::<Vec<_>>();
     assert_eq!(with_buttons("approve").len(), 1, "{:?}", slack.got("incoming"));
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(6100).saturating_sub(opened.elapsed()));
     as_user("ana", &["heartbeat", "--all"]);
     let esc = with_buttons("ack");
     assert_eq!(esc.len(), 1, "the escalation carries Ack: {:?}", slack.got("incoming"));
