@@ -158,14 +158,17 @@ fn an_abort_window_aborted_by_a_signed_thread_reply_never_runs_and_the_message_s
     let slack = SlackStandIn::start(TOKEN);
     let ws = Ws::new(
         &format!(
-            "mode: execute\nnotify_window: 0s\nescalation: []\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: abort-window\n    abort_window: 6s\n    approvers: [U0ANA]\nwebhooks:\n  - name: team\n    format: slack\n    url: {}\n    token_env: SLACK_BOT_TOKEN\n    channel: C0OPS\n",
+            "mode: execute\nnotify_window: 0s\nescalation: []\ncommands:\n  fix: \"touch healthy\"\nrules:\n  - action: run_command\n    decide: abort-window\n    abort_window: 15s\n    approvers: [U0ANA]\nwebhooks:\n  - name: team\n    format: slack\n    url: {}\n    token_env: SLACK_BOT_TOKEN\n    channel: C0OPS\n",
             slack.api_url()
         ),
         &heartbeat("    every: 1s\n    cooldown: 1h\n"),
     );
     std::fs::write(ws.path().join("hostile.txt"), HOSTILE).unwrap();
+    // The window (15 s) leaves room for the refusals below on a loaded machine; the test
+    // waits past its deadline before saying the action never ran.
     let serve = Serve::start(&ws, &["--execute"], &[("SLACK_SIGNING_SECRET", SECRET), ("SLACK_BOT_TOKEN", TOKEN)]);
     let id = approval_id(&ws);
+    let started = std::time::Instant::now(); // the approval exists: its deadline is at most 15 s away
     assert!(eventually(Duration::from_secs(10), || slack.got("chat.postMessage").iter().any(|r| !buttons(&r.body).is_empty())));
     let posted = slack.got("chat.postMessage").into_iter().find(|r| !buttons(&r.body).is_empty()).unwrap();
     let request = posted.body;
@@ -200,7 +203,7 @@ fn an_abort_window_aborted_by_a_signed_thread_reply_never_runs_and_the_message_s
     let update = slack.got("chat.update").into_iter().find(|u| texts(&u.body).join(" ").contains("Aborted by")).unwrap().body;
     assert_eq!(update["ts"].as_str(), Some(ts.as_str()));
     assert!(buttons(&update).is_empty());
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(18).saturating_sub(started.elapsed()).max(Duration::from_secs(2)));
     assert!(!ws.path().join("healthy").exists(), "an aborted window's action ran");
     assert!(ws.audit_text().contains("abort refused"), "the stranger's reply is audited");
     assert_eq!(slack.violations(), Vec::<String>::new());
