@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::cluster::{Cluster, DeploymentExt, cluster, deployment, eventually, wait_for};
+use support::cluster::{Cluster, DeploymentExt, cluster, create, deployment, eventually, pods_of, wait_for};
 use support::kubelet::{self, Kubelet, NodeState};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -24,17 +24,6 @@ async fn setup(prefix: &str) -> Option<(Cluster, String, Kubelet)> {
     let ns = c.namespace(prefix).await;
     let k = Kubelet::start(c.client.clone(), &ns).await;
     Some((c, ns, k))
-}
-
-async fn create(c: &Cluster, ns: &str, d: Deployment) -> Api<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(c.client.clone(), ns);
-    api.create(&PostParams::default(), &d).await.unwrap();
-    api
-}
-
-async fn pods_of(c: &Cluster, ns: &str, app: &str) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(c.client.clone(), ns);
-    api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect()
 }
 
 /// Waits until the app has exactly `n` live pods that all satisfy `pred`.

@@ -15,64 +15,16 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use support::cluster::{self, Cluster, DeploymentExt, deployment, eventually, wait_for};
+use support::Ws;
+use support::cluster::{self, Cluster, DeploymentExt, create, deployment, eventually, nightshift, nightshift_json, nightshift_with, pods_are, pods_check, pods_of, ready, wait_for, waiting};
 use support::kubelet::{self, Kubelet, NodeState};
-use support::{Run, Ws};
 
 const LIMIT: Duration = Duration::from_secs(40);
-
-async fn nightshift_with(ws: &Ws, kubeconfig: &std::path::Path, args: &[&str]) -> Run {
-    let mut cmd = ws.cmd(args);
-    cmd.env("KUBECONFIG", kubeconfig);
-    tokio::task::spawn_blocking(move || Run::from(cmd.output().unwrap())).await.unwrap()
-}
-
-async fn nightshift(ws: &Ws, c: &Cluster, args: &[&str]) -> Run {
-    nightshift_with(ws, &c.kubeconfig, args).await
-}
-
-async fn nightshift_json(ws: &Ws, c: &Cluster, args: &[&str]) -> (i32, Value) {
-    let r = nightshift(ws, c, args).await;
-    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
-    (r.code, v)
-}
-
-async fn create(c: &Cluster, ns: &str, d: Deployment) -> Api<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(c.client.clone(), ns);
-    api.create(&PostParams::default(), &d).await.unwrap();
-    api
-}
-
-async fn pods_of(c: &Cluster, ns: &str, app: &str) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(c.client.clone(), ns);
-    let mut pods: Vec<Pod> = api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
-    pods.sort_by_key(|p| p.metadata.name.clone());
-    pods
-}
-
-async fn pods_are(c: &Cluster, ns: &str, app: &str, n: usize, what: &str, pred: impl Fn(&Pod) -> bool) -> Vec<Pod> {
-    eventually(LIMIT, what, || async {
-        let pods = pods_of(c, ns, app).await;
-        if pods.len() == n && pods.iter().all(&pred) { Ok(pods) } else { Err(format!("{} pod(s): {:?}", pods.len(), pods.iter().map(|p| p.status.clone()).collect::<Vec<_>>())) }
-    })
-    .await
-}
-
-fn waiting(p: &Pod, reason: &str) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
-}
-
-fn ready(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
 
 fn uids(pods: &[Pod]) -> Vec<Option<String>> {
     pods.iter().map(|p| p.metadata.uid.clone()).collect()
@@ -89,10 +41,6 @@ fn acted(inc: &Value) -> Vec<&Value> {
 
 fn note(ws: &Ws, inc: &Value) -> String {
     std::fs::read_to_string(ws.memory().join("incidents").join(format!("{}.md", inc["id"].as_str().unwrap()))).unwrap()
-}
-
-fn pods_check(ns: &str) -> String {
-    format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    max_restarts: 3\n    ready_grace: 0s\n")
 }
 
 /// Every repair allowed without asking: what the product does not plan, the test sees it not do.

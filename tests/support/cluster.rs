@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kube::api::Api;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -156,4 +158,68 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How long the pod waits of the nightshift tests allow.
+const PODS_LIMIT: Duration = Duration::from_secs(40);
+
+/// The built binary on a workspace, with KUBECONFIG pointing at `kubeconfig`, off the async threads.
+pub async fn nightshift_with(ws: &super::Ws, kubeconfig: &Path, args: &[&str]) -> super::Run {
+    let mut cmd = ws.cmd(args);
+    cmd.env("KUBECONFIG", kubeconfig);
+    tokio::task::spawn_blocking(move || super::Run::from(cmd.output().unwrap())).await.unwrap()
+}
+
+/// The built binary against the test cluster.
+pub async fn nightshift(ws: &super::Ws, c: &Cluster, args: &[&str]) -> super::Run {
+    nightshift_with(ws, &c.kubeconfig, args).await
+}
+
+/// `nightshift` with `--json`: the exit code and the parsed report.
+pub async fn nightshift_json(ws: &super::Ws, c: &Cluster, args: &[&str]) -> (i32, serde_json::Value) {
+    let r = nightshift(ws, c, args).await;
+    let v = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
+    (r.code, v)
+}
+
+/// Creates the Deployment in `ns` and returns its API.
+pub async fn create(c: &Cluster, ns: &str, d: Deployment) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), ns);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    api
+}
+
+/// The live (not deleting) pods labelled `app=APP`, by name.
+pub async fn pods_of(c: &Cluster, ns: &str, app: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(c.client.clone(), ns);
+    let mut pods: Vec<Pod> = api.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    pods.sort_by_key(|p| p.metadata.name.clone());
+    pods
+}
+
+/// Waits until every pod of `app` shows `pred` (and there are `n`).
+pub async fn pods_are(c: &Cluster, ns: &str, app: &str, n: usize, what: &str, pred: impl Fn(&Pod) -> bool) -> Vec<Pod> {
+    eventually(PODS_LIMIT, what, || async {
+        let pods = pods_of(c, ns, app).await;
+        if pods.len() == n && pods.iter().all(&pred) { Ok(pods) } else { Err(format!("{} pod(s): {:?}", pods.len(), pods.iter().map(|p| p.status.clone()).collect::<Vec<_>>())) }
+    })
+    .await
+}
+
+/// Whether a container of the pod waits with this reason.
+pub fn waiting(p: &Pod, reason: &str) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some(reason)))
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn ready(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A `k8s-pods` check of one namespace, as HEARTBEAT.md has it.
+pub fn pods_check(ns: &str) -> String {
+    format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    max_restarts: 3\n    ready_grace: 0s\n")
 }
