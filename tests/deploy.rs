@@ -9,14 +9,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Ws;
+use support::{Ws, have};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
 }
 
 /// The units as shipped, with the install path of the binary pointed at the one under test.

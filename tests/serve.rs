@@ -231,13 +231,9 @@ impl Drop for Proc {
     }
 }
 
-fn have(bin: &str) -> bool {
-    std::process::Command::new(bin).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok()
-}
-
 #[test]
 fn a_real_prometheus_rule_fires_through_alertmanager_into_an_incident_and_resolves_it() {
-    if !have("prometheus") || !have("prometheus-alertmanager") {
+    if !support::have("prometheus") || !support::have("prometheus-alertmanager") {
         support::skip("prometheus and alertmanager", "prometheus and prometheus-alertmanager are needed (.ci/run installs both from Debian)");
         return;
     }
@@ -302,7 +298,7 @@ fn shipped_rules_and_dashboard_use_only_metrics_serve_exports() {
     let _: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let workflow: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("n8n/nightshift-severity-router.json")).unwrap()).unwrap();
     assert_eq!(workflow["nodes"][0]["type"], "n8n-nodes-base.webhook");
-    if have("promtool") {
+    if support::have("promtool") {
         let out = std::process::Command::new("promtool").arg("check").arg("rules").arg(root.join("prometheus/nightshift-rules.yml")).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     } else {

@@ -33,6 +33,11 @@ pub fn skip(component: &str, why: &str) {
     eprintln!("SKIP: {component}: {why}");
 }
 
+/// Whether a program can be started (found on PATH and executable).
+pub fn have(program: &str) -> bool {
+    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nightshift")
 }
