@@ -22,8 +22,8 @@ fn find(bin: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).map(|d| d.join(bin)).find(|p| p.is_file())
 }
 
-/// A self-signed certificate and key for `cn` (and `san`), valid `days`.
-fn self_signed(cert: &Path, key: &Path, cn: &str, san: &str, days: u32) -> Result<(), String> {
+/// A self-signed certificate and key for `cn` (and `san`), valid `days`, from the openssl CLI.
+pub(super) fn self_signed(cert: &Path, key: &Path, cn: &str, san: &str, days: u32) -> Result<(), String> {
     let out = Command::new("openssl")
         .args([
             "req",

@@ -1261,31 +1261,7 @@ fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
     let dir = std::env::temp_dir().join(format!("nightshift-sim-kubelet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (cert, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=sim-kubelet",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .map_err(|e| format!("openssl: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    super::acme::self_signed(&cert, &key, "sim-kubelet", "IP:127.0.0.1,DNS:localhost", 30)?;
     let (cert, key) = (CertificateDer::from_pem_file(&cert).map_err(|e| e.to_string()), PrivateKeyDer::from_pem_file(&key).map_err(|e| e.to_string()));
     let _ = std::fs::remove_dir_all(&dir);
     let (cert, key) = (cert?, key?);
