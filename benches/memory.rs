@@ -21,7 +21,7 @@ use nightshift::actions::Action;
 use nightshift::memory::Memory;
 use nightshift::memory::audit::ActionResult;
 use nightshift::memory::notes::{Attempt, Incident, IncidentStatus};
-use nightshift::workspace::heartbeat::Severity;
+use nightshift::severity::Severity;
 
 const N: usize = 10_000;
 const CLASSES: [&str; 5] = ["disk-full", "http-down", "process-down", "cert-expiring", "backup-stale"];

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use nightshift::actions::ActionKind;
 use nightshift::policy::{History, Subject, decide};
-use nightshift::workspace::heartbeat::Level;
+use nightshift::severity::Level;
 
 const DECISIONS: usize = 2_000_000;
 

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use crate::checks::{CheckResult, Status};
 use crate::memory::approvals::ApprovalStatus;
 
+use crate::duration::timestamp;
 use crate::memory::Memory;
-use crate::memory::notes::timestamp;
 use crate::pipeline::{RunReport, Runner};
 use crate::workspace::{self, Workspace};
 
@@ -478,7 +478,7 @@ fn ack(root: &Path, id: &str) -> Result<u8, u8> {
     let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     match mem.ack_incident(id, &who) {
         Ok((a, true)) => println!("acknowledged {id} as {}: escalation stops", a.by),
-        Ok((a, false)) => println!("{id} was already acknowledged by {} at {}: escalation had stopped", a.by, crate::memory::notes::timestamp(a.at)),
+        Ok((a, false)) => println!("{id} was already acknowledged by {} at {}: escalation had stopped", a.by, crate::duration::timestamp(a.at)),
         Err(e) => {
             eprintln!("nightshift: {e}");
             return Err(1);

@@ -148,6 +148,16 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A moment as nightshift writes it everywhere (notes, audit, state): RFC 3339, UTC, seconds.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Reads what [`timestamp`] wrote (any RFC 3339 offset is accepted and turned to UTC).
+pub fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::actions::Action;
 use crate::actions::clean_logs::{is_core, is_log};
+use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, ProbeSpec, ProcessRef, Status, human_bytes};
-use crate::memory::code;
+use crate::markdown::code;
 use crate::policy::Policy;
-use crate::workspace::heartbeat::CheckSpec;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnosis {

@@ -109,7 +109,7 @@ proptest! {
         prop_assert!(parsed.attempts.is_empty());
         prop_assert!(parsed.diagnosis.is_empty() && parsed.prevention.is_empty() && parsed.related.is_empty());
         prop_assert_eq!(parsed.actions.len(), 1);
-        prop_assert_eq!(&parsed.actions[0], &nightshift::redact::redact(&nightshift::memory::one_line(&inc.actions[0])));
+        prop_assert_eq!(&parsed.actions[0], &nightshift::redact::redact(&nightshift::markdown::one_line(&inc.actions[0])));
         prop_assert_eq!(parsed.last_seen, "2026-12-02T00:00:00Z");
     }
 
@@ -121,7 +121,7 @@ proptest! {
         let alert = serde_json::json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": name}, "startsAt": starts}]});
         if let Ok(alerts) = nightshift::pipeline::parse_alertmanager(alert.to_string().as_bytes()) {
             for a in alerts {
-                prop_assert!(a.starts_at.is_empty() || nightshift::memory::notes::parse_ts(&a.starts_at).is_some(), "{:?}", a.starts_at);
+                prop_assert!(a.starts_at.is_empty() || nightshift::duration::parse_ts(&a.starts_at).is_some(), "{:?}", a.starts_at);
                 prop_assert!(!a.starts_at.contains(char::is_whitespace));
             }
         }

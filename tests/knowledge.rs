@@ -91,7 +91,7 @@ fn compaction_folds_only_old_resolved_incidents_and_show_still_finds_them() {
 #[test]
 fn sigkill_during_compaction_leaves_each_incident_in_exactly_one_place() {
     use nightshift::memory::notes::{Incident, IncidentStatus};
-    use nightshift::workspace::heartbeat::Severity;
+    use nightshift::severity::Severity;
     let ws = repairable("touch healthy");
     let mem = nightshift::memory::Memory::open(ws.path()).unwrap();
     let ids: Vec<String> = (0..1000).map(|i| format!("2026-08-{:02}-gen-{i}", 1 + i % 28)).collect();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use nightshift::actions::{ActionKind, Target};
 use nightshift::policy::{self, Decision, History, Policy, Subject};
-use nightshift::workspace::heartbeat::Level;
+use nightshift::severity::Level;
 
 /// A policy parsed the way users write it.
 fn policy(yaml: &str) -> Policy {

@@ -231,7 +231,7 @@ fn each_message_carries_the_urgency_the_seed_routes_by() {
 fn earned_trust_lowers_only_its_own_rule_and_every_limit_still_wins() {
     use nightshift::actions::ActionKind;
     use nightshift::policy::{Decision, History, Subject, decide};
-    use nightshift::workspace::heartbeat::Level;
+    use nightshift::severity::Level;
     let dir = tempfile::tempdir().unwrap();
     let yaml = "max_blast_radius: 10\nmax_actions_per_hour: 30\nrules:\n  - action: rollout_restart\n    decide: confirm\n    promote_after: 2\n    max_per_hour: 3\n  - action: rollout_restart\n    decide: confirm\n    match: {namespace: payments}\n  - action: rollout_restart\n    decide: forbid\n    match: {namespace: vault}\nprotected:\n  namespaces: [kube-system]\n";
     std::fs::write(dir.path().join("AGENTS.md"), format!("```policy\n{yaml}```\n")).unwrap();

@@ -21,7 +21,22 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 use crate::checks::human_bytes;
-use crate::policy::CleanSettings;
+
+/// Where `clean_logs` looks and what it removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanSettings {
+    /// `*.log` files older than this are deleted.
+    pub max_age: Duration,
+    /// `*.log` files larger than this (and not written to for an hour) are gzipped.
+    pub gzip_over_bytes: u64,
+    pub core_dumps: bool,
+}
+
+impl Default for CleanSettings {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(7 * 86_400), gzip_over_bytes: 50 * 1024 * 1024, core_dumps: true }
+    }
+}
 
 const MAX_ENTRIES: usize = 200_000;
 /// Directories deeper than this are not entered (the walk holds one descriptor per level).

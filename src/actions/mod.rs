@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 /// Every action name a rule may mention. Names of actions that later parts of
 /// nightshift execute (Kubernetes, hosts, pull requests) are known here so

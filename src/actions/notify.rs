@@ -10,12 +10,52 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::memory::approvals::Posted;
-use crate::policy::{Webhook, WebhookFormat};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    /// JSON: where to POST. Slack: the incoming-webhook URL, or with
+    /// `token_env` the Web API base (default https://slack.com/api).
+    pub url: String,
+    pub auth_header_env: Option<String>,
+    pub severities: Vec<Severity>,
+    pub format: WebhookFormat,
+    /// Slack: the bot token's environment variable (chat.postMessage / chat.update).
+    pub token_env: Option<String>,
+    /// Slack: the channel a bot token posts to.
+    pub channel: Option<String>,
+}
+
+/// What a webhook receives: nightshift's JSON payload, or Slack Block Kit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+/// One approval request as delivered: the webhook, and for Slack the
+/// message's channel and ts (bot token) or the response_url of a click on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Posted {
+    pub webhook: String,
+    /// A Slack message (updated in place) rather than a JSON webhook (sent a follow-up).
+    #[serde(default)]
+    pub slack: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_url: Option<String>,
+}
+
+/// The Slack Web API base a bot-token webhook uses when it names no `url`.
+pub const SLACK_API: &str = "https://slack.com/api";
 
 /// Tries per webhook; the waits between them double from `FIRST_WAIT`.
 pub const TRIES: u32 = 4;
@@ -98,52 +138,9 @@ pub struct ApprovalInfo {
 }
 
 impl ApprovalInfo {
-    pub fn new(a: &crate::memory::approvals::Approval, public_url: Option<&str>) -> Self {
-        use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
-        use crate::memory::notes::timestamp;
-        let action = serde_json::to_value(&a.action).unwrap_or_default();
-        let arguments = match &action {
-            serde_json::Value::Object(m) => {
-                m.iter().filter(|(k, _)| k.as_str() != "action").map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
-            }
-            _ => String::new(),
-        };
-        let url = |verb: &str| public_url.map(|u| format!("{}/approvals/{}/{verb}", u.trim_end_matches('/'), a.id));
-        let abort_window = a.kind == ApprovalKind::AbortWindow;
-        Self {
-            id: a.id.clone(),
-            target: a.action.target().id,
-            reason: a.reason.clone(),
-            deadline: timestamp(a.deadline),
-            approve_url: if abort_window { None } else { url("approve") },
-            abort_url: url("abort"),
-            kind: if abort_window { "abort-window" } else { "confirm" },
-            describe: a.action.describe(),
-            rule: a.rule.clone().unwrap_or_else(|| "no rule (a level or a limit)".into()),
-            risk: a.action.kind().risk().as_str(),
-            blast_radius: a.action.blast_radius(),
-            status: match a.status {
-                ApprovalStatus::Pending => "pending",
-                ApprovalStatus::Approved => "approved",
-                ApprovalStatus::Aborted => "aborted",
-                ApprovalStatus::Expired => "expired",
-                ApprovalStatus::Done => "done",
-            }
-            .into(),
-            decided_by: a.decided_by.clone(),
-            decided_at: a.decided_at.map(timestamp),
-            result: a.result.clone(),
-            abort_window,
-            kind_name: a.action.kind().to_string(),
-            arguments,
-            deadline_hms: a.deadline.format("%H:%M:%S").to_string(),
-            action,
-        }
-    }
-
     /// One line saying what became of it, for the updated message.
     pub fn outcome_line(&self) -> String {
-        let at = self.decided_at.as_deref().and_then(crate::memory::notes::parse_ts).map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_default();
+        let at = self.decided_at.as_deref().and_then(crate::duration::parse_ts).map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_default();
         let by = self.decided_by.as_deref().unwrap_or("nobody");
         let what = match self.status.as_str() {
             "approved" => format!("Approved by {by} at {at}; carrying it out"),
@@ -296,7 +293,7 @@ pub async fn deliver_envelope(targets: &[&Webhook], e: &Envelope, dead_letters: 
         incident: e.incident.as_deref(),
         link: e.incident.as_ref().map(|i| format!("incidents/{i}.md")),
         idempotency_key: key(e.incident.as_deref(), &e.service, &format!("{:?}{}{}", e.kind, e.message, e.approval.as_ref().map_or("", |a| a.status.as_str()))),
-        time: crate::memory::notes::timestamp(chrono::Utc::now()),
+        time: crate::duration::timestamp(chrono::Utc::now()),
     };
     let mut delivered = Vec::new();
     let mut posted = Vec::new();
@@ -368,7 +365,7 @@ async fn post(client: &reqwest::Client, w: &Webhook, key: &str, body: &impl Seri
 /// "idempotency_key", "time"}`; done when the webhook answers 2xx.
 pub async fn request(w: &Webhook, action: &str, fields: serde_json::Map<String, serde_json::Value>, incident: Option<&str>, dead_letters: &Path) -> Result<String, String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
-    let time = crate::memory::notes::timestamp(chrono::Utc::now());
+    let time = crate::duration::timestamp(chrono::Utc::now());
     let idempotency_key = key(incident, action, &serde_json::Value::Object(fields.clone()).to_string());
     let mut body = fields;
     body.insert("action".into(), action.into());

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::clean_logs::CleanSettings;
 use crate::checks::{Context, human_bytes, remote::sh};
-use crate::policy::CleanSettings;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -60,13 +60,8 @@ pub async fn clean_logs(ctx: &Context, host: Option<&str>, root: &std::path::Pat
     ))
 }
 
-/// Whether `unit` is a plausible unit or service name (no shell, no paths).
-pub fn valid_unit(unit: &str) -> bool {
-    !unit.is_empty() && unit.len() <= 128 && !unit.starts_with('-') && unit.bytes().all(|b| b.is_ascii_alphanumeric() || b"@._:-".contains(&b))
-}
-
 pub async fn restart_service(ctx: &Context, host: Option<&str>, unit: &str) -> Result<String, String> {
-    if !valid_unit(unit) {
+    if !crate::remote::valid_unit(unit) {
         return Err(format!("{unit:?} is not a service name"));
     }
     let out = sh(ctx, host, RESTART, &[unit], Duration::from_secs(120)).await?;
@@ -87,7 +82,7 @@ pub async fn largest_dirs(ctx: &Context, host: &str, path: &std::path::Path) -> 
         .filter_map(|l| {
             let (kb, dir) = l.split_once(char::is_whitespace)?;
             let kb: u64 = kb.trim().parse().ok()?;
-            (dir.trim() != p).then(|| format!("{} {}", crate::memory::code(dir.trim()), human_bytes(kb * 1024)))
+            (dir.trim() != p).then(|| format!("{} {}", crate::markdown::code(dir.trim()), human_bytes(kb * 1024)))
         })
         .collect())
 }

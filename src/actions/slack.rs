@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::notify::Posted;
+use super::notify::Webhook;
 use super::notify::{Envelope, Kind};
-use crate::memory::approvals::Posted;
-use crate::policy::Webhook;
 
 /// Slack's limits (Block Kit reference): section text 3,000 characters,
 /// header 150, button text 75, at most 50 blocks a message.
@@ -73,9 +73,9 @@ fn emoji(e: &Envelope) -> &'static str {
     match (e.kind, e.severity) {
         (Kind::ApprovalRequest, _) => ":raised_hand:",
         (Kind::ApprovalOutcome, _) => ":white_check_mark:",
-        (_, crate::workspace::heartbeat::Severity::Critical) => ":rotating_light:",
-        (_, crate::workspace::heartbeat::Severity::Warning) => ":warning:",
-        (_, crate::workspace::heartbeat::Severity::Info) => ":information_source:",
+        (_, crate::severity::Severity::Critical) => ":rotating_light:",
+        (_, crate::severity::Severity::Warning) => ":warning:",
+        (_, crate::severity::Severity::Info) => ":information_source:",
     }
 }
 

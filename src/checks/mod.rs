@@ -11,6 +11,7 @@ pub mod process;
 pub mod prometheus;
 pub mod remote;
 pub mod resources;
+pub mod spec;
 pub mod strategy;
 pub mod tcp;
 pub mod tls;
@@ -24,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::workspace::heartbeat::CheckSpec;
+use crate::checks::spec::CheckSpec;
 
 /// A check's verdict on its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -161,7 +162,7 @@ impl Context {
     }
 
     /// A context that can reach the inventory's hosts.
-    pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::workspace::heartbeat::HostSpec>) -> Self {
+    pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::remote::HostSpec>) -> Self {
         let remote = (!hosts.is_empty()).then(|| Arc::new(crate::remote::Pool::new(hosts)));
         Self { workdir, remote, ..Default::default() }
     }
@@ -440,7 +441,7 @@ pub fn tail(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::heartbeat::{Level, Severity};
+    use crate::severity::{Level, Severity};
 
     fn spec(probe: ProbeSpec) -> CheckSpec {
         CheckSpec {

@@ -12,7 +12,7 @@ use super::observe::{PodFacts, one_line};
 use super::quantity;
 use crate::actions::Action;
 use crate::checks::CheckResult;
-use crate::memory::code;
+use crate::markdown::code;
 use crate::runbooks::Diagnosis;
 
 /// Lines of the previous container's log kept as evidence.
@@ -245,17 +245,17 @@ pub async fn containment(client: &Client, r: &CheckResult, d: &mut Diagnosis, re
         d.steps.push(format!("node {} is cordoned and drained: nothing is left to move; a human brings it back or replaces it", code(&node)));
         return;
     };
-    let since = r.evidence.get("not_ready_since").and_then(|v| v.as_str()).and_then(crate::memory::notes::parse_ts);
+    let since = r.evidence.get("not_ready_since").and_then(|v| v.as_str()).and_then(crate::duration::parse_ts);
     let Some(since) = since else {
         d.steps.push(format!("node {} is cordoned and drained, but reports no time it became NotReady: not replaced", code(&node)));
         return;
     };
     let due = crate::duration::after(since, after).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     if due <= chrono::Utc::now() {
-        d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::memory::notes::timestamp(since)));
+        d.steps.push(format!("node {} is cordoned, drained and NotReady since {}: it is to be replaced", code(&node), crate::duration::timestamp(since)));
         d.plan = vec![Action::ReplaceNode { node, context: context.map(str::to_string) }];
     } else {
-        d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::memory::notes::timestamp(due)));
+        d.steps.push(format!("node {} is cordoned and drained; it is replaced if still NotReady at {}", code(&node), crate::duration::timestamp(due)));
     }
 }
 

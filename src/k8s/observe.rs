@@ -351,7 +351,7 @@ pub fn nodes<N: Borrow<Node>>(list: &[N]) -> Outcome {
         evidence.insert("conditions".into(), bad.iter().map(|(t, m)| Value::String(format!("{t}: {}", one_line(m)))).collect::<Vec<_>>().into());
         evidence.insert("unschedulable".into(), n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false).into());
         if let Some(since) = conditions.iter().find(|c| c.type_ == "Ready" && c.status != "True").and_then(|c| c.last_transition_time.as_ref()) {
-            evidence.insert("not_ready_since".into(), crate::memory::notes::timestamp(time(since)).into());
+            evidence.insert("not_ready_since".into(), crate::duration::timestamp(time(since)).into());
         }
         let summary = format!("node {name}: {}", bad.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "));
         series.push(Series { target: format!("node/{name}"), status: Status::Failing, summary, evidence });

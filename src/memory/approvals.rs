@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Memory, Result, read_json, write_json};
 use crate::actions::Action;
-use crate::workspace::heartbeat::Level;
+use crate::actions::notify::ApprovalInfo;
+pub use crate::actions::notify::Posted;
+use crate::severity::Level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -61,23 +63,51 @@ pub struct Approval {
     pub result: Option<String>,
 }
 
-/// One approval request as delivered: the webhook, and for Slack the
-/// message's channel and ts (bot token) or the response_url of a click on it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Posted {
-    pub webhook: String,
-    /// A Slack message (updated in place) rather than a JSON webhook (sent a follow-up).
-    #[serde(default)]
-    pub slack: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ts: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_url: Option<String>,
-}
-
 impl Approval {
+    /// What a message about this request says (approval requests and outcomes).
+    pub fn info(&self, public_url: Option<&str>) -> ApprovalInfo {
+        let a = self;
+        use crate::duration::timestamp;
+        let action = serde_json::to_value(&a.action).unwrap_or_default();
+        let arguments = match &action {
+            serde_json::Value::Object(m) => {
+                m.iter().filter(|(k, _)| k.as_str() != "action").map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect::<Vec<_>>().join(" ")
+            }
+            _ => String::new(),
+        };
+        let url = |verb: &str| public_url.map(|u| format!("{}/approvals/{}/{verb}", u.trim_end_matches('/'), a.id));
+        let abort_window = a.kind == ApprovalKind::AbortWindow;
+        ApprovalInfo {
+            id: a.id.clone(),
+            target: a.action.target().id,
+            reason: a.reason.clone(),
+            deadline: timestamp(a.deadline),
+            approve_url: if abort_window { None } else { url("approve") },
+            abort_url: url("abort"),
+            kind: if abort_window { "abort-window" } else { "confirm" },
+            describe: a.action.describe(),
+            rule: a.rule.clone().unwrap_or_else(|| "no rule (a level or a limit)".into()),
+            risk: a.action.kind().risk().as_str(),
+            blast_radius: a.action.blast_radius(),
+            status: match a.status {
+                ApprovalStatus::Pending => "pending",
+                ApprovalStatus::Approved => "approved",
+                ApprovalStatus::Aborted => "aborted",
+                ApprovalStatus::Expired => "expired",
+                ApprovalStatus::Done => "done",
+            }
+            .into(),
+            decided_by: a.decided_by.clone(),
+            decided_at: a.decided_at.map(timestamp),
+            result: a.result.clone(),
+            abort_window,
+            kind_name: a.action.kind().to_string(),
+            arguments,
+            deadline_hms: a.deadline.format("%H:%M:%S").to_string(),
+            action,
+        }
+    }
+
     /// Whether someone known by any of `ids` may decide it.
     pub fn may_decide(&self, ids: &[String]) -> bool {
         self.approvers.is_empty() || ids.iter().any(|i| self.approvers.contains(i))

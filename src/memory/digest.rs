@@ -4,7 +4,7 @@
 
 use super::notes::{Incident, IncidentStatus, uncode};
 use super::{Memory, Result, code, io_err, one_line};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 /// One incident's digest section; secrets are redacted field by field
 /// before it is rendered.

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde::{Deserialize, Serialize};
 
 use super::{Memory, MemoryError, Result, atomic_write, fenced, io_err, one_line};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -78,13 +78,7 @@ pub struct Incident {
     pub related: Vec<String>,
 }
 
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
-}
+pub use crate::duration::{parse_ts, timestamp};
 
 impl Incident {
     /// The repair that healed it: the last attempt that succeeded.

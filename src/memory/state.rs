@@ -45,7 +45,7 @@ pub struct State {
     pub disk_history: BTreeMap<String, Vec<crate::trend::Sample>>,
     /// Open notification windows by `class:service`.
     #[serde(default)]
-    pub notified: BTreeMap<String, crate::pipeline::NotifyWindow>,
+    pub notified: BTreeMap<String, NotifyWindow>,
     /// Scaling checks → since when their Deployment has been lightly loaded.
     #[serde(default)]
     pub light_since: BTreeMap<String, DateTime<Utc>>,
@@ -132,4 +132,13 @@ impl State {
         let week_ago = at - Duration::days(7);
         self.actions.retain(|r| r.at > week_ago);
     }
+}
+
+/// One aggregation window: the first message was sent, later ones counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyWindow {
+    pub opened: chrono::DateTime<chrono::Utc>,
+    pub severity: Option<crate::severity::Severity>,
+    pub suppressed: u32,
+    pub examples: Vec<String>,
 }

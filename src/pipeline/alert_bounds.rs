@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{RunError, Runner, now};
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 use super::alerts::{Alert, AlertError};
 

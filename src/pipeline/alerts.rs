@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{IncidentReport, RunError, Runner, now, slug};
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 /// One alert of an Alertmanager webhook (payload version 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ fn starts_at(a: &Value, i: usize) -> Result<String, AlertError> {
     match a.get("startsAt") {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(String::new()),
-        Some(Value::String(s)) => crate::memory::notes::parse_ts(s)
+        Some(Value::String(s)) => crate::duration::parse_ts(s)
             .filter(|_| !s.chars().any(char::is_whitespace))
             .map(timestamp)
             .ok_or_else(|| AlertError(format!("alerts[{i}].startsAt is not an RFC 3339 timestamp (e.g. \"2026-12-02T10:30:00Z\")"))),
@@ -312,7 +312,7 @@ impl Runner<'_> {
     async fn alert_fires(&mut self, fp: &str, alert: &Alert, seen: u32) -> Result<(), RunError> {
         let t = timestamp(now());
         let annotations = serde_json::to_string_pretty(&alert.annotations).unwrap_or_default();
-        let since = crate::memory::notes::parse_ts(&alert.starts_at).map_or_else(|| "an unknown time".to_string(), timestamp);
+        let since = crate::duration::parse_ts(&alert.starts_at).map_or_else(|| "an unknown time".to_string(), timestamp);
         let evidence = crate::redact::redact(&format!("alert {} {} since {since}\nlabels: {}\nannotations (untrusted):\n{annotations}", alert.name(), alert.status, alert.target()));
         let existing = self.state.open.get(fp).and_then(|id| self.mem.read_incident(id).ok());
         let new = existing.is_none();
@@ -335,7 +335,7 @@ impl Runner<'_> {
                 target: alert.target(),
                 check: format!("alert:{} ({})", alert.name(), alert.source),
                 // Re-parsed: a journal line is data too. A start in the future is taken as now.
-                failing_since: Some(crate::memory::notes::parse_ts(&alert.starts_at).filter(|s| *s <= now()).map_or_else(|| t.clone(), timestamp)),
+                failing_since: Some(crate::duration::parse_ts(&alert.starts_at).filter(|s| *s <= now()).map_or_else(|| t.clone(), timestamp)),
                 attempts: Vec::new(),
                 tokens: 0,
                 recalled_from: None,
@@ -347,7 +347,7 @@ impl Runner<'_> {
                 occurrences: seen,
                 evidence,
                 diagnosis: vec![
-                    format!("{} reports {} firing for {}", alert.sender(), crate::memory::code(alert.name()), crate::memory::code(&alert.target())),
+                    format!("{} reports {} firing for {}", alert.sender(), crate::markdown::code(alert.name()), crate::markdown::code(&alert.target())),
                     if alert.source == "argocd" {
                         "a rollout went wrong: the daemon runs its Kubernetes checks at once, so a Deployment that does not become ready is diagnosed, and rolled back as the policy allows, in its own incident; the notification's message is in the evidence".into()
                     } else {

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use super::{MAX_WAIT, RunError, Runner, fingerprint_target, healthy_for, now};
 use crate::actions::Action;
 use crate::checks;
+use crate::checks::spec::CheckSpec;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
-use crate::workspace::heartbeat::CheckSpec;
 
 impl Runner<'_> {
     pub(super) fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {

@@ -11,7 +11,7 @@ use crate::memory::approvals::{Approval, ApprovalKind};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::Incident;
 use crate::policy::{Verdict, Webhook};
-use crate::workspace::heartbeat::Severity;
+use crate::severity::Severity;
 
 /// The request as one text: what, why, until when, and how to answer.
 pub(super) fn request_text(inc: &Incident, info: &ApprovalInfo) -> String {
@@ -49,7 +49,7 @@ impl Runner<'_> {
             if self.ws.policy.webhooks.is_empty() {
                 continue;
             }
-            let info = ApprovalInfo::new(&a, self.ws.policy.public_url.as_deref());
+            let info = a.info(self.ws.policy.public_url.as_deref());
             let message = request_text(inc, &info);
             // A human must answer: at the incident's severity (critical pages).
             let action = Action::Notify { severity: inc.severity, message: message.clone(), urgency: Some(Urgency::of(inc.severity)) };
@@ -86,7 +86,7 @@ impl Runner<'_> {
     pub(super) fn pending_for(&self, incident: &str) -> Option<ApprovalInfo> {
         let list = self.mem.load_approvals().ok()?;
         let a = list.iter().find(|a| a.incident.as_deref() == Some(incident) && a.stage().is_none())?;
-        Some(ApprovalInfo::new(a, self.ws.policy.public_url.as_deref()))
+        Some(a.info(self.ws.policy.public_url.as_deref()))
     }
 
     /// Tells the humans what became of every request they were sent whose
@@ -96,7 +96,7 @@ impl Runner<'_> {
         let due: Vec<Approval> = self.mem.load_approvals()?.into_iter().filter(|a| !a.posted.is_empty() && a.stage().is_some() && a.announced.as_deref() != a.stage()).collect();
         for a in due {
             let stage = a.stage().unwrap_or_default();
-            let info = ApprovalInfo::new(&a, self.ws.policy.public_url.as_deref());
+            let info = a.info(self.ws.policy.public_url.as_deref());
             let severity = a.incident.as_deref().and_then(|i| self.mem.read_incident(i).ok()).map_or(Severity::Warning, |i| i.severity);
             let mut message = format!("approval {}: {}", a.id, info.outcome_line());
             if let Some(r) = &a.result {

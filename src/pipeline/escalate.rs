@@ -82,7 +82,7 @@ impl Runner<'_> {
             inc.id
         );
         // Nobody answered: a critical incident pages, anything else goes out at high.
-        let urgency = if inc.severity == crate::workspace::heartbeat::Severity::Critical { Urgency::Page } else { Urgency::High };
+        let urgency = if inc.severity == crate::severity::Severity::Critical { Urgency::Page } else { Urgency::High };
         let action = Action::Notify { severity: inc.severity, message: message.clone(), urgency: Some(urgency) };
         // Through the gate like any notification: a `notify: forbid` rule stops it, dry-run sends nothing.
         let (verdict, held) = self.gate_notify(&action, Some(&inc.check));

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::{RunError, Runner, fingerprint_target, healthy_for, now};
 use crate::actions::{self, Action};
+use crate::checks::spec::CheckSpec;
 use crate::checks::{self};
+use crate::markdown::code;
 use crate::memory::approvals::{ApprovalStatus, new_id};
 use crate::memory::audit::ActionResult;
-use crate::memory::code;
 use crate::memory::journal::JournalEntry;
 use crate::memory::notes::Incident;
-use crate::workspace::heartbeat::CheckSpec;
 
 impl Runner<'_> {
     /// A full disk on a host: the largest directories and what old logs, big
@@ -210,7 +210,7 @@ impl Runner<'_> {
             Action::SendWebhook { webhook, message } => {
                 let w = self.ws.policy.webhook(webhook)?;
                 let dead = self.mem.dead_letters();
-                actions::notify::deliver(&[w], crate::workspace::heartbeat::Severity::Warning, "nightshift", message, None, &dead).await
+                actions::notify::deliver(&[w], crate::severity::Severity::Warning, "nightshift", message, None, &dead).await
             }
             Action::Notify { .. } => Err("notify is not run here".into()),
             Action::OpenPr { .. } => self.open_pr(action, incident, allowed).await,
@@ -256,13 +256,7 @@ impl Runner<'_> {
     /// its own decision, journal entry and rate accounting. The switch stands
     /// whatever the recovery does: the secondary serves meanwhile. The check
     /// says when the incident is over, so the recovery is not verified here.
-    pub(super) async fn recover_primary(
-        &mut self,
-        check: Option<&CheckSpec>,
-        level: crate::workspace::heartbeat::Level,
-        inc: &mut Incident,
-        failover: &Action,
-    ) -> Result<Option<super::ActionReport>, RunError> {
+    pub(super) async fn recover_primary(&mut self, check: Option<&CheckSpec>, level: crate::severity::Level, inc: &mut Incident, failover: &Action) -> Result<Option<super::ActionReport>, RunError> {
         let Action::Failover { namespace, from, recover: true, context, .. } = failover else { return Ok(None) };
         let undo = match self.ctx.kube.get(context.as_deref()).await {
             Ok(client) => crate::k8s::repair::recovery_is_undo(&client, namespace, from).await,
@@ -271,7 +265,7 @@ impl Runner<'_> {
         let undo = match undo {
             Ok(u) => u,
             Err(e) => {
-                inc.actions.push(format!("{} the recovery of {} could not be planned: {}", crate::memory::notes::timestamp(now()), code(from), code(&e)));
+                inc.actions.push(format!("{} the recovery of {} could not be planned: {}", crate::duration::timestamp(now()), code(from), code(&e)));
                 return Ok(None);
             }
         };

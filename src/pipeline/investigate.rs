@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 use super::{ActionReport, RunError, Runner, now};
 use crate::actions::{Action, ActionKind};
+use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult};
 use crate::llm::tools::{self, ToolSpec};
+use crate::markdown::{code, fenced, one_line};
 use crate::memory::audit::{ActionResult, AuditEntry};
 use crate::memory::notes::{Attempt, Incident, timestamp};
-use crate::memory::{code, fenced, one_line};
-use crate::workspace::heartbeat::CheckSpec;
 
 /// What one investigation did.
 #[derive(Debug, Clone, Default)]

@@ -6,10 +6,10 @@
 use serde_json::{Map, Value};
 
 use super::{DownDependency, Runner};
+use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, ProbeSpec, Status};
-use crate::memory::code;
+use crate::markdown::code;
 use crate::runbooks::Diagnosis;
-use crate::workspace::heartbeat::CheckSpec;
 
 impl Runner<'_> {
     /// The declared dependencies that are down: failing in this pass, or

@@ -10,16 +10,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::actions::Action;
+use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult, Context, Status};
+use crate::markdown::code;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus};
 use crate::memory::audit::{ActionResult, AuditEntry};
 use crate::memory::notes::{Attempt, Incident, IncidentStatus, timestamp};
 use crate::memory::state::{CheckState, State};
-use crate::memory::{Memory, MemoryError, code};
+use crate::memory::{Memory, MemoryError};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
 use crate::runbooks;
 use crate::workspace::Workspace;
-use crate::workspace::heartbeat::CheckSpec;
 
 /// The longest abort window a one-shot run waits out in-process; longer ones
 /// are carried out by the first run after their deadline.
@@ -42,8 +43,8 @@ mod recall;
 mod recover;
 mod trust;
 
+pub use crate::memory::state::NotifyWindow;
 pub use alerts::{Alert, AlertError, parse_alertmanager, parse_argocd, parse_event};
-pub use notify::NotifyWindow;
 use recall::{recall, success};
 
 #[derive(Debug, thiserror::Error)]

@@ -6,25 +6,17 @@
 //! than three times is escalated as needing a permanent fix.
 
 use chrono::Duration as ChronoDuration;
-use serde::{Deserialize, Serialize};
 
 use super::{ActionReport, RunError, Runner, now};
 use crate::actions::Action;
 use crate::actions::notify::Urgency;
+use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, Status};
 use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::memory::state::NotifyWindow;
 use crate::policy::{self, Decision};
-use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
-
-/// One aggregation window: the first message was sent, later ones counted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NotifyWindow {
-    pub opened: chrono::DateTime<chrono::Utc>,
-    pub severity: Option<Severity>,
-    pub suppressed: u32,
-    pub examples: Vec<String>,
-}
+use crate::severity::{Level, Severity};
 
 impl Runner<'_> {
     /// Tells the humans about a check's incident, as an action through the gate.

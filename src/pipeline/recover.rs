@@ -4,9 +4,9 @@
 
 use super::{RunError, Runner};
 use crate::checks;
+use crate::duration::timestamp;
 use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
 use crate::memory::audit::ActionResult;
-use crate::memory::notes::timestamp;
 use crate::policy::{Decision, Verdict};
 
 impl Runner<'_> {
@@ -44,7 +44,7 @@ impl Runner<'_> {
             let verdict = Verdict { decision: Decision::Auto, reason: "reconciled from the write-ahead journal".into(), abort_window: None };
             let mut inc = u.incident.as_deref().and_then(|id| self.mem.read_incident(id).ok());
             // An interrupted action takes back the trust its rules earned.
-            let subject = crate::policy::Subject::for_action(&u.action, u.check.as_deref(), spec.map_or(crate::workspace::heartbeat::Level::L3, |s| s.level));
+            let subject = crate::policy::Subject::for_action(&u.action, u.check.as_deref(), spec.map_or(crate::severity::Level::L3, |s| s.level));
             let mut outcome = outcome;
             for said in self.earn(&subject, super::trust::Run::Policy, false, ActionResult::Interrupted, Some(&u.id)) {
                 outcome = format!("{outcome}; {said}");

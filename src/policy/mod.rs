@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::actions::clean_logs::CleanSettings;
+pub use crate::actions::notify::{SLACK_API, Webhook, WebhookFormat};
 use crate::actions::{ActionKind, Target};
-use crate::workspace::heartbeat::{Level, Severity};
+use crate::severity::Level;
 
 /// What happens to an action. Ordered from the most to the least permissive,
 /// so the strictest of several verdicts is their maximum.
@@ -102,48 +104,6 @@ pub struct Protected {
     pub hosts: Vec<String>,
     pub targets: Vec<String>,
 }
-
-/// Where `clean_logs` looks and what it removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CleanSettings {
-    /// `*.log` files older than this are deleted.
-    pub max_age: Duration,
-    /// `*.log` files larger than this (and not written to for an hour) are gzipped.
-    pub gzip_over_bytes: u64,
-    pub core_dumps: bool,
-}
-
-impl Default for CleanSettings {
-    fn default() -> Self {
-        Self { max_age: Duration::from_secs(7 * 86_400), gzip_over_bytes: 50 * 1024 * 1024, core_dumps: true }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Webhook {
-    pub name: String,
-    /// JSON: where to POST. Slack: the incoming-webhook URL, or with
-    /// `token_env` the Web API base (default https://slack.com/api).
-    pub url: String,
-    pub auth_header_env: Option<String>,
-    pub severities: Vec<Severity>,
-    pub format: WebhookFormat,
-    /// Slack: the bot token's environment variable (chat.postMessage / chat.update).
-    pub token_env: Option<String>,
-    /// Slack: the channel a bot token posts to.
-    pub channel: Option<String>,
-}
-
-/// What a webhook receives: nightshift's JSON payload, or Slack Block Kit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WebhookFormat {
-    #[default]
-    Json,
-    Slack,
-}
-
-/// The Slack Web API base a bot-token webhook uses when it names no `url`.
-pub const SLACK_API: &str = "https://slack.com/api";
 
 /// One level of the escalation ladder: after an incident has been open and
 /// unacknowledged this long, these receivers are told.

@@ -6,13 +6,31 @@
 //! their output is read through the cap of `crate::capture`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder};
 use tokio::sync::Mutex;
 
-use crate::workspace::heartbeat::HostSpec;
+/// An SSH inventory host.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub name: String,
+    pub line: usize,
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub jump: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Whether `unit` is a plausible unit or service name (no shell, no paths).
+pub fn valid_unit(unit: &str) -> bool {
+    !unit.is_empty() && unit.len() <= 128 && !unit.starts_with('-') && unit.bytes().all(|b| b.is_ascii_alphanumeric() || b"@._:-".contains(&b))
+}
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -198,7 +198,7 @@ async fn acknowledge(app: &Arc<App>, id: &str, who: &str) -> Response {
     match tokio::task::spawn_blocking(move || mem.ack_incident(&id2, &who2)).await {
         Ok(Ok((a, new))) => {
             app.wake.notify_one();
-            axum::Json(json!({ "id": id, "acknowledged_by": a.by, "at": crate::memory::notes::timestamp(a.at), "new": new })).into_response()
+            axum::Json(json!({ "id": id, "acknowledged_by": a.by, "at": crate::duration::timestamp(a.at), "new": new })).into_response()
         }
         Ok(Err(e @ AckError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ AckError::Resolved(_))) => error(StatusCode::CONFLICT, e.to_string()),

@@ -276,7 +276,7 @@ fn next_wake(app: &App, last_ok: bool) -> Duration {
 
 /// The time of the next pass, as a pure function of the schedule, the state and the clock.
 pub fn next_pass_at(
-    checks: &[crate::workspace::heartbeat::CheckSpec],
+    checks: &[crate::checks::spec::CheckSpec],
     state: &crate::memory::state::State,
     approvals: &[crate::memory::approvals::Approval],
     now: chrono::DateTime<Utc>,
@@ -310,8 +310,9 @@ pub fn next_pass_at(
 mod tests {
     use super::*;
     use crate::checks::ProbeSpec;
+    use crate::checks::spec::CheckSpec;
     use crate::memory::state::{CheckState, State};
-    use crate::workspace::heartbeat::{CheckSpec, Level, Severity};
+    use crate::severity::{Level, Severity};
     use chrono::TimeZone;
 
     fn check(name: &str, schedule: Schedule) -> CheckSpec {

@@ -4,38 +4,14 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::problems::Problems;
 use super::yaml::{MapReader, Node};
+pub use crate::checks::spec::{CheckSpec, Verification};
 use crate::checks::{ProbeSpec, ProcessRef, TlsSource};
 use crate::duration::HumanDuration;
+pub use crate::remote::HostSpec;
 use crate::schedule::{Cron, Schedule};
-
-/// Automation level of a check (the seed's table): how far nightshift may go alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-pub enum Level {
-    /// Monitor only: alert, never act.
-    L1,
-    /// Suggest and wait for a human.
-    L2,
-    /// Act, then notify.
-    L3,
-    /// Act silently; notify only when something goes wrong.
-    L4,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "L1" => Some(Self::L1),
-            "L2" => Some(Self::L2),
-            "L3" => Some(Self::L3),
-            "L4" => Some(Self::L4),
-            _ => None,
-        }
-    }
-}
+pub use crate::severity::{Level, Severity};
 
 /// Reads an optional `level:` (default L3), reporting a bad one.
 pub fn level(m: &MapReader<'_>, problems: &mut Problems) -> Level {
@@ -44,89 +20,6 @@ pub fn level(m: &MapReader<'_>, problems: &mut Problems) -> Level {
         problems.push(m.key_line("level"), format!("{}: unknown level `{s}`", m.what), "use L1 (monitor), L2 (suggest and wait), L3 (act then notify) or L4 (act silently)");
         Level::L3
     })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "info" => Some(Self::Info),
-            "warning" => Some(Self::Warning),
-            "critical" => Some(Self::Critical),
-            _ => None,
-        }
-    }
-}
-
-/// One declared check.
-#[derive(Debug, Clone)]
-pub struct CheckSpec {
-    pub name: String,
-    pub line: usize,
-    pub schedule: Schedule,
-    pub threshold: u32,
-    pub cooldown: Duration,
-    pub host: Option<String>,
-    pub level: Level,
-    pub severity: Severity,
-    /// A command declared in AGENTS.md `commands:` that repairs what this check watches.
-    pub repair: Option<String>,
-    pub probe: ProbeSpec,
-    /// Verification beyond the check passing (`verify:`): other declared
-    /// checks that must pass before a repair counts and the incident resolves.
-    pub verify: Verification,
-}
-
-/// The seed's four verification steps; the first, status, is the check itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verification {
-    /// Checks that reach the service through its Service or address.
-    pub connectivity: Vec<String>,
-    /// Checks with latency or error-rate bounds (an http check's `max_latency`, a Prometheus query).
-    pub performance: Vec<String>,
-    /// Checks of what the service needs.
-    pub dependencies: Vec<String>,
-}
-
-impl Verification {
-    pub const STEPS: [&'static str; 3] = ["connectivity", "performance", "dependencies"];
-
-    pub fn is_empty(&self) -> bool {
-        self.steps().all(|(_, names)| names.is_empty())
-    }
-
-    pub fn steps(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
-        Self::STEPS.into_iter().zip([&self.connectivity, &self.performance, &self.dependencies])
-    }
-}
-
-/// An SSH inventory host.
-#[derive(Debug, Clone)]
-pub struct HostSpec {
-    pub name: String,
-    pub line: usize,
-    pub address: String,
-    pub port: u16,
-    pub user: Option<String>,
-    pub key_file: Option<PathBuf>,
-    pub known_hosts: Option<PathBuf>,
-    pub jump: Option<String>,
-    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -491,7 +384,7 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
         "service" => {
             let by = match (m.str("unit", problems), m.str("pidfile", problems)) {
                 (Some(u), None) => {
-                    if !crate::actions::remote::valid_unit(&u) {
+                    if !crate::remote::valid_unit(&u) {
                         problems.push(m.key_line("unit"), format!("{what}: `{u}` is not a service name"), "write the unit as systemctl knows it, e.g. nginx or app@1.service");
                     }
                     crate::checks::ServiceRef::Unit(u)

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::heartbeat::Severity;
 use super::problems::Problems;
 use super::yaml::{MapReader, Node, Value};
 use crate::actions::{ActionKind, Target};
 use crate::duration::HumanDuration;
 use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook, WebhookFormat};
+use crate::severity::Severity;
 
 const TOP_KEYS: &[&str] = &[
     "mode",
