@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 
 use common::ms;
 use nightshift::actions::Action;
+use nightshift::actions::ActionResult;
 use nightshift::memory::Memory;
-use nightshift::memory::audit::ActionResult;
 use nightshift::memory::notes::{Attempt, Incident, IncidentStatus};
 use nightshift::severity::Severity;
 

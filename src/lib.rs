@@ -3,13 +3,19 @@
 //! everything is written as markdown into a git-backed memory.
 //!
 //! The modules follow the pipeline of DESIGN.md: `checks` (signals) →
-//! `pipeline` (incidents) → `runbooks` (diagnosis, plan) → `policy` (the gate)
-//! → `actions` (execute, behind the journal) → `memory` (record).
+//! `pipeline` (incidents) → `diagnosis` (runbooks: diagnosis, plan) → `policy`
+//! (the gate) → `actions` (execute, behind the journal) → `memory` (record).
+//! They sit in layers, each importing only those below it (`tests/layers.rs`
+//! holds the order and fails the build on a cycle): the vocabulary (`severity`,
+//! `duration`, `redact`, `markdown`, …), the clients (`remote`, `k8s`), then
+//! `checks`, `infra`, `actions`, `llm`, `policy`, `memory`, `diagnosis`,
+//! `workspace`, `pipeline`, and on top `serve` and `cli`.
 
 pub mod actions;
 pub mod capture;
 pub mod checks;
 pub mod cli;
+pub mod diagnosis;
 pub mod drill;
 pub mod duration;
 pub mod infra;
@@ -21,7 +27,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod remote;
-pub mod runbooks;
 pub mod sandbox;
 pub mod schedule;
 pub mod serve;

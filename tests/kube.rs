@@ -328,9 +328,9 @@ async fn a_drain_honours_pod_disruption_budgets() {
     .await;
 
     let client = nightshift::k8s::connect_file(&c.kubeconfig, None).await.unwrap();
-    let preview = nightshift::k8s::repair::preview_drain(&client, &node).await;
+    let preview = nightshift::actions::kube::preview_drain(&client, &node).await;
     assert!(preview.contains("evict 3 pod(s)"), "{preview}");
-    let err = nightshift::k8s::repair::drain(&client, &node, Duration::from_secs(5)).await.unwrap_err();
+    let err = nightshift::actions::kube::drain(&client, &node, Duration::from_secs(5)).await.unwrap_err();
     assert!(err.contains("cordoned node") && err.contains("PodDisruptionBudget still holds back") && err.contains("/db-"), "{err}");
     assert!(err.contains("evicted 1"), "what the budget allows (cache) is evicted: {err}");
     assert_eq!(pods_of(&c, &ns, "db").await.len(), 2, "the budget kept both db pods");
@@ -451,18 +451,18 @@ async fn scale_refuses_under_an_autoscaler_and_rollout_restart_rolls_every_pod()
     Api::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &hpa).await.unwrap();
 
     let client = nightshift::k8s::connect_file(&c.kubeconfig, None).await.unwrap();
-    let refused = nightshift::k8s::repair::scale(&client, &ns, "queue", 3, LIMIT).await.unwrap_err();
+    let refused = nightshift::actions::kube::scale(&client, &ns, "queue", 3, LIMIT).await.unwrap_err();
     assert!(refused.contains("HorizontalPodAutoscaler") && refused.contains("owns the replicas"), "{refused}");
-    let done = nightshift::k8s::repair::scale(&client, &ns, "web", 3, LIMIT).await.unwrap();
+    let done = nightshift::actions::kube::scale(&client, &ns, "web", 3, LIMIT).await.unwrap();
     assert_eq!(done, format!("scaled {ns}/web from 2 to 3 replicas; 3/3 ready"), "it returns once the replicas are ready");
     assert_eq!(api.get("web").await.unwrap().status.unwrap().ready_replicas, Some(3));
 
     let before: Vec<_> = pods_of(&c, &ns, "web").await.into_iter().map(|p| p.metadata.uid).collect();
-    nightshift::k8s::repair::rollout_restart(&client, &ns, "web").await.unwrap();
+    nightshift::actions::kube::rollout_restart(&client, &ns, "web").await.unwrap();
     pods_are(&c, &ns, "web", 3, "every pod replaced and ready", |p| ready(p) && !before.contains(&p.metadata.uid)).await;
     let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "bare"}, "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}})).unwrap();
     Api::<Pod>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &bare).await.unwrap();
-    let refused = nightshift::k8s::repair::restart_pod(&client, &ns, "bare").await.unwrap_err();
+    let refused = nightshift::actions::kube::restart_pod(&client, &ns, "bare").await.unwrap_err();
     assert!(refused.contains("has no controller"), "{refused}");
 }
 
@@ -569,24 +569,24 @@ async fn the_cluster_role_grants_what_the_actions_need_and_nothing_more() {
     let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
     let logs = Api::<Pod>::namespaced(sa.clone(), &ns).logs(&pod, &Default::default()).await.unwrap();
     assert!(logs.contains("listening on :8080"), "{logs}");
-    let cache = nightshift::k8s::watch::start(sa.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
+    let cache = nightshift::checks::kube::watch::start(sa.clone(), std::sync::Arc::new(tokio::sync::Notify::new()));
     eventually(LIMIT, "the watch cache lists and watches as the account", || async { if cache.is_live() { Ok(()) } else { Err("not live".into()) } }).await;
 
     // Every repair, as the account.
-    use nightshift::k8s::repair;
-    let scaled = repair::scale(&sa, &ns, "web", 3, LIMIT).await.unwrap();
+    use nightshift::actions::kube as kube_actions;
+    let scaled = kube_actions::scale(&sa, &ns, "web", 3, LIMIT).await.unwrap();
     assert!(scaled.ends_with("3/3 ready"), "a scale waits for its replicas: {scaled}");
-    let switched = repair::switch_service(&sa, &ns, "web", "web", LIMIT).await.unwrap();
+    let switched = kube_actions::switch_service(&sa, &ns, "web", "web", LIMIT).await.unwrap();
     assert!(switched.contains("its endpoints are 3 ready pod(s) of web"), "{switched}");
-    let undone = repair::rollout_undo(&sa, &ns, "web").await.unwrap();
+    let undone = kube_actions::rollout_undo(&sa, &ns, "web").await.unwrap();
     assert!(undone.ends_with("to revision 1 (registry.example/app:1)"), "{undone}");
-    repair::rollout_restart(&sa, &ns, "web").await.unwrap();
-    repair::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
-    repair::recovery_is_undo(&sa, &ns, "web").await.unwrap();
+    kube_actions::rollout_restart(&sa, &ns, "web").await.unwrap();
+    kube_actions::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
+    kube_actions::recovery_is_undo(&sa, &ns, "web").await.unwrap();
     let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
-    repair::restart_pod(&sa, &ns, &pod).await.unwrap();
-    repair::cordon(&sa, &node).await.unwrap();
-    let drained = repair::drain(&sa, &node, Duration::from_secs(60)).await.unwrap();
+    kube_actions::restart_pod(&sa, &ns, &pod).await.unwrap();
+    kube_actions::cordon(&sa, &node).await.unwrap();
+    let drained = kube_actions::drain(&sa, &node, Duration::from_secs(60)).await.unwrap();
     assert!(drained.contains("evicted"), "{drained}");
 
     // And nothing more.

@@ -445,7 +445,7 @@ async fn on_a_newer_server_a_drain_evicts_through_policy_v1_and_the_real_budget_
     let newer = Newer::start(&c).await;
     let client = nightshift::k8s::connect_file(&newer.kubeconfig, None).await.unwrap();
     assert_eq!(nightshift::k8s::server_version(&client).await.unwrap(), (1, 25), "the proxy presents a 1.25 server");
-    let err = nightshift::k8s::repair::drain(&client, &node, Duration::from_secs(5)).await.unwrap_err();
+    let err = nightshift::actions::kube::drain(&client, &node, Duration::from_secs(5)).await.unwrap_err();
     assert!(err.contains("PodDisruptionBudget still holds back") && err.contains("/db-") && err.contains("evicted 1"), "{err}");
 
     let evictions = newer.seen("POST", "/eviction");

@@ -3,15 +3,58 @@
 
 pub mod clean_logs;
 pub mod command;
+pub mod kube;
 pub mod notify;
 pub mod remote;
-pub mod slack;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::severity::Severity;
+
+/// What became of a decided action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionResult {
+    /// Executed and the check passed again (or, for notify, delivered).
+    Ok,
+    /// Executed but failed, or the check still failed afterwards.
+    Failed,
+    DryRun,
+    /// Waiting for a human (confirm) or for its abort window.
+    Pending,
+    /// Refused by the policy (forbid), or alert-only.
+    Denied,
+    Aborted,
+    Expired,
+    /// The process died mid-action; found by the journal and not repeated.
+    Interrupted,
+}
+
+impl ActionResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::DryRun => "dry-run",
+            Self::Pending => "pending",
+            Self::Denied => "denied",
+            Self::Aborted => "aborted",
+            Self::Expired => "expired",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The action really ran (to success, failure, or a crash mid-way).
+    pub fn executed(self) -> bool {
+        matches!(self, Self::Ok | Self::Failed | Self::Interrupted)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ok, Self::Failed, Self::DryRun, Self::Pending, Self::Denied, Self::Aborted, Self::Expired, Self::Interrupted].into_iter().find(|r| r.as_str() == s)
+    }
+}
 
 /// Every action name a rule may mention. Names of actions that later parts of
 /// nightshift execute (Kubernetes, hosts, pull requests) are known here so

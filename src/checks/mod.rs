@@ -133,7 +133,7 @@ pub enum ProbeSpec {
     Load { max_per_core: f64 },
     Cpu { max_percent: f64, window: Duration },
     Service { by: ServiceRef },
-    K8sPods { scope: kube::Scope, rules: crate::k8s::observe::PodRules },
+    K8sPods { scope: kube::Scope, rules: crate::checks::kube::observe::PodRules },
     K8sDeployments { scope: kube::Scope, grace: Duration },
     K8sNodes { scope: kube::Scope },
     K8sServices { scope: kube::Scope },
@@ -153,7 +153,7 @@ pub struct Context {
     /// Kubernetes clients by context, built on first use.
     pub kube: Arc<crate::k8s::Clients>,
     /// The daemon's watch cache of the current context, when it runs one.
-    pub kube_cache: Option<Arc<crate::k8s::watch::Cache>>,
+    pub kube_cache: Option<Arc<crate::checks::kube::watch::Cache>>,
 }
 
 impl Context {
@@ -168,7 +168,7 @@ impl Context {
     }
 
     /// Shares Kubernetes clients and the daemon's watch cache.
-    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::k8s::watch::Cache>>) -> Self {
+    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::checks::kube::watch::Cache>>) -> Self {
         self.kube = clients;
         self.kube_cache = cache;
         self

@@ -362,7 +362,7 @@ pub async fn workload(client: &kube::Client, namespace: &str, name: &str) -> Res
         let cond = p.status.as_ref().and_then(|st| st.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
         if let Some(c) = cond.filter(|c| c.status == "True") {
             ready += 1;
-            let t = c.last_transition_time.as_ref().map(crate::k8s::observe::time);
+            let t = c.last_transition_time.as_ref().map(crate::checks::kube::observe::time);
             since = match (since, t) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),

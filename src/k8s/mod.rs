@@ -1,13 +1,11 @@
-//! Kubernetes: clients resolved the way kubectl users expect, the checks'
-//! observations, deterministic diagnosis, the repairs, and the watch cache of
-//! `serve`. Written for today's API (k8s-openapi `v1_33`) and degraded by
-//! discovery for older servers (evictions, EndpointSlices), never by guessing.
+//! Kubernetes clients, resolved the way kubectl users expect, and what every
+//! caller shares (error explanations, discovery, quantities). The observations
+//! and the watch cache live with the checks (`checks::kube`), the diagnoses with
+//! the runbooks (`diagnosis::kube`), the repairs with the actions
+//! (`actions::kube`). Written for today's API (k8s-openapi `v1_33`) and degraded
+//! by discovery for older servers (evictions, EndpointSlices), never by guessing.
 
-pub mod diagnose;
-pub mod observe;
 pub mod quantity;
-pub mod repair;
-pub mod watch;
 
 use std::collections::HashMap;
 use std::time::Duration;

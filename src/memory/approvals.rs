@@ -212,8 +212,9 @@ impl Memory {
     /// The same, by someone known by `ids` (a Slack user id, a login): refused
     /// and audited when the approval names approvers and none of them is one.
     pub fn decide_approval_as(&self, id: &str, approve: bool, who: &str, ids: &[String]) -> std::result::Result<Approval, DecideError> {
-        use super::audit::{ActionResult, AuditEntry};
+        use super::audit::AuditEntry;
         use super::notes::{IncidentStatus, timestamp};
+        use crate::actions::ActionResult;
         let _write = self.write_lock()?;
         let t = Utc::now();
         let outcome = self.update_approvals(|list| {

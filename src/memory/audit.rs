@@ -8,49 +8,7 @@ use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde::{Deserialize, Serialize};
 
 use super::{Memory, Result, atomic_write, code, io_err, one_line};
-
-/// What became of a decided action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionResult {
-    /// Executed and the check passed again (or, for notify, delivered).
-    Ok,
-    /// Executed but failed, or the check still failed afterwards.
-    Failed,
-    DryRun,
-    /// Waiting for a human (confirm) or for its abort window.
-    Pending,
-    /// Refused by the policy (forbid), or alert-only.
-    Denied,
-    Aborted,
-    Expired,
-    /// The process died mid-action; found by the journal and not repeated.
-    Interrupted,
-}
-
-impl ActionResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Failed => "failed",
-            Self::DryRun => "dry-run",
-            Self::Pending => "pending",
-            Self::Denied => "denied",
-            Self::Aborted => "aborted",
-            Self::Expired => "expired",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    /// The action really ran (to success, failure, or a crash mid-way).
-    pub fn executed(self) -> bool {
-        matches!(self, Self::Ok | Self::Failed | Self::Interrupted)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Ok, Self::Failed, Self::DryRun, Self::Pending, Self::Denied, Self::Aborted, Self::Expired, Self::Interrupted].into_iter().find(|r| r.as_str() == s)
-    }
-}
+pub use crate::actions::ActionResult;
 
 /// One audited decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,7 +126,7 @@ impl Memory {
         let _lock = self.write_lock()?;
         let mut by_day: BTreeMap<String, Vec<&AuditEntry>> = BTreeMap::new();
         for e in entries {
-            let day = super::notes::parse_ts(&e.time).unwrap_or(now).format("%Y-%m-%d").to_string();
+            let day = crate::duration::parse_ts(&e.time).unwrap_or(now).format("%Y-%m-%d").to_string();
             by_day.entry(day).or_default().push(e);
         }
         for (day, entries) in by_day {
@@ -190,7 +148,7 @@ impl Memory {
     /// `target` for `incident` at `time`, successfully: what memory recall
     /// trusts, rather than what a note says.
     pub fn audit_confirms(&self, time: &str, action: &str, target: &str, incident: &str) -> bool {
-        let Some(t) = super::notes::parse_ts(time) else { return false };
+        let Some(t) = crate::duration::parse_ts(time) else { return false };
         // An entry lands in the file of its own day (older builds: the day the pass ended).
         [t, t + chrono::Duration::days(1)].iter().any(|day| {
             let path = self.root.join("audit").join(format!("{}.md", day.format("%Y-%m-%d")));
@@ -215,7 +173,7 @@ impl Memory {
                 continue;
             }
             let text = std::fs::read_to_string(&f).map_err(io_err(&f))?;
-            out.extend(parse(&text).into_iter().filter(|e| e.time.as_str() >= super::notes::timestamp(since).as_str()));
+            out.extend(parse(&text).into_iter().filter(|e| e.time.as_str() >= crate::duration::timestamp(since).as_str()));
         }
         Ok(out)
     }

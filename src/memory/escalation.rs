@@ -9,23 +9,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::notes::{IncidentStatus, timestamp};
+use super::notes::IncidentStatus;
+pub use super::state::Escalated;
 use super::{Memory, MemoryError, Result, read_json, write_json};
+use crate::duration::timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub by: String,
     pub at: DateTime<Utc>,
-}
-
-/// How far an open incident has climbed the ladder.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Escalated {
-    /// Levels sent so far (1 = the first level).
-    pub level: usize,
-    /// When the next level is due, while one is left and nobody acknowledged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +42,8 @@ impl Memory {
     /// Records that `who` has taken incident `id`: the ladder stops for it.
     /// Acknowledging twice keeps the first acknowledgement (`false`).
     pub fn ack_incident(&self, id: &str, who: &str) -> std::result::Result<(Ack, bool), AckError> {
-        use super::audit::{ActionResult, AuditEntry};
+        use super::audit::AuditEntry;
+        use crate::actions::ActionResult;
         // The note, the acks, the audit and the commit change together or not at all.
         let _write = self.write_lock()?;
         let mut inc = self.read_incident(id).map_err(|_| AckError::NotFound(id.to_string()))?;

@@ -9,9 +9,9 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::audit::ActionResult;
 use super::{Memory, Result, io_err};
 use crate::actions::Action;
+use crate::actions::ActionResult;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]

@@ -10,7 +10,7 @@ use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
 
 use super::notes::{Incident, IncidentStatus};
 use super::{Memory, Result, atomic_write, code, one_line};
-use crate::memory::audit::ActionResult;
+use crate::actions::ActionResult;
 
 const NOTES_HEADING: &str = "## Notes";
 

@@ -42,7 +42,7 @@ impl IncidentStatus {
 pub struct Attempt {
     pub at: String,
     pub action: crate::actions::Action,
-    pub result: crate::memory::audit::ActionResult,
+    pub result: crate::actions::ActionResult,
     /// `policy`, `human:<who>`, `abort-window passed`, `journal`.
     pub route: String,
 }
@@ -83,7 +83,7 @@ pub use crate::duration::{parse_ts, timestamp};
 impl Incident {
     /// The repair that healed it: the last attempt that succeeded.
     pub fn fix(&self) -> Option<&crate::actions::Action> {
-        self.attempts.iter().rev().find(|a| a.result == crate::memory::audit::ActionResult::Ok && a.action.kind().is_mutating()).map(|a| &a.action)
+        self.attempts.iter().rev().find(|a| a.result == crate::actions::ActionResult::Ok && a.action.kind().is_mutating()).map(|a| &a.action)
     }
 
     /// Seconds from detection to resolution.
@@ -479,7 +479,7 @@ mod tests {
             attempts: vec![Attempt {
                 at: "2026-11-23T16:40:01Z".into(),
                 action: crate::actions::Action::CleanLogs { root: "/var/log/app`x".into(), host: None },
-                result: crate::memory::audit::ActionResult::Ok,
+                result: crate::actions::ActionResult::Ok,
                 route: "policy".into(),
             }],
             tokens: 0,

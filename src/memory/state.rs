@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::audit::ActionResult;
 use super::{Memory, Result, read_json, write_json};
 use crate::actions::ActionKind;
+use crate::actions::ActionResult;
 use crate::checks::Status;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub struct State {
     pub light_since: BTreeMap<String, DateTime<Utc>>,
     /// incident id → how far it has been escalated
     #[serde(default)]
-    pub escalated: BTreeMap<String, super::escalation::Escalated>,
+    pub escalated: BTreeMap<String, Escalated>,
     /// Earned trust of `promote_after` rules, by `Rule::trust_key`.
     #[serde(default)]
     pub trust: BTreeMap<String, Trust>,
@@ -77,6 +77,16 @@ pub struct Trust {
     /// The journal id of the last execution counted: one execution never counts twice.
     #[serde(default)]
     pub last: Option<String>,
+}
+
+/// How far an open incident has climbed the ladder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalated {
+    /// Levels sent so far (1 = the first level).
+    pub level: usize,
+    /// When the next level is due, while one is left and nobody acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<DateTime<Utc>>,
 }
 
 /// A rule promoted to `auto` or demoted back to `confirm`.

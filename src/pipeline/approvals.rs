@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::{MAX_WAIT, RunError, Runner, fingerprint_target, healthy_for, now};
 use crate::actions::Action;
+use crate::actions::ActionResult;
 use crate::checks;
 use crate::checks::spec::CheckSpec;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
-use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
 

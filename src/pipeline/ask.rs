@@ -6,9 +6,9 @@
 
 use super::{RunError, Runner};
 use crate::actions::Action;
+use crate::actions::ActionResult;
 use crate::actions::notify::{ApprovalInfo, Envelope, Kind, Urgency, deliver_envelope, send_envelope};
 use crate::memory::approvals::{Approval, ApprovalKind};
-use crate::memory::audit::ActionResult;
 use crate::memory::notes::Incident;
 use crate::policy::{Verdict, Webhook};
 use crate::severity::Severity;
@@ -135,7 +135,7 @@ impl Runner<'_> {
         let webhooks = &self.ws.policy.webhooks;
         let find = |name: &str| webhooks.iter().find(|w| w.name == name);
         let blocks = {
-            let mut v = crate::actions::slack::blocks(e);
+            let mut v = crate::actions::notify::slack::blocks(e);
             crate::redact::redact_json(&mut v);
             v
         };
@@ -148,7 +148,7 @@ impl Runner<'_> {
                 follow_up.extend(w);
                 continue;
             }
-            match crate::actions::slack::update(w, p, &blocks).await {
+            match crate::actions::notify::slack::update(w, p, &blocks).await {
                 Ok(true) => done.push(format!("updated the Slack message on {}", p.webhook)),
                 // An incoming webhook's message nobody clicked: a new message says it.
                 Ok(false) => follow_up.extend(w),

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{RunError, Runner, now};
 use crate::actions::Action;
+use crate::actions::ActionResult;
 use crate::actions::notify::Urgency;
 use crate::actions::notify::{Envelope, Kind, deliver_envelope, send_envelope};
-use crate::memory::audit::ActionResult;
 use crate::memory::escalation::Escalated;
 use crate::memory::notes::{Incident, IncidentStatus, parse_ts};
 use crate::policy::{EscalationLevel, Verdict};

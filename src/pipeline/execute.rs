@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use super::{RunError, Runner, fingerprint_target, healthy_for, now};
+use crate::actions::ActionResult;
 use crate::actions::{self, Action};
 use crate::checks::spec::CheckSpec;
 use crate::checks::{self};
 use crate::markdown::code;
 use crate::memory::approvals::{ApprovalStatus, new_id};
-use crate::memory::audit::ActionResult;
 use crate::memory::journal::JournalEntry;
 use crate::memory::notes::Incident;
 
@@ -44,15 +44,15 @@ impl Runner<'_> {
             Action::Notify { .. } | Action::SendWebhook { .. } => action.describe(),
             Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::Scale { .. } | Action::CordonNode { .. } => action.describe(),
             Action::RolloutUndo { namespace, deployment, context } => match self.ctx.kube.get(context.as_deref()).await {
-                Ok(c) => crate::k8s::repair::preview_undo(&c, namespace, deployment).await,
+                Ok(c) => crate::actions::kube::preview_undo(&c, namespace, deployment).await,
                 Err(e) => e,
             },
             Action::DrainNode { node, context } => match self.ctx.kube.get(context.as_deref()).await {
-                Ok(c) => crate::k8s::repair::preview_drain(&c, node).await,
+                Ok(c) => crate::actions::kube::preview_drain(&c, node).await,
                 Err(e) => e,
             },
             Action::RaiseMemoryLimit { namespace, deployment, container, from, to, context } => match self.ctx.kube.get(context.as_deref()).await {
-                Ok(c) => crate::k8s::repair::memory_proposal(&c, namespace, deployment, container, from, to).await.unwrap_or_else(|e| e),
+                Ok(c) => crate::actions::kube::memory_proposal(&c, namespace, deployment, container, from, to).await.unwrap_or_else(|e| e),
                 Err(e) => e,
             },
             Action::OpenPr { .. } => match self.pr_request(action, None, "") {
@@ -217,7 +217,7 @@ impl Runner<'_> {
             Action::ReplaceNode { .. } => self.replace_node(action, incident).await,
             Action::Failover { namespace, service, to, from, recover, context } => {
                 let client = self.ctx.kube.get(context.as_deref()).await?;
-                let switched = crate::k8s::repair::switch_service(&client, namespace, service, to, KUBE_VERIFY).await?;
+                let switched = crate::actions::kube::switch_service(&client, namespace, service, to, KUBE_VERIFY).await?;
                 if !*recover {
                     return Ok(format!("{switched}; the recovery of {from} is left to its own checks (recover_primary: false)"));
                 }
@@ -226,7 +226,7 @@ impl Runner<'_> {
             }
             Action::Failback { namespace, service, to, context, .. } => {
                 let client = self.ctx.kube.get(context.as_deref()).await?;
-                crate::k8s::repair::switch_service(&client, namespace, service, to, KUBE_VERIFY).await
+                crate::actions::kube::switch_service(&client, namespace, service, to, KUBE_VERIFY).await
             }
             Action::RestartPod { .. }
             | Action::RolloutRestart { .. }
@@ -236,15 +236,15 @@ impl Runner<'_> {
             | Action::DrainNode { .. }
             | Action::RaiseMemoryLimit { .. } => {
                 let client = self.ctx.kube.get(action.context()).await?;
-                use crate::k8s::repair;
+                use crate::actions::kube as kube_actions;
                 match action {
-                    Action::RestartPod { namespace, pod, .. } => repair::restart_pod(&client, namespace, pod).await,
-                    Action::RolloutRestart { namespace, deployment, .. } => repair::rollout_restart(&client, namespace, deployment).await,
-                    Action::RolloutUndo { namespace, deployment, .. } => repair::rollout_undo(&client, namespace, deployment).await,
-                    Action::Scale { namespace, deployment, replicas, .. } => repair::scale(&client, namespace, deployment, *replicas, KUBE_VERIFY).await,
-                    Action::CordonNode { node, .. } => repair::cordon(&client, node).await,
-                    Action::DrainNode { node, .. } => repair::drain(&client, node, repair::DRAIN_TIMEOUT).await,
-                    Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => repair::memory_proposal(&client, namespace, deployment, container, from, to).await,
+                    Action::RestartPod { namespace, pod, .. } => kube_actions::restart_pod(&client, namespace, pod).await,
+                    Action::RolloutRestart { namespace, deployment, .. } => kube_actions::rollout_restart(&client, namespace, deployment).await,
+                    Action::RolloutUndo { namespace, deployment, .. } => kube_actions::rollout_undo(&client, namespace, deployment).await,
+                    Action::Scale { namespace, deployment, replicas, .. } => kube_actions::scale(&client, namespace, deployment, *replicas, KUBE_VERIFY).await,
+                    Action::CordonNode { node, .. } => kube_actions::cordon(&client, node).await,
+                    Action::DrainNode { node, .. } => kube_actions::drain(&client, node, kube_actions::DRAIN_TIMEOUT).await,
+                    Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => kube_actions::memory_proposal(&client, namespace, deployment, container, from, to).await,
                     _ => Err(format!("{} is not a Kubernetes action", action.kind())),
                 }
             }
@@ -259,7 +259,7 @@ impl Runner<'_> {
     pub(super) async fn recover_primary(&mut self, check: Option<&CheckSpec>, level: crate::severity::Level, inc: &mut Incident, failover: &Action) -> Result<Option<super::ActionReport>, RunError> {
         let Action::Failover { namespace, from, recover: true, context, .. } = failover else { return Ok(None) };
         let undo = match self.ctx.kube.get(context.as_deref()).await {
-            Ok(client) => crate::k8s::repair::recovery_is_undo(&client, namespace, from).await,
+            Ok(client) => crate::actions::kube::recovery_is_undo(&client, namespace, from).await,
             Err(e) => Err(e),
         };
         let undo = match undo {

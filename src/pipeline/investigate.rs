@@ -16,12 +16,13 @@ use async_openai::types::chat::{
 use serde_json::{Value, json};
 
 use super::{ActionReport, RunError, Runner, now};
+use crate::actions::ActionResult;
 use crate::actions::{Action, ActionKind};
 use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult};
 use crate::llm::tools::{self, ToolSpec};
 use crate::markdown::{code, fenced, one_line};
-use crate::memory::audit::{ActionResult, AuditEntry};
+use crate::memory::audit::AuditEntry;
 use crate::memory::notes::{Attempt, Incident, timestamp};
 
 /// What one investigation did.
@@ -264,7 +265,7 @@ impl Runner<'_> {
                 if name == "health_check" {
                     data(json!({ "check": r.name, "status": r.status, "summary": r.summary, "evidence": r.evidence }))
                 } else {
-                    let d = crate::runbooks::diagnose(s, &r, &self.ws.policy);
+                    let d = crate::diagnosis::diagnose(s, &r, &self.ws.policy);
                     data(json!({ "class": d.class, "steps": d.steps, "runbook_plan": d.plan.iter().map(Action::describe).collect::<Vec<_>>() }))
                 }
             }
@@ -278,7 +279,7 @@ impl Runner<'_> {
                     return format!("error: {:?} is not an absolute path", a.path);
                 }
                 let settings = self.ws.policy.clean_logs.clone();
-                let steps = tokio::task::spawn_blocking(move || crate::runbooks::disk_report(&path, &settings)).await.unwrap_or_default();
+                let steps = tokio::task::spawn_blocking(move || crate::diagnosis::disk_report(&path, &settings)).await.unwrap_or_default();
                 data(json!({ "path": a.path, "findings": steps }))
             }
             "cert_info" => {

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use super::{DownDependency, Runner};
 use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, ProbeSpec, Status};
+use crate::diagnosis::Diagnosis;
 use crate::markdown::code;
-use crate::runbooks::Diagnosis;
 
 impl Runner<'_> {
     /// The declared dependencies that are down: failing in this pass, or
@@ -91,12 +91,12 @@ impl Runner<'_> {
             }
         };
         match &spec.probe {
-            ProbeSpec::K8sPods { .. } => crate::k8s::diagnose::pod_findings(&client, result, diag).await,
+            ProbeSpec::K8sPods { .. } => crate::diagnosis::kube::pod_findings(&client, result, diag).await,
             ProbeSpec::K8sNodes { .. } => {
                 let after = self.ws.policy.replace_node.as_ref().map(|r| r.after);
-                crate::k8s::diagnose::containment(&client, result, diag, after, context).await;
+                crate::diagnosis::kube::containment(&client, result, diag, after, context).await;
             }
-            _ => crate::k8s::diagnose::rollout_findings(&client, result, diag).await,
+            _ => crate::diagnosis::kube::rollout_findings(&client, result, diag).await,
         }
     }
 }

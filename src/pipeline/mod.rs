@@ -10,16 +10,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::actions::Action;
+use crate::actions::ActionResult;
 use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult, Context, Status};
+use crate::diagnosis;
 use crate::markdown::code;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus};
-use crate::memory::audit::{ActionResult, AuditEntry};
+use crate::memory::audit::AuditEntry;
 use crate::memory::notes::{Attempt, Incident, IncidentStatus, timestamp};
 use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError};
 use crate::policy::{self, Decision, Mode, Subject, Verdict};
-use crate::runbooks;
 use crate::workspace::Workspace;
 
 /// The longest abort window a one-shot run waits out in-process; longer ones
@@ -30,7 +31,6 @@ pub const CONCURRENCY: usize = 16;
 /// A healthy disk whose growth reaches its limit sooner than this is a warning.
 pub const TREND_WARN_DAYS: f64 = 3.0;
 
-mod alert_bounds;
 mod alerts;
 mod approvals;
 mod ask;
@@ -240,7 +240,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Shares Kubernetes clients (and the daemon's watch cache) across passes.
-    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::k8s::watch::Cache>>) -> Self {
+    pub fn with_kube(mut self, clients: Arc<crate::k8s::Clients>, cache: Option<Arc<crate::checks::kube::watch::Cache>>) -> Self {
         self.ctx = Arc::new(Context::with_hosts(self.ws.root.clone(), self.ws.heartbeat.hosts.clone()).with_kube(clients, cache));
         self
     }
@@ -429,7 +429,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn open_or_update(&mut self, spec: &CheckSpec, result: &CheckResult, diag: &runbooks::Diagnosis, related: &[String]) -> (Incident, bool) {
+    fn open_or_update(&mut self, spec: &CheckSpec, result: &CheckResult, diag: &diagnosis::Diagnosis, related: &[String]) -> (Incident, bool) {
         let fp = diag.fingerprint(&spec.name, &result.target);
         let t = timestamp(now());
         let evidence = format!("{}\n{}", result.summary, serde_json::to_string_pretty(&result.evidence).unwrap_or_default());
@@ -473,7 +473,7 @@ impl<'a> Runner<'a> {
     #[tracing::instrument(name = "incident", skip_all, fields(check = %spec.name, class = tracing::field::Empty, incident.id = tracing::field::Empty, new = tracing::field::Empty, status = tracing::field::Empty))]
     async fn handle_incident(&mut self, spec: &'a CheckSpec, result: &CheckResult) -> Result<String, RunError> {
         let span = tracing::Span::current();
-        let mut diag = runbooks::diagnose(spec, result, &self.ws.policy);
+        let mut diag = diagnosis::diagnose(spec, result, &self.ws.policy);
         span.record("class", diag.class);
         if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
             self.remote_disk_findings(host, path, &mut diag.steps).await;
@@ -532,7 +532,7 @@ impl<'a> Runner<'a> {
         }
         let mut healed = false;
         // Nothing to do now and no human needed yet: the incident stays open, watched.
-        let holding = if plan.is_empty() { runbooks::waiting(spec, result) } else { None };
+        let holding = if plan.is_empty() { diagnosis::waiting(spec, result) } else { None };
         let mut blocked = plan.is_empty() && holding.is_none();
         if !waiting.is_empty() {
             self.report.notes.push(format!("incident {}: waiting for approval {}", inc.id, waiting.join(", ")));

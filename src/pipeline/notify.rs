@@ -9,10 +9,10 @@ use chrono::Duration as ChronoDuration;
 
 use super::{ActionReport, RunError, Runner, now};
 use crate::actions::Action;
+use crate::actions::ActionResult;
 use crate::actions::notify::Urgency;
 use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, Status};
-use crate::memory::audit::ActionResult;
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::memory::state::NotifyWindow;
 use crate::policy::{self, Decision};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Runner;
 use crate::actions::Action;
-use crate::memory::audit::ActionResult;
+use crate::actions::ActionResult;
 use crate::memory::notes::{Attempt, Incident};
 
 impl Runner<'_> {

@@ -3,10 +3,10 @@
 //! count them) and never re-run.
 
 use super::{RunError, Runner};
+use crate::actions::ActionResult;
 use crate::checks;
 use crate::duration::timestamp;
 use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
-use crate::memory::audit::ActionResult;
 use crate::policy::{Decision, Verdict};
 
 impl Runner<'_> {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Runner, now};
 use crate::actions::Action;
-use crate::memory::audit::ActionResult;
+use crate::actions::ActionResult;
 use crate::memory::state::{TRUST_EVENTS, TrustEvent};
 use crate::policy::{Decision, History, Rule, Subject};
 

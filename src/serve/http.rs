@@ -134,7 +134,7 @@ async fn slack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
     match &r {
         Err(e @ DecideError::NotApprover { .. }) => {
             let why = format!("You may not {} this: {e}", if approve { "approve" } else { "abort" });
-            if let Err(err) = crate::actions::slack::ephemeral(i.response_url.as_deref(), None, "", &i.user_id, None, &why).await {
+            if let Err(err) = crate::actions::notify::slack::ephemeral(i.response_url.as_deref(), None, "", &i.user_id, None, &why).await {
                 tracing::warn!(error = %err, "could not send the ephemeral refusal");
             }
             // 200: Slack shows the clicker the ephemeral reply, not an error.
@@ -176,7 +176,7 @@ async fn slack_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     if let Err(e) = &r {
         let w = app.ws.read().ok().and_then(|ws| ws.policy.webhooks.iter().find(|w| w.name == webhook).cloned());
         let why = format!("nightshift did not {} approval {id}: {e}", if approve { "approve" } else { "abort" });
-        if let Err(err) = crate::actions::slack::ephemeral(None, w.as_ref(), &channel, &user, Some(&thread_ts), &why).await {
+        if let Err(err) = crate::actions::notify::slack::ephemeral(None, w.as_ref(), &channel, &user, Some(&thread_ts), &why).await {
             tracing::warn!(error = %err, "could not send the ephemeral refusal");
         }
         // Slack retries an event that did not get a 200: the answer is given, once.

@@ -61,7 +61,7 @@ pub struct App {
     /// Kubernetes clients shared by every pass.
     pub kube: Arc<crate::k8s::Clients>,
     /// The watch cache of the current context, when a Kubernetes check uses it.
-    pub kube_cache: Mutex<Option<Arc<crate::k8s::watch::Cache>>>,
+    pub kube_cache: Mutex<Option<Arc<crate::checks::kube::watch::Cache>>>,
     /// Set by the watch: the next pass runs the Kubernetes checks even if not due.
     pub kube_changed: std::sync::atomic::AtomicBool,
 }
@@ -149,7 +149,7 @@ async fn start_watch(app: &App, wake: &Arc<tokio::sync::Notify>) {
     }
     match app.kube.get(None).await {
         Ok(client) => {
-            let cache = crate::k8s::watch::start(client, wake.clone());
+            let cache = crate::checks::kube::watch::start(client, wake.clone());
             info!("watching pods, deployments and nodes");
             if let Ok(mut c) = app.kube_cache.lock() {
                 *c = Some(cache);

@@ -412,7 +412,7 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             let max_restarts = m.int("max_restarts", 0, 100_000, problems).unwrap_or(5) as i32;
             let ready_grace = grace(m, "ready_grace", 60, problems);
             let pending_grace = grace(m, "pending_grace", 300, problems);
-            Some(ProbeSpec::K8sPods { scope, rules: crate::k8s::observe::PodRules { max_restarts, ready_grace, pending_grace } })
+            Some(ProbeSpec::K8sPods { scope, rules: crate::checks::kube::observe::PodRules { max_restarts, ready_grace, pending_grace } })
         }
         "k8s-deployments" => Some(ProbeSpec::K8sDeployments { scope: scope(m, problems), grace: grace(m, "grace", 120, problems) }),
         "k8s-nodes" => Some(ProbeSpec::K8sNodes { scope: scope(m, problems) }),

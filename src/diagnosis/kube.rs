@@ -8,12 +8,12 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 
-use super::observe::{PodFacts, one_line};
-use super::quantity;
 use crate::actions::Action;
 use crate::checks::CheckResult;
+use crate::checks::kube::observe::{PodFacts, one_line};
+use crate::diagnosis::Diagnosis;
+use crate::k8s::quantity;
 use crate::markdown::code;
-use crate::runbooks::Diagnosis;
 
 /// Lines of the previous container's log kept as evidence.
 pub const LOG_LINES: i64 = 20;
@@ -229,7 +229,7 @@ pub async fn containment(client: &Client, r: &CheckResult, d: &mut Diagnosis, re
     let pods: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
     let left = match pods.list(&lp).await {
-        Ok(list) => crate::k8s::repair::drainable(list.items).0.len(),
+        Ok(list) => crate::actions::kube::drainable(list.items).0.len(),
         Err(e) => {
             d.steps.push(format!("could not list the pods of node {}: {}", code(&node), code(&e.to_string())));
             return;
@@ -304,7 +304,7 @@ pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
                     crate::redact::redact(text.trim_end()).replace("```", "'''")
                 )),
                 Ok(_) => {}
-                Err(e) => d.steps.push(format!("logs of {}: {}", code(&f.name), code(&super::explain(&e, "reading logs")))),
+                Err(e) => d.steps.push(format!("logs of {}: {}", code(&f.name), code(&crate::k8s::explain(&e, "reading logs")))),
             }
         }
         if f.message.as_deref().is_some_and(|m| m.contains("PersistentVolumeClaim")) {
@@ -320,7 +320,7 @@ pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
 /// eventTime orders them.
 async fn pod_events(client: &Client, ns: &str, pod: &str) -> Result<Vec<String>, String> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let list = api.list(&ListParams::default().fields(&format!("involvedObject.name={pod},involvedObject.kind=Pod"))).await.map_err(|e| super::explain(&e, "listing events"))?;
+    let list = api.list(&ListParams::default().fields(&format!("involvedObject.name={pod},involvedObject.kind=Pod"))).await.map_err(|e| crate::k8s::explain(&e, "listing events"))?;
     Ok(render_events(list.items, 6))
 }
 
@@ -336,9 +336,9 @@ fn render_events(mut items: Vec<Event>, keep: usize) -> Vec<String> {
     let when = |e: &Event| {
         e.last_timestamp
             .as_ref()
-            .map(super::observe::time)
-            .or(e.event_time.as_ref().map(|t| super::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
-            .or(e.first_timestamp.as_ref().map(super::observe::time))
+            .map(crate::checks::kube::observe::time)
+            .or(e.event_time.as_ref().map(|t| crate::checks::kube::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
+            .or(e.first_timestamp.as_ref().map(crate::checks::kube::observe::time))
             .unwrap_or_default()
     };
     items.sort_by_key(when);

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::notify::Posted;
-use super::notify::Webhook;
-use super::notify::{Envelope, Kind};
+use super::Posted;
+use super::Webhook;
+use super::{Envelope, Kind};
 
 /// Slack's limits (Block Kit reference): section text 3,000 characters,
 /// header 150, button text 75, at most 50 blocks a message.

@@ -11,7 +11,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
-use super::{explain, server_version};
+use crate::k8s::{explain, server_version};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 /// How long a drain waits for evictions a PodDisruptionBudget holds back, and for the pods to go.
@@ -396,9 +396,9 @@ pub async fn memory_proposal(client: &Client, namespace: &str, deployment: &str,
     if limit.as_deref() != Some(from) {
         return Err(format!("the limit of {container} is now {}, not {from}: the proposal is stale", limit.as_deref().unwrap_or("unset")));
     }
-    let factor = super::quantity::bytes(to).zip(super::quantity::bytes(from)).map_or(1.5, |(t, f)| t as f64 / f.max(1) as f64);
+    let factor = crate::k8s::quantity::bytes(to).zip(crate::k8s::quantity::bytes(from)).map_or(1.5, |(t, f)| t as f64 / f.max(1) as f64);
     let request = res.and_then(|r| r.requests.as_ref()).and_then(|l| l.get("memory")).map(|q| q.0.clone());
-    let raised_request = request.as_deref().and_then(|r| super::quantity::raise(r, factor));
+    let raised_request = request.as_deref().and_then(|r| crate::k8s::quantity::raise(r, factor));
     let mut text = format!("spec:\n  template:\n    spec:\n      containers:\n      - name: {container}\n        resources:\n          limits:\n            memory: {to}\n");
     if let Some(r) = &raised_request {
         text.push_str(&format!("          requests:\n            memory: {r}\n"));

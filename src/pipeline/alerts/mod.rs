@@ -6,6 +6,8 @@
 //! and summaries are untrusted text: they go into the fenced evidence, never
 //! into titles or decisions.
 
+pub mod bounds;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -59,10 +61,10 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
         None => return Err(AlertError("missing \"version\": not an Alertmanager webhook payload".into())),
     }
     let alerts = v.get("alerts").and_then(Value::as_array).ok_or_else(|| AlertError("missing \"alerts\" array".into()))?;
-    super::alert_bounds::check_count(alerts.len())?;
+    bounds::check_count(alerts.len())?;
     let mut out = Vec::with_capacity(alerts.len());
     for (i, a) in alerts.iter().enumerate() {
-        super::alert_bounds::check_alert(a, i)?;
+        bounds::check_alert(a, i)?;
         let status = a.get("status").and_then(Value::as_str).ok_or_else(|| AlertError(format!("alerts[{i}].status is missing")))?;
         if status != "firing" && status != "resolved" {
             return Err(AlertError(format!("alerts[{i}].status is {status:?}; expected \"firing\" or \"resolved\"")));
@@ -282,7 +284,7 @@ impl Runner<'_> {
         for (fp, (alert, seen)) in latest {
             let open = self.state.open.get(&fp).cloned();
             match (alert.status.as_str(), open) {
-                ("firing", None) if opened >= super::alert_bounds::MAX_NEW_INCIDENTS => folded.push((alert, seen)),
+                ("firing", None) if opened >= bounds::MAX_NEW_INCIDENTS => folded.push((alert, seen)),
                 ("firing", None) => {
                     opened += 1;
                     self.alert_fires(&fp, &alert, seen).await?;

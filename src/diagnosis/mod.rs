@@ -2,6 +2,8 @@
 //! target of its fingerprint, the diagnosis steps with evidence, prevention
 //! advice, and the ordered repair plan. No model, no network.
 
+pub mod kube;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -181,17 +183,17 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             }
         }
         ProbeSpec::K8sPods { scope, .. } => {
-            let mut d = crate::k8s::diagnose::pods(result, scope.context.as_deref());
+            let mut d = kube::pods(result, scope.context.as_deref());
             if policy.repository.is_some() {
                 as_pull_requests(&mut d.plan);
             }
             d
         }
-        ProbeSpec::K8sDeployments { scope, .. } => crate::k8s::diagnose::deployment(result, scope.context.as_deref()),
-        ProbeSpec::K8sNodes { scope } => crate::k8s::diagnose::node(result, scope.context.as_deref()),
-        ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service(result),
-        ProbeSpec::K8sScaling(s) => crate::k8s::diagnose::scaling(result, s),
-        ProbeSpec::K8sFailover(s) => crate::k8s::diagnose::failover(result, s),
+        ProbeSpec::K8sDeployments { scope, .. } => kube::deployment(result, scope.context.as_deref()),
+        ProbeSpec::K8sNodes { scope } => kube::node(result, scope.context.as_deref()),
+        ProbeSpec::K8sServices { .. } => kube::service(result),
+        ProbeSpec::K8sScaling(s) => kube::scaling(result, s),
+        ProbeSpec::K8sFailover(s) => kube::failover(result, s),
         ProbeSpec::Dependency { target, dependants, .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);

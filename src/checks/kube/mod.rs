@@ -2,6 +2,9 @@
 //! namespace and selector (or a read of the daemon's watch cache), never one
 //! request per pod. A missing or unreachable cluster is a check error.
 
+pub mod observe;
+pub mod watch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +15,8 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::{Check, Context, Outcome, Status};
-use crate::k8s::observe::{self, PodRules, ServiceEndpoints};
 use crate::k8s::{explain, selector_matches};
+use observe::{PodRules, ServiceEndpoints};
 
 /// Where a Kubernetes check looks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -153,7 +156,7 @@ pub async fn dependency(target: &DependencyTarget, dependants: &str, scope: &Sco
 /// The daemon's watch cache, when this check may read it (it watches the
 /// current context only). Its reads wait for the first list rather than
 /// listing everything a second time beside it.
-fn cache<'a>(scope: &Scope, ctx: &'a Context) -> Option<&'a crate::k8s::watch::Cache> {
+fn cache<'a>(scope: &Scope, ctx: &'a Context) -> Option<&'a watch::Cache> {
     ctx.kube_cache.as_deref().filter(|_| scope.context.is_none())
 }
 

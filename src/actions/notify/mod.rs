@@ -6,6 +6,8 @@
 //! is retried with exponential backoff, and lands in a dead-letter file when
 //! it finally fails.
 
+pub mod slack;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -320,13 +322,13 @@ pub async fn deliver_envelope(targets: &[&Webhook], e: &Envelope, dead_letters: 
 
 /// A Slack message, redacted, retried with backoff like a JSON delivery.
 async fn post_slack(w: &Webhook, e: &Envelope) -> Result<Posted, String> {
-    let message = redacted(&super::slack::blocks(e));
+    let message = redacted(&slack::blocks(e));
     let mut last = String::new();
     for attempt in 0..TRIES {
         if attempt > 0 {
             tokio::time::sleep(FIRST_WAIT * 2u32.pow(attempt - 1)).await;
         }
-        match super::slack::post(w, &message).await {
+        match slack::post(w, &message).await {
             Ok(p) => return Ok(p),
             // A missing token will not appear on a retry.
             Err(err) if err.contains("is not set") => return Err(err),

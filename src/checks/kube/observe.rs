@@ -203,7 +203,7 @@ pub fn pods<P: Borrow<Pod>>(list: &[P], rules: &PodRules, now: DateTime<Utc>) ->
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for pod in list {
         let pod = pod.borrow();
-        let (kind, name) = super::workload_of(pod);
+        let (kind, name) = crate::k8s::workload_of(pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let key = format!("{ns}/{}/{name}", kind.to_ascii_lowercase());
         let g = groups.entry(key).or_insert_with(|| Group { kind, total: 0, bad: Vec::new(), labels: workload_labels(pod), settling: false });

@@ -15,7 +15,7 @@ use super::{RunError, Runner, now};
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
 use crate::severity::Severity;
 
-use super::alerts::{Alert, AlertError};
+use super::{Alert, AlertError};
 
 /// Alerts in one Alertmanager request (its webhook's `max_alerts` bounds them at the sender).
 pub const MAX_ALERTS: usize = 5_000;
