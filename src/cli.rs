@@ -347,33 +347,11 @@ async fn heartbeat(root: &Path, execute: bool, all: bool, json: bool) -> Result<
         1
     })?;
     if json {
-        print_json(json_report(&report));
+        print_json(serde_json::to_value(&report).unwrap_or_default());
     } else {
         print_report(&report);
     }
     Ok(u8::from(report.failing))
-}
-
-/// The `--json` shape of DESIGN.md.
-fn json_report(r: &RunReport) -> serde_json::Value {
-    serde_json::json!({
-        "status": r.status,
-        "checks": r.checks.iter().map(|c| serde_json::json!({
-            "name": c.name, "kind": c.kind, "target": c.target, "status": c.status,
-            "summary": c.summary, "evidence": c.evidence, "duration_ms": c.duration_ms,
-        })).collect::<Vec<_>>(),
-        "incidents": r.incidents.iter().map(|i| serde_json::json!({
-            "id": i.id, "fingerprint": i.fingerprint, "severity": i.severity, "status": i.status,
-            "title": i.title, "new": i.new, "diagnosis": i.diagnosis,
-            "actions": i.actions.iter().map(|a| serde_json::json!({
-                "action": a.action, "target": a.target, "decision": a.decision,
-                "reason": a.reason, "outcome": a.outcome, "result": a.result,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "notes": r.notes,
-        "tokens": {"prompt": r.tokens.0, "completion": r.tokens.1},
-        "kube_requests": r.kube_requests,
-    })
 }
 
 fn print_report(r: &RunReport) {

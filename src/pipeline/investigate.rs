@@ -441,8 +441,8 @@ impl Runner<'_> {
             outcome: format!("{} request(s), {} prompt + {} completion tokens; ended: {}", inv.requests, inv.prompt_tokens, inv.completion_tokens, inv.ended),
             duration_ms: 0,
         })?;
-        self.tokens.0 += inv.prompt_tokens;
-        self.tokens.1 += inv.completion_tokens;
+        self.tokens.prompt += inv.prompt_tokens;
+        self.tokens.completion += inv.completion_tokens;
         Ok(())
     }
 }

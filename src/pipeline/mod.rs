@@ -93,7 +93,15 @@ impl IncidentReport {
     }
 }
 
-/// Everything a run did, for printing and `--json`.
+/// Model tokens spent, as `--json` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+/// Everything a run did, for printing and, serialized as it is, `heartbeat --json`
+/// (DESIGN.md's shape; `failing` is the exit code's, not the report's).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub status: &'static str,
@@ -101,10 +109,9 @@ pub struct RunReport {
     pub incidents: Vec<IncidentReport>,
     /// Lines for people: below-threshold failures, approvals carried out, resolutions.
     pub notes: Vec<String>,
-    /// Model tokens spent in the run: prompt, completion.
-    pub tokens: (u64, u64),
+    /// Model tokens spent in the run.
+    pub tokens: Tokens,
     /// Requests this run sent to Kubernetes API servers.
-    #[serde(skip_serializing_if = "is_zero")]
     pub kube_requests: u64,
     #[serde(skip)]
     pub failing: bool,
@@ -136,7 +143,7 @@ pub struct Runner<'a> {
     model: Option<crate::llm::ModelConfig>,
     said_model_off: bool,
     /// Model tokens spent in this run: (prompt, completion).
-    tokens: (u64, u64),
+    tokens: Tokens,
     /// Declared dependencies that are down in this pass: their dependants' failures are a cascade.
     down: Vec<DownDependency>,
     /// Check names run in this pass even when not due (the daemon's watch saw a change).
@@ -171,10 +178,6 @@ struct DownDependency {
     dependants: String,
     namespace: Option<String>,
     summary: String,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 pub(super) fn now() -> DateTime<Utc> {
@@ -217,7 +220,7 @@ impl<'a> Runner<'a> {
             alerts: Vec::new(),
             model: crate::llm::resolve(ws.policy.model.as_ref(), |k| std::env::var(k).ok().filter(|v| !v.is_empty())),
             said_model_off: false,
-            tokens: (0, 0),
+            tokens: Tokens::default(),
             down: Vec::new(),
             forced: Vec::new(),
             kube_requests_at_start: crate::k8s::requests(),

@@ -136,11 +136,11 @@ impl Metrics {
                 }
             }
         }
-        if report.tokens.0 > 0 {
-            self.llm_tokens.get_or_create(&TokenKind { kind: "prompt".into() }).inc_by(report.tokens.0);
+        if report.tokens.prompt > 0 {
+            self.llm_tokens.get_or_create(&TokenKind { kind: "prompt".into() }).inc_by(report.tokens.prompt);
         }
-        if report.tokens.1 > 0 {
-            self.llm_tokens.get_or_create(&TokenKind { kind: "completion".into() }).inc_by(report.tokens.1);
+        if report.tokens.completion > 0 {
+            self.llm_tokens.get_or_create(&TokenKind { kind: "completion".into() }).inc_by(report.tokens.completion);
         }
         self.passes.inc();
         self.last_pass_timestamp.set(chrono::Utc::now().timestamp());
