@@ -11,7 +11,7 @@ use crate::checks;
 use crate::checks::spec::CheckSpec;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
 use crate::memory::notes::{Incident, IncidentStatus, timestamp};
-use crate::policy::{self, Decision, Mode, Subject, Verdict};
+use crate::policy::{Decision, Mode, Subject, Verdict};
 
 impl Runner<'_> {
     pub(super) fn pending(&mut self, spec: &CheckSpec, inc: &Incident, action: &Action, verdict: &Verdict, kind: ApprovalKind, wait: Duration) -> Result<Approval, RunError> {
@@ -83,9 +83,7 @@ impl Runner<'_> {
         let spec = a.check.as_deref().and_then(|c| self.spec(c));
         // Re-gated with the check's level now: a check moved to L1 since the approval stops it.
         let level = spec.map_or(a.level, |s| s.level);
-        let mut subject = Subject::for_action(&a.action, a.check.as_deref(), level);
-        subject.check = a.check.clone();
-        let verdict = policy::decide(&self.ws.policy, &subject, &self.gate_history(&a.action, now()));
+        let (subject, verdict) = self.gate(&a.action, a.check.as_deref(), level, None);
         let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
             (_, _, true) => Decision::Confirm,
             _ => Decision::AbortWindow,

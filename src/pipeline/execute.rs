@@ -274,8 +274,7 @@ impl Runner<'_> {
         } else {
             Action::RolloutRestart { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
         };
-        let subject = crate::policy::Subject::for_action(&action, check.map(|c| c.name.as_str()), level);
-        let verdict = crate::policy::decide(&self.ws.policy, &subject, &self.gate_history(&action, now()));
+        let (subject, verdict) = self.gate(&action, check.map(|c| c.name.as_str()), level, None);
         let (result, outcome, by, ms) = match verdict.decision {
             crate::policy::Decision::Auto if self.mode == crate::policy::Mode::DryRun => (ActionResult::DryRun, format!("dry-run: would {}", action.describe()), "policy", 0),
             crate::policy::Decision::Auto => {

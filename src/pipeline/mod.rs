@@ -20,7 +20,7 @@ use crate::memory::audit::AuditEntry;
 use crate::memory::notes::{Attempt, Incident, IncidentStatus, timestamp};
 use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError};
-use crate::policy::{self, Decision, Mode, Subject, Verdict};
+use crate::policy::{Decision, Mode, Verdict};
 use crate::workspace::Workspace;
 
 /// The longest abort window a one-shot run waits out in-process; longer ones
@@ -613,13 +613,10 @@ impl<'a> Runner<'a> {
                 return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending, duration_ms: 0 });
             }
         }
-        let subject = Subject::for_action(action, Some(&spec.name), spec.level);
-        let mut history = self.gate_history(action, t);
         let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| a.action.same_remedy(action)).collect();
-        if tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)) {
-            history.distrusted = Some(format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
-        }
-        let verdict = policy::decide(&self.ws.policy, &subject, &history);
+        let distrust = (tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)))
+            .then(|| format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
+        let (subject, verdict) = self.gate(action, Some(&spec.name), spec.level, distrust);
         tracing::Span::current().record("decision", verdict.decision.to_string());
         let (result, mut outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
         if action.kind().is_mutating() && result.executed() {

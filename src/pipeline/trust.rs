@@ -13,7 +13,8 @@ use super::{Runner, now};
 use crate::actions::Action;
 use crate::actions::ActionResult;
 use crate::memory::state::{TRUST_EVENTS, TrustEvent};
-use crate::policy::{Decision, History, Rule, Subject};
+use crate::policy::{Decision, History, Rule, Subject, Verdict};
+use crate::severity::Level;
 
 /// How an executed action bears on trust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,17 @@ pub(super) enum Run {
 }
 
 impl Runner<'_> {
+    /// The one gate sequence every planned or approved action passes: its subject (the
+    /// check and the check's level now), the history the policy counts (rates, trust
+    /// earned; `distrust` when memory saw this remedy fail for the problem), the verdict.
+    pub(super) fn gate(&self, action: &Action, check: Option<&str>, level: Level, distrust: Option<String>) -> (Subject, Verdict) {
+        let subject = Subject::for_action(action, check, level);
+        let mut history = self.gate_history(action, now());
+        history.distrusted = distrust;
+        let verdict = crate::policy::decide(&self.ws.policy, &subject, &history);
+        (subject, verdict)
+    }
+
     /// The gate's history for an action: rate figures and the trust its rules have earned.
     pub(super) fn gate_history(&self, action: &Action, t: DateTime<Utc>) -> History {
         let mut h = self.state.history(action.kind(), &action.rate_key(), t);
