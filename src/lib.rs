@@ -7,8 +7,8 @@
 //! (the gate) → `actions` (execute, behind the journal) → `memory` (record).
 //! They sit in layers, each importing only those below it (`tests/layers.rs`
 //! holds the order and fails the build on a cycle): the vocabulary (`severity`,
-//! `duration`, `redact`, `markdown`, …), the clients (`remote`, `k8s`), then
-//! `checks`, `infra`, `actions`, `llm`, `policy`, `memory`, `diagnosis`,
+//! `duration`, `redact`, `markdown`, …), the clients (`ssh`, `k8s`), then
+//! `checks`, `pr`, `actions`, `llm`, `policy`, `memory`, `diagnosis`,
 //! `workspace`, `pipeline`, and on top `serve` and `cli`.
 
 pub mod actions;
@@ -18,19 +18,19 @@ pub mod cli;
 pub mod diagnosis;
 pub mod drill;
 pub mod duration;
-pub mod infra;
 pub mod k8s;
 pub mod llm;
 pub mod markdown;
 pub mod memory;
 pub mod pipeline;
 pub mod policy;
+pub mod pr;
 pub mod redact;
-pub mod remote;
 pub mod sandbox;
 pub mod schedule;
 pub mod serve;
 pub mod severity;
+pub mod ssh;
 pub mod telemetry;
 pub mod trend;
 pub mod workspace;

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nightshift::infra::manifest::{Locate, Target};
-use nightshift::infra::{PrChange, PrContext, PrRequest, RepoConfig};
+use nightshift::pr::manifest::{Locate, Target};
+use nightshift::pr::{PrChange, PrContext, PrRequest, RepoConfig};
 use support::infra_repo::{InfraRepo, changed_lines};
 
 const TOKEN: &str = "ghp_testTokenForTheGitServer0123456789ab";
@@ -99,7 +99,7 @@ fn request() -> PrRequest {
 }
 
 /// The branch is on the server, at the commit nightshift made, changing only the limit.
-fn assert_arrived(repo: &InfraRepo, pushed: &nightshift::infra::git::Prepared) {
+fn assert_arrived(repo: &InfraRepo, pushed: &nightshift::pr::git::Prepared) {
     assert!(pushed.pushed, "{pushed:?}");
     let branch = "nightshift/2026-11-23-pod-oom-shop-checkout";
     assert_eq!(pushed.branch, branch);
@@ -126,13 +126,13 @@ fn a_branch_is_pushed_over_ssh_to_a_real_sshd_with_the_configured_key() {
     let cache = tempfile::tempdir().unwrap();
 
     // A server whose host key ~/.ssh/known_hosts does not hold is refused: nothing arrives.
-    let err = nightshift::infra::git::prepare_and_push(&config(remote.clone(), cache.path()), &request(), None).unwrap_err();
+    let err = nightshift::pr::git::prepare_and_push(&config(remote.clone(), cache.path()), &request(), None).unwrap_err();
     assert!(err.contains("unknown remote ssh hostkey"), "{err}");
     assert_eq!(repo.branches(), ["main"]);
 
     let host_key = std::fs::read_to_string(dir.path().join("host_key.pub")).unwrap();
     std::fs::write(t.dir.path().join("home/.ssh/known_hosts"), format!("[127.0.0.1]:{} {host_key}", sshd.port)).unwrap();
-    let pushed = nightshift::infra::git::prepare_and_push(&config(remote, cache.path()), &request(), None).unwrap_or_else(|e| panic!("{e}"));
+    let pushed = nightshift::pr::git::prepare_and_push(&config(remote, cache.path()), &request(), None).unwrap_or_else(|e| panic!("{e}"));
     assert_arrived(&repo, &pushed);
     assert_eq!(repo.tip("main"), main_before);
     let log = std::fs::read_to_string(dir.path().join("sshd.log")).unwrap();
@@ -207,11 +207,11 @@ fn a_branch_is_pushed_over_https_with_the_token_and_refused_without_it() {
 
     // Without the token the server refuses (basic auth): nothing arrives.
     let cache = tempfile::tempdir().unwrap();
-    let err = nightshift::infra::git::prepare_and_push(&config(remote.clone(), cache.path()), &request(), None).unwrap_err();
+    let err = nightshift::pr::git::prepare_and_push(&config(remote.clone(), cache.path()), &request(), None).unwrap_err();
     assert!(err.contains("no accepted credentials: set $NIGHTSHIFT_TEST_GIT_TOKEN"), "{err}");
     assert_eq!(repo.branches(), ["main"]);
 
-    let pushed = nightshift::infra::git::prepare_and_push(&config(remote, cache.path()), &request(), Some(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
+    let pushed = nightshift::pr::git::prepare_and_push(&config(remote, cache.path()), &request(), Some(TOKEN)).unwrap_or_else(|e| panic!("{e}"));
     assert_arrived(&repo, &pushed);
     assert_eq!(repo.tip("main"), main_before);
     let log = server.access_log();

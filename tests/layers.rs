@@ -22,11 +22,11 @@ const LAYERS: &[&str] = &[
     "schedule",
     "telemetry",
     // Clients.
-    "remote",
+    "ssh",
     "k8s",
     // observe → diagnose → gate → execute → record, and what drives them.
     "checks",
-    "infra",
+    "pr",
     "actions",
     "llm",
     "policy",

@@ -6,8 +6,8 @@
 
 mod support;
 
-use nightshift::infra::manifest::{Locate, Target};
-use nightshift::infra::{PrChange, PrContext, PrRequest, RepoConfig, open_pr};
+use nightshift::pr::manifest::{Locate, Target};
+use nightshift::pr::{PrChange, PrContext, PrRequest, RepoConfig, open_pr};
 use support::Ws;
 use support::github::GitHub;
 use support::infra_repo::{InfraRepo, changed_lines};

@@ -3,9 +3,9 @@
 
 pub mod clean_logs;
 pub mod command;
+pub mod host;
 pub mod kube;
 pub mod notify;
-pub mod remote;
 
 use std::path::PathBuf;
 
@@ -369,7 +369,7 @@ pub enum Action {
         /// The workload's name.
         name: String,
         /// What the pull request changes.
-        change: crate::infra::PrChange,
+        change: crate::pr::PrChange,
     },
 }
 

@@ -5,11 +5,11 @@ pub mod archive;
 pub mod backup;
 pub mod disk;
 pub mod exec;
+pub mod host;
 pub mod http;
 pub mod kube;
 pub mod process;
 pub mod prometheus;
-pub mod remote;
 pub mod resources;
 pub mod spec;
 pub mod strategy;
@@ -149,7 +149,7 @@ pub struct Context {
     pub workdir: PathBuf,
     http: OnceLock<reqwest::Client>,
     /// SSH sessions to the inventory's hosts, opened on first use.
-    pub remote: Option<Arc<crate::remote::Pool>>,
+    pub remote: Option<Arc<crate::ssh::Pool>>,
     /// Kubernetes clients by context, built on first use.
     pub kube: Arc<crate::k8s::Clients>,
     /// The daemon's watch cache of the current context, when it runs one.
@@ -162,8 +162,8 @@ impl Context {
     }
 
     /// A context that can reach the inventory's hosts.
-    pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::remote::HostSpec>) -> Self {
-        let remote = (!hosts.is_empty()).then(|| Arc::new(crate::remote::Pool::new(hosts)));
+    pub fn with_hosts(workdir: PathBuf, hosts: Vec<crate::ssh::HostSpec>) -> Self {
+        let remote = (!hosts.is_empty()).then(|| Arc::new(crate::ssh::Pool::new(hosts)));
         Self { workdir, remote, ..Default::default() }
     }
 
@@ -282,7 +282,7 @@ impl ProbeSpec {
             ProbeSpec::Memory { min_available_percent } => resources::Memory { min_available_percent: *min_available_percent }.run(ctx).await,
             ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
             ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
-            ProbeSpec::Service { by } => remote::service(by, None, ctx).await,
+            ProbeSpec::Service { by } => host::service(by, None, ctx).await,
             ProbeSpec::K8sPods { scope, rules } => kube::pods(scope, rules, ctx).await,
             ProbeSpec::K8sDeployments { scope, grace } => kube::deployments(scope, *grace, ctx).await,
             ProbeSpec::K8sNodes { scope } => kube::nodes(scope, ctx).await,
@@ -322,7 +322,7 @@ pub fn time_limit(spec: &CheckSpec) -> Duration {
         | ProbeSpec::K8sFailover(_) => DEFAULT_TIME_LIMIT,
     };
     match spec.host {
-        Some(_) => own + crate::remote::CONNECT_TIMEOUT + GRACE,
+        Some(_) => own + crate::ssh::CONNECT_TIMEOUT + GRACE,
         None => own,
     }
 }
@@ -338,7 +338,7 @@ pub async fn run_within(spec: &CheckSpec, ctx: &Context, limit: Duration) -> Che
     let started = Instant::now();
     let run = async {
         match &spec.host {
-            Some(host) => remote::run(&spec.probe, host, ctx).await,
+            Some(host) => host::run(&spec.probe, host, ctx).await,
             None => spec.probe.run(ctx).await,
         }
     };
@@ -485,6 +485,6 @@ mod tests {
             assert_eq!(time_limit(&spec(probe)), want);
         }
         let remote = CheckSpec { host: Some("web-01".into()), ..spec(ProbeSpec::Load { max_per_core: 2.0 }) };
-        assert_eq!(time_limit(&remote), DEFAULT_TIME_LIMIT + crate::remote::CONNECT_TIMEOUT + GRACE);
+        assert_eq!(time_limit(&remote), DEFAULT_TIME_LIMIT + crate::ssh::CONNECT_TIMEOUT + GRACE);
     }
 }

@@ -400,7 +400,7 @@ fn as_pull_requests(plan: &mut [Action]) {
                 namespace: namespace.clone(),
                 kind: "Deployment".into(),
                 name: deployment.clone(),
-                change: crate::infra::PrChange::RaiseMemory { container: Some(container.clone()).filter(|c| !c.is_empty()), factor: None },
+                change: crate::pr::PrChange::RaiseMemory { container: Some(container.clone()).filter(|c| !c.is_empty()), factor: None },
             };
         }
     }

@@ -18,12 +18,12 @@ impl Runner<'_> {
     /// A full disk on a host: the largest directories and what old logs, big
     /// logs and core dumps hold (bounded commands over SSH, output parsed).
     pub(super) async fn remote_disk_findings(&self, host: &str, path: &std::path::Path, steps: &mut Vec<String>) {
-        match actions::remote::largest_dirs(&self.ctx, host, path).await {
+        match actions::host::largest_dirs(&self.ctx, host, path).await {
             Ok(dirs) if !dirs.is_empty() => steps.push(format!("largest under {} on {host}: {}", code(&path.display().to_string()), dirs.join(", "))),
             Ok(_) => {}
             Err(e) => steps.push(format!("could not list the largest directories on {host}: {}", code(&e))),
         }
-        match actions::remote::clean_logs(&self.ctx, Some(host), path, &self.ws.policy.clean_logs, false).await {
+        match actions::host::clean_logs(&self.ctx, Some(host), path, &self.ws.policy.clean_logs, false).await {
             Ok(found) => steps.push(format!("found under the whole path: {}", found.replace("delete ", "").replace("gzip ", "").replace("remove ", ""))),
             Err(e) => steps.push(format!("could not scan for old logs on {host}: {}", code(&e))),
         }
@@ -32,7 +32,7 @@ impl Runner<'_> {
     /// What the action would do now, without doing it.
     pub(super) async fn preview(&self, action: &Action) -> String {
         match action {
-            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, false).await.unwrap_or_else(|e| e),
+            Action::CleanLogs { root, host: Some(h) } => actions::host::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, false).await.unwrap_or_else(|e| e),
             Action::CleanLogs { root, host: None } => match actions::clean_logs::plan(root, &self.ws.policy.clean_logs, std::time::SystemTime::now()) {
                 Ok(p) => p.describe(root),
                 Err(e) => format!("cannot plan under {}: {e}", root.display()),
@@ -56,7 +56,7 @@ impl Runner<'_> {
                 Err(e) => e,
             },
             Action::OpenPr { .. } => match self.pr_request(action, None, "") {
-                Ok((cfg, req)) => crate::infra::preview(&cfg, &req).await,
+                Ok((cfg, req)) => crate::pr::preview(&cfg, &req).await,
                 Err(e) => e,
             },
             Action::ReplaceNode { node, .. } => match &self.ws.policy.replace_node {
@@ -70,14 +70,14 @@ impl Runner<'_> {
 
     /// The repository and request of an `open_pr`, with the incident's
     /// evidence for the pull request's body.
-    fn pr_request(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<(crate::infra::RepoConfig, crate::infra::PrRequest), String> {
+    fn pr_request(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<(crate::pr::RepoConfig, crate::pr::PrRequest), String> {
         let Action::OpenPr { namespace, kind, name, change } = action else { return Err("not a pull request".into()) };
         let Some(repo) = &self.ws.policy.repository else {
             return Err("no `repository:` in AGENTS.md's policy: nightshift has nowhere to open pull requests (add remote:, and the token variable)".into());
         };
         let mut cfg = repo.clone();
-        cfg.cache = crate::infra::resolve_cache(&self.ws.root, &cfg.cache.to_string_lossy());
-        let context = crate::infra::PrContext {
+        cfg.cache = crate::pr::resolve_cache(&self.ws.root, &cfg.cache.to_string_lossy());
+        let context = crate::pr::PrContext {
             incident: incident.map(|i| i.id.clone()),
             title: incident.map(|i| i.title.clone()),
             severity: incident.map(|i| i.severity.as_str().to_string()),
@@ -86,8 +86,8 @@ impl Runner<'_> {
             evidence: incident.map(|i| i.diagnosis.clone()).unwrap_or_default(),
             allowed: format!("{} on {}: {allowed}", action.kind(), action.target().id),
         };
-        let target = crate::infra::manifest::Target { kind: kind.clone(), namespace: namespace.clone(), name: name.clone() };
-        Ok((cfg, crate::infra::PrRequest { target, change: change.clone(), context }))
+        let target = crate::pr::manifest::Target { kind: kind.clone(), namespace: namespace.clone(), name: name.clone() };
+        Ok((cfg, crate::pr::PrRequest { target, change: change.clone(), context }))
     }
 
     /// `replace_node`: the request goes to the webhook that holds the cloud's credentials.
@@ -107,7 +107,7 @@ impl Runner<'_> {
 
     async fn open_pr(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
         let (cfg, req) = self.pr_request(action, incident, allowed)?;
-        crate::infra::open_pr(&cfg, &req).await.map(|o| o.describe())
+        crate::pr::open_pr(&cfg, &req).await.map(|o| o.describe())
     }
 
     /// Runs a mutating action behind the journal, then verifies by re-running
@@ -190,8 +190,8 @@ impl Runner<'_> {
     pub(super) async fn run_action(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
         match action {
             Action::CleanLogs { root, .. } if !self.ws.policy.clean_roots.iter().any(|r| r == root) => Err(format!("{} is not one of AGENTS.md's clean_roots", root.display())),
-            Action::CleanLogs { root, host: Some(h) } => actions::remote::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
-            Action::RestartService { unit, host } => actions::remote::restart_service(&self.ctx, host.as_deref(), unit).await,
+            Action::CleanLogs { root, host: Some(h) } => actions::host::clean_logs(&self.ctx, Some(h), root, &self.ws.policy.clean_logs, true).await,
+            Action::RestartService { unit, host } => actions::host::restart_service(&self.ctx, host.as_deref(), unit).await,
             Action::RenewCert { renew, reload, .. } => {
                 let renewed = actions::command::run_declared(&self.ws.policy.commands, renew, &self.ws.root).await?;
                 match reload {

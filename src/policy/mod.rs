@@ -149,7 +149,7 @@ pub struct Policy {
     /// The `model:` block, if any (the environment can also turn the model on).
     pub model: Option<crate::llm::ModelSpec>,
     /// The `repository:` block: where permanent fixes go as pull requests.
-    pub repository: Option<crate::infra::RepoConfig>,
+    pub repository: Option<crate::pr::RepoConfig>,
     /// The escalation ladder for incidents nightshift cannot resolve (`escalation: []` turns it off).
     pub escalation: Vec<EscalationLevel>,
     /// Node replacement through a webhook, when configured.

@@ -9,9 +9,9 @@ use super::yaml::{MapReader, Node};
 pub use crate::checks::spec::{CheckSpec, Verification};
 use crate::checks::{ProbeSpec, ProcessRef, TlsSource};
 use crate::duration::HumanDuration;
-pub use crate::remote::HostSpec;
 use crate::schedule::{Cron, Schedule};
 pub use crate::severity::{Level, Severity};
+pub use crate::ssh::HostSpec;
 
 /// Reads an optional `level:` (default L3), reporting a bad one.
 pub fn level(m: &MapReader<'_>, problems: &mut Problems) -> Level {
@@ -384,7 +384,7 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
         "service" => {
             let by = match (m.str("unit", problems), m.str("pidfile", problems)) {
                 (Some(u), None) => {
-                    if !crate::remote::valid_unit(&u) {
+                    if !crate::ssh::valid_unit(&u) {
                         problems.push(m.key_line("unit"), format!("{what}: `{u}` is not a service name"), "write the unit as systemctl knows it, e.g. nginx or app@1.service");
                     }
                     crate::checks::ServiceRef::Unit(u)

@@ -285,8 +285,8 @@ fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mu
 }
 
 /// The `repository:` block: where pull requests go and how manifests are found.
-fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::infra::RepoConfig> {
-    use crate::infra::{DEFAULT_API, RepoConfig, manifest::Locate};
+fn repository(m: &MapReader<'_>, problems: &mut Problems) -> Option<crate::pr::RepoConfig> {
+    use crate::pr::{DEFAULT_API, RepoConfig, manifest::Locate};
     let remote = m.required_str("remote", problems)?;
     // Every key is read (and checked) even when one is wrong, so one run lists every problem.
     let owner_repo = match m.str("repo", problems) {

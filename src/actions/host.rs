@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::clean_logs::CleanSettings;
-use crate::checks::{Context, human_bytes, remote::sh};
+use crate::checks::{Context, host::sh, human_bytes};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -61,7 +61,7 @@ pub async fn clean_logs(ctx: &Context, host: Option<&str>, root: &std::path::Pat
 }
 
 pub async fn restart_service(ctx: &Context, host: Option<&str>, unit: &str) -> Result<String, String> {
-    if !crate::remote::valid_unit(unit) {
+    if !crate::ssh::valid_unit(unit) {
         return Err(format!("{unit:?} is not a service name"));
     }
     let out = sh(ctx, host, RESTART, &[unit], Duration::from_secs(120)).await?;

@@ -9,7 +9,7 @@ use super::{Context, Outcome, ProbeSpec, ServiceRef, Status, human_bytes};
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs a fixed script with positional arguments here (`host` None) or on a host.
-pub async fn sh(ctx: &Context, host: Option<&str>, script: &str, args: &[&str], timeout: Duration) -> Result<crate::remote::Output, String> {
+pub async fn sh(ctx: &Context, host: Option<&str>, script: &str, args: &[&str], timeout: Duration) -> Result<crate::ssh::Output, String> {
     match host {
         Some(h) => {
             let pool = ctx.remote.as_ref().ok_or("no SSH inventory in this run")?;
@@ -17,7 +17,7 @@ pub async fn sh(ctx: &Context, host: Option<&str>, script: &str, args: &[&str], 
         }
         None => match super::exec::run_shell(script, args, &ctx.workdir, timeout).await {
             Ok(r) if r.timed_out => Err(format!("did not finish within {}", crate::duration::format(timeout))),
-            Ok(r) => Ok(crate::remote::Output { code: r.code, stdout: r.stdout, stderr: r.stderr }),
+            Ok(r) => Ok(crate::ssh::Output { code: r.code, stdout: r.stdout, stderr: r.stderr }),
             Err(e) => Err(format!("sh: {e}")),
         },
     }
