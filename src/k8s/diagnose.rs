@@ -42,12 +42,14 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
     }
     let restart = Action::RestartPod { namespace: ns.into(), pod: first.name.clone(), workload: Some(format!("{}/{workload}", kind.to_ascii_lowercase())), context: context.map(str::to_string) };
     let is_deployment = kind == "Deployment";
+    // A limit change is proposed for the workloads whose pod template nightshift can read.
+    let templated = matches!(kind, "Deployment" | "StatefulSet");
     let oom = first.last_exit.as_ref().is_some_and(|e| e.reason == "OOMKilled");
     let (class, title, plan, prevention): (&'static str, String, Vec<Action>, Vec<String>) = match first.reason.as_str() {
         "CrashLoopBackOff" | "Restarting" if oom => {
             let mut plan = vec![restart];
             let limit = first.memory_limit.clone();
-            match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), is_deployment) {
+            match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), templated) {
                 (Some(from), Some(to), true) => {
                     steps.push(format!(
                         "container {} was OOMKilled at its memory limit {} (request {}): usage reached the limit",
@@ -58,6 +60,7 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
                     plan.push(Action::RaiseMemoryLimit {
                         namespace: ns.into(),
                         deployment: workload.into(),
+                        kind: kind.into(),
                         container: first.container.clone().unwrap_or_default(),
                         from: from.clone(),
                         to,
@@ -200,7 +203,7 @@ pub fn node(r: &CheckResult, context: Option<&str>) -> Diagnosis {
             title: format!("Node {name} is NotReady"),
             steps,
             prevention: vec!["replace nodes that stop reporting (node auto-repair) and keep workloads spread with PodDisruptionBudgets and topology spread".into()],
-            plan: vec![Action::CordonNode { node: name.clone(), context: ctx.clone() }, Action::DrainNode { node: name, context: ctx }],
+            plan: vec![Action::CordonNode { node: name.clone(), context: ctx.clone() }, Action::DrainNode { node: name, pods: None, context: ctx }],
             investigate: true,
         }
     } else {

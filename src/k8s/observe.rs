@@ -166,7 +166,10 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
     if phase == "Running"
         && let Some(c) = condition("Ready").filter(|c| c.status != "True")
     {
-        let since = c.last_transition_time.as_ref().map(time).unwrap_or(now);
+        // The grace counts from when the containers last started (a restarted
+        // container warms up again), not from when the pod object was created.
+        let started = status.container_statuses.iter().flatten().filter_map(|cs| cs.state.as_ref()?.running.as_ref()?.started_at.as_ref().map(time)).max();
+        let since = c.last_transition_time.as_ref().map(time).into_iter().chain(started).max().unwrap_or(now);
         if older_than(since, now, rules.ready_grace) {
             facts.reason = "NotReady".into();
             facts.message = c.message.clone().or(c.reason.clone());
@@ -493,6 +496,10 @@ mod tests {
         // Unready for less than the grace: not yet.
         assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:59:30Z"}]})), None);
         assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:50:00Z"}]})).as_deref(), Some("NotReady"));
+        // Unready since 11:50, but its container (re)started 30 s ago: the grace runs from the start.
+        let restarted = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:50:00Z"}],
+            "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 1, "state": {"running": {"startedAt": "2026-11-23T11:59:30Z"}}}]});
+        assert_eq!(reason(restarted), None);
     }
 
     #[test]
