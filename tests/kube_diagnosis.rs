@@ -209,3 +209,93 @@ fn a_declared_command_touching_twelve_instances_asks_for_confirmation() {
     assert!(said.contains("`instances` must be a whole number"), "{said}");
     assert!(said.contains("hosts"), "an unknown key is named: {said}");
 }
+
+/// Every repair allowed without asking: what the product does not plan, the test sees it not do.
+const ALL_AUTO: &str = "mode: execute\nrules:\n  - action: restart_pod\n    decide: auto\n  - action: rollout_undo\n    decide: auto\n  - action: rollout_restart\n    decide: auto\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_init_container_is_named_as_such_with_its_exit_and_last_log_lines() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("initfail").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let mut d = deployment("shop", 1, "crashloop")
+        .annotate(kubelet::CONTAINER, "migrate")
+        .annotate(kubelet::EXIT_CODE, "3")
+        .annotate(&format!("{}.migrate", kubelet::LOG), "applying 0042_orders.sql\nERROR: relation \"orders\" already exists");
+    d.pod_spec().init_containers = serde_json::from_value(json!([{"name": "migrate", "image": "registry.example/migrate:7"}])).unwrap();
+    create(&c, &ns, d).await;
+    let before =
+        pods_are(&c, &ns, "shop", 1, "the init container crash-loops", |p| p.status.as_ref().and_then(|s| s.init_container_statuses.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.restart_count > 3)))
+            .await;
+    let ws = Ws::new("mode: dry-run\nrules:\n  - action: restart_pod\n    decide: auto\n", &support::cluster::pods_check(&ns));
+
+    let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    assert_eq!(code, 1, "{v:#}");
+    let inc = incident(&v, &format!("pods:pod-init-failing:{ns}/deployment/shop"));
+    assert!(inc["title"].as_str().unwrap().contains("init container migrate fails, the application never started"), "{inc:#}");
+    let text = note(&ws, inc);
+    assert!(text.contains("init container `migrate` fails (exit code 3, `Error`): the application's containers never started"), "{text}");
+    assert!(text.contains("ERROR: relation \"orders\" already exists"), "the init container's own last lines: {text}");
+    assert_eq!(uids(&pods_of(&c, &ns, "shop").await), uids(&before), "dry-run: nothing deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_map_secret_or_volume_claim_is_named_and_no_restart_is_planned() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("missing").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    let mut cfg = deployment("cfg", 1, "running");
+    cfg.pod_spec().containers[0].env_from = serde_json::from_value(json!([{"configMapRef": {"name": "settings"}}])).unwrap();
+    let mut sec = deployment("sec", 1, "running");
+    sec.pod_spec().containers[0].env = serde_json::from_value(json!([{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-creds", "key": "password"}}}])).unwrap();
+    let mut vol = deployment("vol", 1, "running");
+    vol.pod_spec().volumes = serde_json::from_value(json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}])).unwrap();
+    for d in [cfg, sec, vol] {
+        create(&c, &ns, d).await;
+    }
+    let cfg_pods = pods_are(&c, &ns, "cfg", 1, "cfg cannot be created", |p| waiting(p, "CreateContainerConfigError")).await;
+    let sec_pods = pods_are(&c, &ns, "sec", 1, "sec cannot be created", |p| waiting(p, "CreateContainerConfigError")).await;
+    let vol_pods = pods_are(&c, &ns, "vol", 1, "vol cannot be scheduled", |p| {
+        p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False"))
+    })
+    .await;
+    let ws = Ws::new(ALL_AUTO, &format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    max_restarts: 3\n    ready_grace: 0s\n    pending_grace: 0s\n"));
+
+    let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    assert_eq!(code, 1, "{v:#}");
+    for (app, class, cause) in [
+        ("cfg", "pod-config-error", "cause: the ConfigMap `settings` it references does not exist: create it or fix the reference"),
+        ("sec", "pod-config-error", "cause: the Secret `db-creds` it references does not exist: create it or fix the reference"),
+        ("vol", "pod-unschedulable", "cause: the PersistentVolumeClaim `data` it references does not exist: create it or fix the reference"),
+    ] {
+        let inc = incident(&v, &format!("pods:{class}:{ns}/deployment/{app}"));
+        assert!(acted(inc).is_empty(), "a restart cannot create a missing object: nothing is planned: {inc:#}");
+        let text = note(&ws, inc);
+        assert!(text.contains(cause), "{app}: {text}");
+    }
+    assert_eq!(uids(&pods_of(&c, &ns, "cfg").await), uids(&cfg_pods));
+    assert_eq!(uids(&pods_of(&c, &ns, "sec").await), uids(&sec_pods));
+    assert_eq!(uids(&pods_of(&c, &ns, "vol").await), uids(&vol_pods));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_selector_matches_no_pod_is_shown_beside_the_workloads_labels() {
+    let Some(c) = cluster::cluster().await else { return };
+    let ns = c.namespace("selector").await;
+    let _kubelet = Kubelet::start(c.client.clone(), &ns).await;
+    create(&c, &ns, deployment("api", 2, "running")).await;
+    let before = pods_are(&c, &ns, "api", 2, "api runs", ready).await;
+    // The Service was written for the old label; the pods carry app=api.
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).unwrap();
+    Api::<Service>::namespaced(c.client.clone(), &ns).create(&PostParams::default(), &svc).await.unwrap();
+    let ws = Ws::new(ALL_AUTO, &format!("checks:\n  - name: services\n    kind: k8s-services\n    namespace: {ns}\n"));
+
+    let (code, v) = nightshift_json(&ws, &c, &["heartbeat", "--json"]).await;
+    assert_eq!(code, 1, "{v:#}");
+    let inc = incident(&v, &format!("services:service-selector-mismatch:{ns}/service/web"));
+    assert!(inc["title"].as_str().unwrap().contains(&format!("Service {ns}/service/web selects no pod")), "{inc:#}");
+    assert!(acted(inc).is_empty(), "no restart fixes a selector: {inc:#}");
+    let text = note(&ws, inc);
+    assert!(text.contains(&format!("its selector `app=web` matches no pod in namespace `{ns}`; the workloads there carry: deployment `api` (`app=api`)")), "{text}");
+    assert_eq!(uids(&pods_of(&c, &ns, "api").await), uids(&before), "nothing restarted");
+}

@@ -67,6 +67,9 @@ pub struct PodFacts {
     pub memory_limit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_request: Option<String>,
+    /// Whether `container` is an init container (then the application never started).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// A pod's problem, if it has one.
@@ -93,11 +96,12 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
         last_exit: None,
         memory_limit: None,
         memory_request: None,
+        init: false,
     };
-    let statuses = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    let statuses = status.container_statuses.iter().flatten().map(|c| (c, false)).chain(status.init_container_statuses.iter().flatten().map(|c| (c, true)));
     // The worst container: a bad waiting reason first, then the most restarts.
-    let mut worst: Option<(&k8s_openapi::api::core::v1::ContainerStatus, u8)> = None;
-    for cs in statuses {
+    let mut worst: Option<(&k8s_openapi::api::core::v1::ContainerStatus, u8, bool)> = None;
+    for (cs, init) in statuses {
         let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
         let rank = if waiting.is_some_and(|w| BAD_WAITING.contains(&w)) {
             2
@@ -106,12 +110,13 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
         } else {
             0
         };
-        if worst.is_none_or(|(w, r)| rank > r || (rank == r && cs.restart_count > w.restart_count)) {
-            worst = Some((cs, rank));
+        if worst.is_none_or(|(w, r, _)| rank > r || (rank == r && cs.restart_count > w.restart_count)) {
+            worst = Some((cs, rank, init));
         }
     }
-    if let Some((cs, _)) = worst {
+    if let Some((cs, _, init)) = worst {
         facts.container = Some(cs.name.clone());
+        facts.init = init;
         facts.image = Some(cs.image.clone());
         facts.restarts = cs.restart_count;
         facts.last_exit = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| LastExit {
@@ -184,7 +189,7 @@ fn older_than(since: DateTime<Utc>, now: DateTime<Utc>, grace: Duration) -> bool
 }
 
 /// Labels that identify a workload's pods (the template hash left out).
-fn workload_labels(pod: &Pod) -> BTreeMap<String, String> {
+pub fn workload_labels(pod: &Pod) -> BTreeMap<String, String> {
     let mut l = pod.metadata.labels.clone().unwrap_or_default();
     l.remove("pod-template-hash");
     l.remove("controller-revision-hash");
@@ -369,6 +374,8 @@ pub struct ServiceEndpoints {
     pub name: String,
     pub ready: usize,
     pub not_ready: usize,
+    /// The Service's selector, which the diagnosis follows to its pods.
+    pub selector: BTreeMap<String, String>,
 }
 
 /// The `k8s-services` verdict: a Service that selects pods but has no ready endpoint.
@@ -383,6 +390,7 @@ pub fn services(list: &[ServiceEndpoints]) -> Outcome {
             evidence.insert("service".into(), s.name.clone().into());
             evidence.insert("ready_endpoints".into(), 0.into());
             evidence.insert("not_ready_endpoints".into(), s.not_ready.into());
+            evidence.insert("selector".into(), serde_json::to_value(&s.selector).unwrap_or_default());
             Series { summary: format!("{target}: no ready endpoints ({} not ready)", s.not_ready), target, status: Status::Failing, evidence }
         })
         .collect();

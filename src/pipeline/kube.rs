@@ -79,6 +79,7 @@ impl Runner<'_> {
             (ProbeSpec::K8sPods { .. }, "cascade") => false,
             (ProbeSpec::K8sPods { .. }, _) | (ProbeSpec::K8sDeployments { .. }, "rollout-stuck") => true,
             (ProbeSpec::K8sNodes { .. }, "node-not-ready") => true,
+            (ProbeSpec::K8sServices { .. }, _) => true,
             _ => false,
         };
         if !wants || result.status == Status::Error {
@@ -93,6 +94,7 @@ impl Runner<'_> {
         };
         match &spec.probe {
             ProbeSpec::K8sPods { .. } => crate::k8s::diagnose::pod_findings(&client, result, diag).await,
+            ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service_findings(&client, result, diag).await,
             ProbeSpec::K8sNodes { .. } => {
                 let after = self.ws.policy.replace_node.as_ref().map(|r| r.after);
                 crate::k8s::diagnose::containment(&client, result, diag, after, context).await;
