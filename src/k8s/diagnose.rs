@@ -378,7 +378,7 @@ pub async fn service_findings(client: &Client, r: &CheckResult, d: &mut Diagnosi
     let rules = super::observe::PodRules { max_restarts: 0, ready_grace: std::time::Duration::ZERO, pending_grace: std::time::Duration::ZERO };
     let now = chrono::Utc::now();
     d.class = "service-pods-unready";
-    d.title = format!("Service {} has no ready pod behind it", r.target);
+    d.title = format!("{} has no ready endpoints: none of its {} pod(s) is ready", r.target, matching.len());
     d.steps.push(format!("its selector {} matches {} pod(s), none ready:", code(&wanted), matching.len()));
     for p in matching.iter().take(5) {
         match super::observe::pod_problem(p, &rules, now) {

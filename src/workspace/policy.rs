@@ -466,7 +466,7 @@ fn commands(node: &Node, problems: &mut Problems) -> (BTreeMap<String, String>, 
             problems.push(Some(k.line), format!("command name `{name}` may only contain a-z, 0-9 and -"), "rename it, e.g. restart-app");
         }
         if let Value::Map(_) = &v.value {
-            let Some(m) = MapReader::new(v, &format!("command `{name}`"), problems) else { continue };
+            let Some(m) = MapReader::new(v, format!("command `{name}`"), problems) else { continue };
             match m.str("run", problems).filter(|c| !c.trim().is_empty()) {
                 Some(cmd) => {
                     out.insert(name.clone(), cmd);
