@@ -554,11 +554,10 @@ async fn pod_oom(r: &mut Run) -> Result<String, String> {
     r.inject("deployment api: its container is OOM-killed over and over (limit 256Mi)");
     r.create(deployment("api", 1, "oom").annotate(kubelet::LOG, "starting\njava.lang.OutOfMemoryError: Java heap space")).await?;
     let change = if github.is_some() { "open_pr" } else { "raise_memory_limit" };
-    let v = r
-        .until("an OOM incident with a restart and the limit change", |v| {
-            incident(v, ":pod-oom:").is_some_and(|i| i["actions"].as_array().is_some_and(|a| a.iter().any(|x| x["action"] == change && x["result"] == "ok")))
-        })
-        .await?;
+    r.until("an OOM incident with a restart and the limit change", |v| {
+        incident(v, ":pod-oom:").is_some_and(|i| i["actions"].as_array().is_some_and(|a| a.iter().any(|x| x["action"] == change && x["result"] == "ok")))
+    })
+    .await?;
     if r.took("restart_pod").is_empty() {
         return Err("the OOM-looping pod was not restarted".into());
     }
@@ -573,8 +572,8 @@ async fn pod_oom(r: &mut Run) -> Result<String, String> {
         return Ok("restarted, and 256Mi → 384Mi proposed for review (no pull request: GitHub's REST description is not cached; scripts/github-openapi.sh)".into());
     };
     let pulls = gh.pulls("acme", "infra");
-    let id = incident(&v, ":pod-oom:").and_then(|i| i["id"].as_str()).unwrap_or("").to_string();
-    let branch = format!("nightshift/{id}");
+    // One branch (so one pull request) per workload and change.
+    let branch = format!("nightshift/{}-api-memory", r.ns);
     let [pull] = pulls.as_slice() else { return Err(format!("expected one pull request, the stand-in holds {}", pulls.len())) };
     if pull.head != branch {
         return Err(format!("the pull request's head is {}, not {branch}", pull.head));

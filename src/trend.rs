@@ -50,6 +50,11 @@ pub fn days_until(used: f64, target: f64, per_day: f64) -> Option<f64> {
     (per_day > 0.0 && used < target).then(|| (target - used) / per_day)
 }
 
+/// Whether `days` (until the limit) fall within a `forecast` horizon.
+pub fn within(days: f64, forecast: std::time::Duration) -> bool {
+    days * 86_400.0 < forecast.as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +75,11 @@ mod tests {
         assert_eq!(days_until(72.0, 80.0, g).map(|d| (d * 10.0).round() / 10.0), Some(4.0));
         assert_eq!(days_until(72.0, 80.0, -1.0), None);
         assert_eq!(days_until(85.0, 80.0, 2.0), None, "already past the limit");
+        // The seed's horizon: 30 days. Four days out warns; 40 does not; nor does a 3-day forecast at 4 days.
+        let days = |n: u64| std::time::Duration::from_secs(n * 86_400);
+        assert!(within(4.0, days(30)));
+        assert!(!within(40.0, days(30)));
+        assert!(!within(4.0, days(3)));
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn request() -> PrRequest {
 /// The branch is on the server, at the commit nightshift made, changing only the limit.
 fn assert_arrived(repo: &InfraRepo, pushed: &nightshift::pr::git::Prepared) {
     assert!(pushed.pushed, "{pushed:?}");
-    let branch = "nightshift/2026-11-23-pod-oom-shop-checkout";
+    let branch = "nightshift/shop-checkout-memory";
     assert_eq!(pushed.branch, branch);
     assert!(repo.branches().contains(&branch.to_string()), "{:?}", repo.branches());
     assert_eq!(Some(repo.tip(branch)), pushed.commit, "the server's branch is at nightshift's commit");

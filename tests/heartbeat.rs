@@ -199,6 +199,39 @@ fn incidents_show_and_search_read_the_notes() {
     assert_eq!(ws.run(&["incidents", "show", "no-such-id"]).code, 1);
 }
 
+/// A disk check on a fresh directory whose limit is `headroom` points above
+/// today's usage, with three days of history growing 2 points a day.
+fn disk_growing(headroom: f64, extra: &str) -> (Ws, tempfile::TempDir) {
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let probe = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: data-disk\n    kind: disk\n    path: {}\n    max_used_percent: 100\n", data.path().display()));
+    let used = probe.json(&["check", "--json"]).1["checks"][0]["evidence"]["used_percent"].as_f64().unwrap();
+    let limit = (used + headroom).min(100.0);
+    let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: data-disk\n    kind: disk\n    path: {}\n    max_used_percent: {limit}\n{extra}", data.path().display()));
+    std::fs::create_dir_all(ws.memory().join("state")).unwrap();
+    let now = chrono::Utc::now();
+    let samples: Vec<serde_json::Value> = (1..=3).rev().map(|d| serde_json::json!({"at": (now - chrono::Duration::days(d)).to_rfc3339(), "used_percent": used - 2.0 * d as f64})).collect();
+    std::fs::write(ws.memory().join("state/state.json"), serde_json::json!({"disk_history": {"data-disk": samples}}).to_string()).unwrap();
+    (ws, data)
+}
+
+#[test]
+fn the_disk_forecast_warns_within_30_days_by_default_and_within_the_declared_forecast() {
+    // Ten days from the limit at 2 points a day: the seed's 30-day forecast warns (a 3-day one would not).
+    let (ws, _data) = disk_growing(20.0, "");
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 0, "{v}");
+    let c = &v["checks"][0];
+    if c["evidence"]["used_percent"].as_f64().unwrap() + 20.0 > 100.0 {
+        return; // the test filesystem is too full to place a limit 20 points above it
+    }
+    assert_eq!(c["status"], "warning", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("within the forecast of 30d"), "{c}");
+    // `forecast: 5d`: ten days away is not yet worth a warning.
+    let (ws, _data) = disk_growing(20.0, "    forecast: 5d\n");
+    let (_, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(v["checks"][0]["status"], "ok", "{v}");
+}
+
 #[test]
 fn a_disk_filling_2_percent_a_day_warns_before_its_limit() {
     let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

@@ -108,7 +108,7 @@ async fn an_oom_loop_with_an_infrastructure_repository_becomes_a_pull_request_li
 
     let pulls = gh.pulls("acme", "infra");
     assert_eq!(pulls.len(), 1, "{pulls:?}");
-    let branch = format!("nightshift/{}", inc["id"].as_str().unwrap());
+    let branch = format!("nightshift/{ns}-api-memory");
     assert_eq!(pulls[0].head, branch);
     let changed = support::infra_repo::changed_lines(&repo.diff("main", &branch));
     assert_eq!(
@@ -581,7 +581,7 @@ async fn the_cluster_role_grants_what_the_actions_need_and_nothing_more() {
     let undone = kube_actions::rollout_undo(&sa, &ns, "web").await.unwrap();
     assert!(undone.ends_with("to revision 1 (registry.example/app:1)"), "{undone}");
     kube_actions::rollout_restart(&sa, &ns, "web").await.unwrap();
-    kube_actions::memory_proposal(&sa, &ns, "web", "app", "256Mi", "384Mi").await.unwrap();
+    kube_actions::memory_proposal(&sa, &ns, "Deployment", "web", "app", "256Mi", "384Mi").await.unwrap();
     kube_actions::recovery_is_undo(&sa, &ns, "web").await.unwrap();
     let pod = pods_of(&c, &ns, "web").await[0].metadata.name.clone().unwrap();
     kube_actions::restart_pod(&sa, &ns, &pod).await.unwrap();

@@ -499,8 +499,10 @@ async fn on_a_newer_server_services_are_judged_from_discovery_v1_endpoint_slices
     let ws = Ws::new("mode: dry-run\n", &format!("checks:\n  - name: services\n    kind: k8s-services\n    namespace: {ns}\n"));
     let r = nightshift_with(&ws, &newer.kubeconfig, &["heartbeat", "--json"]).await;
     let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", r.stdout, r.stderr));
-    let inc = incident(&v, &format!("services:service-no-endpoints:{ns}/service/db"));
-    assert!(inc["title"].as_str().unwrap().contains("has no ready endpoints"), "{inc:#}");
+    // Followed to its pods: the one pod its selector matches runs unready.
+    let inc = incident(&v, &format!("services:service-pods-unready:{ns}/service/db"));
+    assert!(inc["title"].as_str().unwrap().contains("has no ready endpoints: none of its 1 pod(s) is ready"), "{inc:#}");
+    assert!(note(&ws, inc).contains("its selector `app=db` matches 1 pod(s), none ready"), "{}", note(&ws, inc));
     assert!(note(&ws, inc).contains("no ready endpoints (1 not ready)"), "the unready endpoint is counted from the slice: {}", note(&ws, inc));
     assert!(!v["incidents"].as_array().unwrap().iter().any(|i| i["fingerprint"].as_str().unwrap().contains("/service/web")), "web's two ready endpoints count: {v:#}");
     assert!(!newer.seen("GET", &format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices")).is_empty(), "read through discovery.k8s.io/v1: {:#?}", newer.requests.lock().unwrap());

@@ -134,7 +134,7 @@ async fn a_pull_request_changes_only_the_limit_and_keeps_comments_and_the_other_
 
     let opened = open_pr(&cfg, &req).await.unwrap();
     assert!(opened.created && opened.pushed, "{opened:?}");
-    assert_eq!(opened.branch, "nightshift/2026-11-23-pod-oom-shop-checkout");
+    assert_eq!(opened.branch, "nightshift/shop-checkout-memory", "one branch per workload and change");
     assert_eq!(opened.path, std::path::Path::new("k8s/shop/workloads.yaml"));
 
     // The pushed branch differs from main in exactly the limit and the request.
@@ -181,16 +181,20 @@ async fn a_pull_request_changes_only_the_limit_and_keeps_comments_and_the_other_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_run_for_the_same_incident_updates_the_same_branch_and_pull_request() {
+async fn a_recurrence_on_the_same_workload_updates_the_same_branch_and_pull_request() {
     let Some((gh, repo, cache)) = setup() else { return };
     let cfg = config(&repo, &gh, cache.path());
     let req = request("checkout", memory("app"));
     let first = open_pr(&cfg, &req).await.unwrap();
     let tip = repo.tip(&first.branch);
 
-    let second = open_pr(&cfg, &req).await.unwrap();
+    // The OOM comes back a week later: another incident, the same workload and change.
+    let mut recurrence = req.clone();
+    recurrence.context.incident = Some("2026-11-30-pod-oom-shop-checkout".into());
+    let second = open_pr(&cfg, &recurrence).await.unwrap();
     assert!(!second.created && !second.pushed, "{second:?}");
     assert_eq!(second.number, first.number);
+    assert!(gh.pulls("acme", "infra")[0].body.contains("2026-11-30-pod-oom-shop-checkout"), "the body names the latest incident: {}", gh.pulls("acme", "infra")[0].body);
     assert_eq!(repo.tip(&first.branch), tip, "no second commit for the same change");
     assert!(second.describe().starts_with(&format!("updated pull request #{}", first.number)), "{}", second.describe());
 
@@ -199,7 +203,7 @@ async fn a_second_run_for_the_same_incident_updates_the_same_branch_and_pull_req
     repo.commit("main", "README.md", "# infra\n\nOwned by platform.\n", "docs");
     let third = open_pr(&cfg, &req).await.unwrap();
     assert!(!third.created && !third.pushed, "{third:?}");
-    assert_eq!(gh.pulls("acme", "infra").len(), 1, "one pull request per incident");
+    assert_eq!(gh.pulls("acme", "infra").len(), 1, "one pull request per workload");
     assert_eq!(repo.branches().len(), 2, "{:?}", repo.branches());
 
     // A different incident on another workload of the same file gets its own branch and PR.

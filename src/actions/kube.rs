@@ -378,19 +378,23 @@ async fn evict_one(client: &Client, version: &str, ns: &str, name: &str, uid: &s
 
 /// The proposed change for a container's memory (limit, and request when
 /// set) as a strategic-merge patch, after checking the limit is still `from`.
-pub async fn memory_proposal(client: &Client, namespace: &str, deployment: &str, container: &str, from: &str, to: &str) -> Result<String, String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api
-        .get_opt(deployment)
-        .await
-        .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
-        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
-    let c = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.containers.iter().find(|c| c.name == container))
-        .ok_or_else(|| format!("deployment {namespace}/{deployment} has no container {container}"))?;
+/// `kind` is the workload's: a Deployment or a StatefulSet.
+pub async fn memory_proposal(client: &Client, namespace: &str, kind: &str, deployment: &str, container: &str, from: &str, to: &str) -> Result<String, String> {
+    let what = format!("{} {namespace}/{deployment}", kind.to_ascii_lowercase());
+    let template = match kind {
+        "Deployment" => {
+            Api::<Deployment>::namespaced(client.clone(), namespace).get_opt(deployment).await.map_err(|e| explain(&e, &format!("reading {what}")))?.and_then(|d| d.spec).map(|s| s.template)
+        }
+        "StatefulSet" => Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client.clone(), namespace)
+            .get_opt(deployment)
+            .await
+            .map_err(|e| explain(&e, &format!("reading {what}")))?
+            .and_then(|d| d.spec)
+            .map(|s| s.template),
+        other => return Err(format!("a {other} has no pod template nightshift proposes limits for (Deployments and StatefulSets do)")),
+    };
+    let template = template.ok_or_else(|| format!("{what} does not exist"))?;
+    let c = template.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == container)).ok_or_else(|| format!("{what} has no container {container}"))?;
     let res = c.resources.as_ref();
     let limit = res.and_then(|r| r.limits.as_ref()).and_then(|l| l.get("memory")).map(|q| q.0.clone());
     if limit.as_deref() != Some(from) {
@@ -404,6 +408,9 @@ pub async fn memory_proposal(client: &Client, namespace: &str, deployment: &str,
         text.push_str(&format!("          requests:\n            memory: {r}\n"));
     }
     let mut summary = format!("proposed for review (not applied): {namespace}/{deployment} container {container} memory limit {from} → {to}");
+    if kind != "Deployment" {
+        summary = format!("{summary} ({})", kind.to_ascii_lowercase());
+    }
     if let (Some(old), Some(new)) = (&request, &raised_request) {
         summary.push_str(&format!(", request {old} → {new}"));
     }

@@ -149,6 +149,14 @@ impl ActionKind {
         !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode | Self::Scale | Self::Failover)
     }
 
+    /// Whether the action proposes a permanent fix for review (a limit
+    /// change, a pull request): it goes out in the same pass as the repair,
+    /// whatever the repair does, because the problem often comes back after
+    /// a restart that verified healthy.
+    pub fn is_proposal(self) -> bool {
+        matches!(self, Self::RaiseMemoryLimit | Self::OpenPr)
+    }
+
     /// Whether success keeps the incident open, watched, until its check
     /// passes: a scale (its replicas ready; the load may take longer to
     /// ease) and a failover (the secondary serves; the primary must recover
@@ -280,6 +288,10 @@ pub enum Action {
     RolloutRestart {
         namespace: String,
         deployment: String,
+        /// The replicas it restarts, as read when it was planned: its blast radius.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        replicas: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
@@ -310,6 +322,10 @@ pub enum Action {
     /// Cordon a node and evict its pods, honouring PodDisruptionBudgets.
     DrainNode {
         node: String,
+        /// The pods it evicts, as counted when it was planned: its blast radius.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        pods: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
@@ -317,7 +333,12 @@ pub enum Action {
     /// is produced for review (a pull request), never applied to the cluster.
     RaiseMemoryLimit {
         namespace: String,
+        /// The workload's name (a Deployment, or the kind below).
         deployment: String,
+        /// The workload's kind: `Deployment` (when absent) or `StatefulSet`.
+        #[serde(default = "deployment_kind", skip_serializing_if = "is_deployment_kind")]
+        #[schemars(skip)]
+        kind: String,
         container: String,
         from: String,
         to: String,
@@ -375,6 +396,10 @@ pub enum Action {
 
 fn deployment_kind() -> String {
     "Deployment".into()
+}
+
+fn is_deployment_kind(kind: &str) -> bool {
+    kind == "Deployment"
 }
 
 impl Action {
@@ -471,6 +496,23 @@ impl Action {
         }
     }
 
+    /// The action without what was measured when it was planned (a rollout
+    /// restart's replicas, a drain's pods): the same action on another pass.
+    pub fn unmeasured(&self) -> Action {
+        let mut a = self.clone();
+        match &mut a {
+            Action::RolloutRestart { replicas, .. } => *replicas = None,
+            Action::DrainNode { pods, .. } => *pods = None,
+            _ => {}
+        }
+        a
+    }
+
+    /// Whether a restart: several planned in one pass count together against `max_blast_radius`.
+    pub fn is_restart(&self) -> bool {
+        matches!(self, Action::RestartPod { .. } | Action::RolloutRestart { .. } | Action::RestartService { .. } | Action::RestartProcess { .. })
+    }
+
     /// The same remedy for the same thing (a restart of any pod of one workload).
     pub fn same_remedy(&self, other: &Action) -> bool {
         self.kind() == other.kind() && self.rate_key() == other.rate_key()
@@ -487,15 +529,18 @@ impl Action {
             | Action::Notify { .. }
             | Action::SendWebhook { .. } => 1,
             Action::RestartPod { .. }
-            | Action::RolloutRestart { .. }
             | Action::RolloutUndo { .. }
             | Action::RaiseMemoryLimit { .. }
             | Action::CordonNode { .. }
-            | Action::DrainNode { .. }
+            | Action::RolloutRestart { replicas: None, .. }
+            | Action::DrainNode { pods: None, .. }
             | Action::OpenPr { .. }
             | Action::ReplaceNode { .. }
             | Action::Failover { .. }
             | Action::Failback { .. } => 1,
+            // Every replica it restarts; every pod it evicts.
+            Action::RolloutRestart { replicas: Some(n), .. } => (*n).max(1) as u32,
+            Action::DrainNode { pods: Some(n), .. } => (*n).max(1),
             // The replicas it changes (50 → 0 touches 50); unknown, the replicas it sets.
             Action::Scale { replicas, from: Some(from), .. } => replicas.abs_diff(*from).max(1),
             Action::Scale { replicas, from: None, .. } => (*replicas).max(1) as u32,
@@ -515,14 +560,18 @@ impl Action {
             Action::Notify { severity, .. } => format!("notify humans ({})", severity.as_str()),
             Action::SendWebhook { webhook, .. } => format!("send a message to webhook {webhook}"),
             Action::RestartPod { namespace, pod, .. } => format!("restart pod {namespace}/{pod} (delete it; its controller replaces it)"),
-            Action::RolloutRestart { namespace, deployment, .. } => format!("rolling restart of deployment {namespace}/{deployment}"),
+            Action::RolloutRestart { namespace, deployment, replicas, .. } => {
+                format!("rolling restart of deployment {namespace}/{deployment}{}", replicas.map(|n| format!(" ({n} replicas)")).unwrap_or_default())
+            }
             Action::RolloutUndo { namespace, deployment, .. } => format!("roll deployment {namespace}/{deployment} back to its previous revision"),
             Action::Scale { namespace, deployment, replicas, .. } => format!("scale deployment {namespace}/{deployment} to {replicas} replicas"),
             Action::CordonNode { node, .. } => format!("cordon node {node}"),
-            Action::DrainNode { node, .. } => format!("drain node {node} (evictions honour PodDisruptionBudgets)"),
+            Action::DrainNode { node, pods, .. } => {
+                format!("drain node {node}{} (evictions honour PodDisruptionBudgets)", pods.map(|n| format!(", evicting {n} pod(s)")).unwrap_or_default())
+            }
             Action::ReplaceNode { node, .. } => format!("ask for node {node} to be replaced (a drained node that stays NotReady)"),
-            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => {
-                format!("propose raising the memory limit of {namespace}/{deployment} container {container} from {from} to {to}")
+            Action::RaiseMemoryLimit { namespace, deployment, kind, container, from, to, .. } => {
+                format!("propose raising the memory limit of {} {namespace}/{deployment} container {container} from {from} to {to}", kind.to_ascii_lowercase())
             }
             Action::Failover { namespace, service, to, from, .. } => format!("fail service {namespace}/{service} over from {from} to its secondary {to}"),
             Action::Failback { namespace, service, to, from, .. } => format!("switch service {namespace}/{service} back from {from} to its primary {to}"),

@@ -42,7 +42,7 @@ pub fn parse_df_inodes(text: &str) -> Option<f64> {
 pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
     let err = |e: String| Outcome::new(Status::Error, e);
     match probe {
-        ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => {
+        ProbeSpec::Disk { path, max_used_percent, max_inodes_percent, .. } => {
             let p = path.display().to_string();
             let out = match sh(ctx, Some(host), "df -P -k -- \"$1\" && df -P -i -- \"$1\"", &[&p], TIMEOUT).await {
                 Ok(o) if o.code == Some(0) => o,

@@ -121,23 +121,86 @@ pub enum ProcessRef {
 /// The kinds this build runs, with their settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeSpec {
-    Disk { path: PathBuf, max_used_percent: Option<f64>, max_inodes_percent: Option<f64> },
-    Http { url: String, expect_status: Option<u16>, body_contains: Option<String>, timeout: Duration, max_latency: Option<Duration> },
-    Tcp { address: String, timeout: Duration },
-    Exec { command: String, timeout: Duration },
-    Tls { source: TlsSource, warn_days: u32, min_days: u32, timeout: Duration, renew: Option<String>, reload: Option<String> },
-    Process { by: ProcessRef },
-    Backup { path: PathBuf, max_age: Option<Duration>, min_size: Option<u64> },
-    Prometheus { url: String, query: String, condition: prometheus::Condition, token_env: Option<String>, timeout: Duration },
-    Memory { min_available_percent: f64 },
-    Load { max_per_core: f64 },
-    Cpu { max_percent: f64, window: Duration },
-    Service { by: ServiceRef },
-    K8sPods { scope: kube::Scope, rules: crate::checks::kube::observe::PodRules },
-    K8sDeployments { scope: kube::Scope, grace: Duration },
-    K8sNodes { scope: kube::Scope },
-    K8sServices { scope: kube::Scope },
-    Dependency { target: kube::DependencyTarget, dependants: String, scope: kube::Scope },
+    /// `forecast`: a healthy disk whose growth reaches the limit within this is a warning (default 30 days).
+    Disk {
+        path: PathBuf,
+        max_used_percent: Option<f64>,
+        max_inodes_percent: Option<f64>,
+        forecast: Duration,
+    },
+    Http {
+        url: String,
+        expect_status: Option<u16>,
+        body_contains: Option<String>,
+        timeout: Duration,
+        max_latency: Option<Duration>,
+    },
+    Tcp {
+        address: String,
+        timeout: Duration,
+    },
+    Exec {
+        command: String,
+        timeout: Duration,
+    },
+    Tls {
+        source: TlsSource,
+        warn_days: u32,
+        min_days: u32,
+        timeout: Duration,
+        renew: Option<String>,
+        reload: Option<String>,
+    },
+    Process {
+        by: ProcessRef,
+    },
+    Backup {
+        path: PathBuf,
+        max_age: Option<Duration>,
+        min_size: Option<u64>,
+    },
+    Prometheus {
+        url: String,
+        query: String,
+        condition: prometheus::Condition,
+        token_env: Option<String>,
+        timeout: Duration,
+    },
+    Memory {
+        min_available_percent: f64,
+    },
+    Load {
+        max_per_core: f64,
+    },
+    Cpu {
+        max_percent: f64,
+        window: Duration,
+    },
+    Service {
+        by: ServiceRef,
+    },
+    /// `recovery_timeout`: how long a repair may take to settle (else the Deployment's `progressDeadlineSeconds`, else 300 s).
+    K8sPods {
+        scope: kube::Scope,
+        rules: crate::checks::kube::observe::PodRules,
+        recovery_timeout: Option<Duration>,
+    },
+    K8sDeployments {
+        scope: kube::Scope,
+        grace: Duration,
+        recovery_timeout: Option<Duration>,
+    },
+    K8sNodes {
+        scope: kube::Scope,
+    },
+    K8sServices {
+        scope: kube::Scope,
+    },
+    Dependency {
+        target: kube::DependencyTarget,
+        dependants: String,
+        scope: kube::Scope,
+    },
     K8sScaling(Box<strategy::ScalingSpec>),
     K8sFailover(Box<strategy::FailoverSpec>),
 }
@@ -230,6 +293,14 @@ impl ProbeSpec {
     }
 
     /// The kubeconfig context of a Kubernetes check.
+    /// A Kubernetes check's declared `recovery_timeout`.
+    pub fn recovery_timeout(&self) -> Option<Duration> {
+        match self {
+            ProbeSpec::K8sPods { recovery_timeout, .. } | ProbeSpec::K8sDeployments { recovery_timeout, .. } => *recovery_timeout,
+            _ => None,
+        }
+    }
+
     pub fn kube_context(&self) -> Option<&str> {
         match self {
             ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } | ProbeSpec::Dependency { scope, .. } => {
@@ -267,7 +338,7 @@ impl ProbeSpec {
 
     pub async fn run(&self, ctx: &Context) -> Outcome {
         match self {
-            ProbeSpec::Disk { path, max_used_percent, max_inodes_percent } => disk::Disk { path, max_used: *max_used_percent, max_inodes: *max_inodes_percent }.run(ctx).await,
+            ProbeSpec::Disk { path, max_used_percent, max_inodes_percent, .. } => disk::Disk { path, max_used: *max_used_percent, max_inodes: *max_inodes_percent }.run(ctx).await,
             ProbeSpec::Http { url, expect_status, body_contains, timeout, max_latency } => {
                 http::Http { url, expect_status: *expect_status, body_contains: body_contains.as_deref(), timeout: *timeout, max_latency: *max_latency }.run(ctx).await
             }
@@ -283,8 +354,8 @@ impl ProbeSpec {
             ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
             ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
             ProbeSpec::Service { by } => host::service(by, None, ctx).await,
-            ProbeSpec::K8sPods { scope, rules } => kube::pods(scope, rules, ctx).await,
-            ProbeSpec::K8sDeployments { scope, grace } => kube::deployments(scope, *grace, ctx).await,
+            ProbeSpec::K8sPods { scope, rules, .. } => kube::pods(scope, rules, ctx).await,
+            ProbeSpec::K8sDeployments { scope, grace, .. } => kube::deployments(scope, *grace, ctx).await,
             ProbeSpec::K8sNodes { scope } => kube::nodes(scope, ctx).await,
             ProbeSpec::K8sServices { scope } => kube::services(scope, ctx).await,
             ProbeSpec::Dependency { target, dependants, scope } => kube::dependency(target, dependants, scope, ctx).await,

@@ -42,12 +42,14 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
     }
     let restart = Action::RestartPod { namespace: ns.into(), pod: first.name.clone(), workload: Some(format!("{}/{workload}", kind.to_ascii_lowercase())), context: context.map(str::to_string) };
     let is_deployment = kind == "Deployment";
+    // A limit change is proposed for the workloads whose pod template nightshift can read.
+    let templated = matches!(kind, "Deployment" | "StatefulSet");
     let oom = first.last_exit.as_ref().is_some_and(|e| e.reason == "OOMKilled");
     let (class, title, plan, prevention): (&'static str, String, Vec<Action>, Vec<String>) = match first.reason.as_str() {
         "CrashLoopBackOff" | "Restarting" if oom => {
             let mut plan = vec![restart];
             let limit = first.memory_limit.clone();
-            match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), is_deployment) {
+            match (&limit, limit.as_deref().and_then(|l| quantity::raise(l, 1.5)), templated) {
                 (Some(from), Some(to), true) => {
                     steps.push(format!(
                         "container {} was OOMKilled at its memory limit {} (request {}): usage reached the limit",
@@ -58,6 +60,7 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
                     plan.push(Action::RaiseMemoryLimit {
                         namespace: ns.into(),
                         deployment: workload.into(),
+                        kind: kind.into(),
                         container: first.container.clone().unwrap_or_default(),
                         from: from.clone(),
                         to,
@@ -72,6 +75,19 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
                 format!("{ns}/{workload} is OOMKilled in a loop"),
                 plan,
                 vec!["size the memory limit from the container's real peak usage (plus headroom) in the manifest, not by restarting".into(), "a restart only buys time: merge the limit change".into()],
+            )
+        }
+        "CrashLoopBackOff" | "Restarting" if first.init => {
+            steps.push(format!(
+                "init container {} fails{}: the application's containers never started",
+                code(first.container.as_deref().unwrap_or("?")),
+                first.last_exit.as_ref().map(|e| format!(" (exit code {}, {})", e.exit_code, code(&e.reason))).unwrap_or_default()
+            ));
+            (
+                "pod-init-failing",
+                format!("{ns}/{workload}: init container {} fails, the application never started", first.container.as_deref().unwrap_or("?")),
+                vec![restart],
+                vec!["an init container waits for or prepares something (a migration, a dependency): its last log lines name what it could not do".into()],
             )
         }
         "CrashLoopBackOff" | "Restarting" => (
@@ -108,9 +124,57 @@ pub fn pods(r: &CheckResult, context: Option<&str>) -> Diagnosis {
             Vec::new(),
             vec!["find what the readiness probe waits for (a dependency, a warm-up) before restarting anything: a restart does not fix a missing dependency".into()],
         ),
+        "Failed" if first.message.as_deref().is_some_and(|m| m.contains("low on resource")) => {
+            let resource = first
+                .message
+                .as_deref()
+                .and_then(|m| m.split("low on resource: ").nth(1))
+                .map(|r| r.trim_end_matches('.').split(['.', ',']).next().unwrap_or(r).trim().to_string())
+                .unwrap_or_default();
+            steps.push(format!("evicted by the kubelet of node {}: the node was under {} pressure; the pod itself did not fail", code(first.node.as_deref().unwrap_or("?")), code(&resource)));
+            (
+                "pod-evicted",
+                format!("{ns}/{workload} was evicted: node {} ran low on {resource}", first.node.as_deref().unwrap_or("?")),
+                Vec::new(),
+                vec!["set requests that match real usage (the kubelet evicts pods using more than they request first) and watch the node's pressure conditions".into()],
+            )
+        }
         _ => ("pod-failed", format!("{ns}/{workload} has failed pods"), Vec::new(), vec!["read the pod's status message and events".into()]),
     };
+    if let Some(cause) = first.message.as_deref().and_then(referenced) {
+        steps.push(format!("cause: {cause}"));
+    }
     Diagnosis { class, title, steps, prevention, plan, investigate: true }
+}
+
+/// What a kubelet or scheduler message says is missing or wrong, naming
+/// the object: a ConfigMap, Secret or key, a PersistentVolumeClaim or
+/// StorageClass, a node selector, or resources no node can fit. The names
+/// come from the message (untrusted text) and are quoted, never acted on.
+pub fn referenced(message: &str) -> Option<String> {
+    let quoted = |after: &str| message.split(after).nth(1).and_then(|r| r.split('"').next()).map(code);
+    for (kind, what) in [("configmap", "ConfigMap"), ("secret", "Secret"), ("persistentvolumeclaim", "PersistentVolumeClaim"), ("storageclass.storage.k8s.io", "StorageClass")] {
+        if let Some(name) = quoted(&format!("{kind} \"")).filter(|_| message.contains("not found")) {
+            return Some(format!("the {what} {name} it references does not exist: create it or fix the reference"));
+        }
+    }
+    if let Some(rest) = message.split("couldn't find key ").nth(1) {
+        let mut words = rest.split_whitespace();
+        let key = words.next().unwrap_or("?");
+        let (kind, object) = (words.nth(1).unwrap_or("object"), words.next().unwrap_or("?"));
+        return Some(format!("the {kind} {} has no key {}: add the key or fix the reference", code(object), code(key)));
+    }
+    if message.contains("unbound immediate PersistentVolumeClaims") {
+        return Some("a PersistentVolumeClaim it mounts is not bound: no volume was provisioned for it (its events say why)".into());
+    }
+    if message.contains("didn't match Pod's node affinity") || message.contains("didn't match node selector") {
+        return Some("no node carries the labels its nodeSelector (or node affinity) asks for: fix the selector or label a node".into());
+    }
+    if let Some(r) = message.split("Insufficient ").nth(1) {
+        let resource = r.split([',', '.', ' ']).next().unwrap_or("resources");
+        return Some(format!("its {} request fits no node: lower the request or add a node that can hold it", code(resource)));
+    }
+    None
 }
 
 /// Dependants failing together because a declared dependency is down: the
@@ -136,6 +200,9 @@ fn cascade(r: &CheckResult, check: &str) -> Diagnosis {
 
 fn describe(f: &PodFacts) -> String {
     let mut s = format!("pod {} is {} ({})", code(&f.name), code(&f.reason), f.phase);
+    if let Some(c) = &f.container {
+        s.push_str(&format!(", {}container {}", if f.init { "init " } else { "" }, code(c)));
+    }
     if let Some(m) = &f.message {
         s.push_str(&format!(": {}", code(&one_line(m))));
     }
@@ -200,7 +267,7 @@ pub fn node(r: &CheckResult, context: Option<&str>) -> Diagnosis {
             title: format!("Node {name} is NotReady"),
             steps,
             prevention: vec!["replace nodes that stop reporting (node auto-repair) and keep workloads spread with PodDisruptionBudgets and topology spread".into()],
-            plan: vec![Action::CordonNode { node: name.clone(), context: ctx.clone() }, Action::DrainNode { node: name, context: ctx }],
+            plan: vec![Action::CordonNode { node: name.clone(), context: ctx.clone() }, Action::DrainNode { node: name, pods: None, context: ctx }],
             investigate: true,
         }
     } else {
@@ -270,6 +337,64 @@ pub fn service(r: &CheckResult) -> Diagnosis {
     }
 }
 
+/// Follows a Service without ready endpoints to its pods: a selector that
+/// matches no pod (shown beside the labels the namespace's workloads carry),
+/// or the matching pods and what keeps each from being ready. Restarting
+/// anything would not help a selector, so nothing is planned.
+pub async fn service_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
+    let ns = ev(r, "namespace");
+    let selector: std::collections::BTreeMap<String, String> = r.evidence.get("selector").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let wanted = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let pods = match Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            d.steps.push(format!("could not list the pods of {}: {}", code(ns), code(&crate::k8s::explain(&e, "listing pods"))));
+            return;
+        }
+    };
+    let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let matching: Vec<&Pod> = live.iter().copied().filter(|p| crate::k8s::selector_matches(&wanted, p.metadata.labels.as_ref().unwrap_or(&Default::default()))).collect();
+    if matching.is_empty() {
+        let mut carried: Vec<String> = Vec::new();
+        for p in &live {
+            let (kind, name) = crate::k8s::workload_of(p);
+            let labels = crate::checks::kube::observe::workload_labels(p).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            let line = format!("{} {} ({})", kind.to_ascii_lowercase(), code(&name), code(&labels));
+            if !carried.contains(&line) {
+                carried.push(line);
+            }
+        }
+        d.class = "service-selector-mismatch";
+        d.title = format!("Service {} selects no pod", r.target);
+        d.steps.push(format!(
+            "its selector {} matches no pod in namespace {}; the workloads there carry: {}",
+            code(&wanted),
+            code(ns),
+            if carried.is_empty() { "none (the namespace has no pods)".to_string() } else { carried.into_iter().take(10).collect::<Vec<_>>().join(", ") }
+        ));
+        d.prevention = vec!["keep a Service's selector and its workload's pod labels in one manifest (one set of common labels) so a rename changes both".into()];
+        return;
+    }
+    let rules = crate::checks::kube::observe::PodRules { max_restarts: 0, ready_grace: std::time::Duration::ZERO, pending_grace: std::time::Duration::ZERO };
+    let now = chrono::Utc::now();
+    d.class = "service-pods-unready";
+    d.title = format!("{} has no ready endpoints: none of its {} pod(s) is ready", r.target, matching.len());
+    d.steps.push(format!("its selector {} matches {} pod(s), none ready:", code(&wanted), matching.len()));
+    for p in matching.iter().take(5) {
+        match crate::checks::kube::observe::pod_problem(p, &rules, now) {
+            Some(f) => {
+                let mut line = describe(&f);
+                if let Some(cause) = f.message.as_deref().and_then(referenced) {
+                    line.push_str(&format!("; cause: {cause}"));
+                }
+                d.steps.push(line);
+            }
+            None => d.steps.push(format!("pod {} is not ready yet (starting)", code(p.metadata.name.as_deref().unwrap_or("")))),
+        }
+    }
+    d.prevention = vec!["the pods check of the workload behind the Service names why its pods are not ready; fix that, not the Service".into()];
+}
+
 /// Adds events and the last log lines to a pods diagnosis, and tells a
 /// liveness-probe kill or a startup-probe failure from an application exit.
 pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
@@ -308,8 +433,11 @@ pub async fn pod_findings(client: &Client, r: &CheckResult, d: &mut Diagnosis) {
             }
         }
         if f.message.as_deref().is_some_and(|m| m.contains("PersistentVolumeClaim")) {
-            for e in claim_events(client, ns).await {
-                d.steps.push(format!("volume claim: {e}"));
+            for (line, message) in claim_events(client, ns).await {
+                d.steps.push(format!("volume claim: {line}"));
+                if let Some(cause) = referenced(&message) {
+                    d.steps.push(format!("cause: {cause}"));
+                }
             }
         }
     }
@@ -324,10 +452,28 @@ async fn pod_events(client: &Client, ns: &str, pod: &str) -> Result<Vec<String>,
     Ok(render_events(list.items, 6))
 }
 
-async fn claim_events(client: &Client, ns: &str) -> Vec<String> {
+/// The claims' latest events, each with its (redacted) message.
+async fn claim_events(client: &Client, ns: &str) -> Vec<(String, String)> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     match api.list(&ListParams::default().fields("involvedObject.kind=PersistentVolumeClaim")).await {
-        Ok(list) => render_events(list.items, 3),
+        Ok(list) => {
+            let mut items = list.items;
+            items.sort_by_key(|e| {
+                e.last_timestamp
+                    .as_ref()
+                    .map(crate::checks::kube::observe::time)
+                    .or(e.event_time.as_ref().map(|t| crate::checks::kube::observe::time(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
+            });
+            let keep: Vec<Event> = items.into_iter().rev().take(3).rev().collect();
+            keep.into_iter()
+                .map(|e| {
+                    let message = crate::redact::redact(&one_line(e.message.as_deref().unwrap_or("")));
+                    let claim = code(e.involved_object.name.as_deref().unwrap_or(""));
+                    let line = render_events(vec![e], 1).pop().unwrap_or_default();
+                    (format!("{claim} {line}"), message)
+                })
+                .collect()
+        }
         Err(_) => Vec::new(),
     }
 }

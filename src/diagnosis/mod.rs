@@ -395,10 +395,10 @@ fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
 /// the value written there).
 fn as_pull_requests(plan: &mut [Action]) {
     for a in plan.iter_mut() {
-        if let Action::RaiseMemoryLimit { namespace, deployment, container, .. } = a {
+        if let Action::RaiseMemoryLimit { namespace, deployment, kind, container, .. } = a {
             *a = Action::OpenPr {
                 namespace: namespace.clone(),
-                kind: "Deployment".into(),
+                kind: kind.clone(),
                 name: deployment.clone(),
                 change: crate::pr::PrChange::RaiseMemory { container: Some(container.clone()).filter(|c| !c.is_empty()), factor: None },
             };

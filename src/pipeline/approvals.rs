@@ -83,7 +83,7 @@ impl Runner<'_> {
         let spec = a.check.as_deref().and_then(|c| self.spec(c));
         // Re-gated with the check's level now: a check moved to L1 since the approval stops it.
         let level = spec.map_or(a.level, |s| s.level);
-        let (subject, verdict) = self.gate(&a.action, a.check.as_deref(), level, None);
+        let (subject, verdict) = self.gate(&a.action, a.check.as_deref(), level, None, 0);
         let satisfied = match (a.kind, a.status, a.decided_by.is_some()) {
             (_, _, true) => Decision::Confirm,
             _ => Decision::AbortWindow,

@@ -47,12 +47,12 @@ impl Runner<'_> {
                 Ok(c) => crate::actions::kube::preview_undo(&c, namespace, deployment).await,
                 Err(e) => e,
             },
-            Action::DrainNode { node, context } => match self.ctx.kube.get(context.as_deref()).await {
+            Action::DrainNode { node, context, .. } => match self.ctx.kube.get(context.as_deref()).await {
                 Ok(c) => crate::actions::kube::preview_drain(&c, node).await,
                 Err(e) => e,
             },
-            Action::RaiseMemoryLimit { namespace, deployment, container, from, to, context } => match self.ctx.kube.get(context.as_deref()).await {
-                Ok(c) => crate::actions::kube::memory_proposal(&c, namespace, deployment, container, from, to).await.unwrap_or_else(|e| e),
+            Action::RaiseMemoryLimit { namespace, deployment, kind, container, from, to, context } => match self.ctx.kube.get(context.as_deref()).await {
+                Ok(c) => crate::actions::kube::memory_proposal(&c, namespace, kind, deployment, container, from, to).await.unwrap_or_else(|e| e),
                 Err(e) => e,
             },
             Action::OpenPr { .. } => match self.pr_request(action, None, "") {
@@ -244,7 +244,7 @@ impl Runner<'_> {
                     Action::Scale { namespace, deployment, replicas, .. } => kube_actions::scale(&client, namespace, deployment, *replicas, KUBE_VERIFY).await,
                     Action::CordonNode { node, .. } => kube_actions::cordon(&client, node).await,
                     Action::DrainNode { node, .. } => kube_actions::drain(&client, node, kube_actions::DRAIN_TIMEOUT).await,
-                    Action::RaiseMemoryLimit { namespace, deployment, container, from, to, .. } => kube_actions::memory_proposal(&client, namespace, deployment, container, from, to).await,
+                    Action::RaiseMemoryLimit { namespace, deployment, kind, container, from, to, .. } => kube_actions::memory_proposal(&client, namespace, kind, deployment, container, from, to).await,
                     _ => Err(format!("{} is not a Kubernetes action", action.kind())),
                 }
             }
@@ -272,9 +272,10 @@ impl Runner<'_> {
         let action = if undo {
             Action::RolloutUndo { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
         } else {
-            Action::RolloutRestart { namespace: namespace.clone(), deployment: from.clone(), context: context.clone() }
+            Action::RolloutRestart { namespace: namespace.clone(), deployment: from.clone(), replicas: None, context: context.clone() }
         };
-        let (subject, verdict) = self.gate(&action, check.map(|c| c.name.as_str()), level, None);
+        let action = self.measure(action).await;
+        let (subject, verdict) = self.gate(&action, check.map(|c| c.name.as_str()), level, None, 0);
         let (result, outcome, by, ms) = match verdict.decision {
             crate::policy::Decision::Auto if self.mode == crate::policy::Mode::DryRun => (ActionResult::DryRun, format!("dry-run: would {}", action.describe()), "policy", 0),
             crate::policy::Decision::Auto => {
@@ -285,6 +286,11 @@ impl Runner<'_> {
                     o = format!("{o}; {said}");
                 }
                 (r, o, "policy", started.elapsed().as_millis() as u64)
+            }
+            // Too far-reaching for the rule (its blast radius), or a confirm rule: a human approves it.
+            crate::policy::Decision::Confirm if let Some(spec) = check => {
+                let a = self.pending(spec, inc, &action, &verdict, crate::memory::approvals::ApprovalKind::Confirm, self.ws.policy.approval_ttl)?;
+                (ActionResult::Pending, format!("needs approval: nightshift approve {} (or abort {}); expires {}", a.id, a.id, crate::duration::timestamp(a.deadline)), "-", 0)
             }
             other => (ActionResult::Denied, format!("not started: the policy decides {other} ({}); a human recovers {from}", verdict.reason), "-", 0),
         };
@@ -344,11 +350,36 @@ impl Runner<'_> {
         (false, last)
     }
 
+    /// How long a Kubernetes repair of `target` may take to settle: the
+    /// check's `recovery_timeout`, else the Deployment's own
+    /// `progressDeadlineSeconds` (when the target is a Deployment), else
+    /// `RECOVERY_TIMEOUT` (the seed's 300 s).
+    pub(super) async fn recovery_timeout(&self, spec: &CheckSpec, target: Option<&str>) -> Duration {
+        if let Some(t) = spec.probe.recovery_timeout() {
+            return t;
+        }
+        let deployment = target.and_then(|t| {
+            let mut parts = t.splitn(3, '/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(ns), Some("deployment"), Some(name)) => Some((ns.to_string(), name.to_string())),
+                _ => None,
+            }
+        });
+        let Some((ns, name)) = deployment else { return RECOVERY_TIMEOUT };
+        let Ok(client) = self.ctx.kube.get(spec.probe.kube_context()).await else { return RECOVERY_TIMEOUT };
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client, &ns);
+        match api.get_opt(&name).await {
+            Ok(Some(d)) => d.spec.and_then(|s| s.progress_deadline_seconds).filter(|s| *s > 0).map_or(RECOVERY_TIMEOUT, |s| Duration::from_secs(s as u64)),
+            _ => RECOVERY_TIMEOUT,
+        }
+    }
+
     /// Kubernetes repairs take effect through controllers: the target is
     /// healthy when it is settled (its pods ready, its rollout complete) and
     /// unhealthy on two polls in a row; a target that keeps settling fails
-    /// after `KUBE_VERIFY`.
+    /// after its recovery timeout (see `recovery_timeout`).
     async fn verify_settled(&self, spec: &CheckSpec, target: Option<&str>) -> (bool, String) {
+        let timeout = self.recovery_timeout(spec, target).await;
         let started = std::time::Instant::now();
         let (mut good, mut bad) = (0, 0);
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -375,13 +406,18 @@ impl Runner<'_> {
             if bad >= 2 {
                 return (false, last);
             }
-            if started.elapsed() >= KUBE_VERIFY {
-                return (false, format!("not settled within {}: {last}", crate::duration::format(KUBE_VERIFY)));
+            if started.elapsed() >= timeout {
+                return (false, format!("not settled within {}: {last}", crate::duration::format(timeout)));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-/// How long a Kubernetes repair may take to settle before it counts as failed.
+/// How long a scale or a Service switch may take to show its effect.
 pub const KUBE_VERIFY: Duration = Duration::from_secs(90);
+
+/// How long a Kubernetes repair may take to settle when neither the check
+/// (`recovery_timeout:`) nor the Deployment (`progressDeadlineSeconds`) says:
+/// the seed's `recovery_timeout` default.
+pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::{DownDependency, Runner};
+use crate::actions::Action;
 use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, ProbeSpec, Status};
 use crate::diagnosis::Diagnosis;
@@ -78,6 +79,7 @@ impl Runner<'_> {
             (ProbeSpec::K8sPods { .. }, "cascade") => false,
             (ProbeSpec::K8sPods { .. }, _) | (ProbeSpec::K8sDeployments { .. }, "rollout-stuck") => true,
             (ProbeSpec::K8sNodes { .. }, "node-not-ready") => true,
+            (ProbeSpec::K8sServices { .. }, _) => true,
             _ => false,
         };
         if !wants || result.status == Status::Error {
@@ -92,11 +94,74 @@ impl Runner<'_> {
         };
         match &spec.probe {
             ProbeSpec::K8sPods { .. } => crate::diagnosis::kube::pod_findings(&client, result, diag).await,
+            ProbeSpec::K8sServices { .. } => crate::diagnosis::kube::service_findings(&client, result, diag).await,
             ProbeSpec::K8sNodes { .. } => {
                 let after = self.ws.policy.replace_node.as_ref().map(|r| r.after);
                 crate::diagnosis::kube::containment(&client, result, diag, after, context).await;
             }
             _ => crate::diagnosis::kube::rollout_findings(&client, result, diag).await,
         }
+    }
+
+    /// Fills in what a Kubernetes action touches, read from the cluster
+    /// before the gate judges it: a rollout restart's replicas, the pods a
+    /// drain evicts. Unreadable, the action is left as planned (radius 1 for
+    /// the gate; the action itself reads the cluster again when it runs).
+    pub(super) async fn measure(&self, action: Action) -> Action {
+        match action {
+            Action::RolloutRestart { namespace, deployment, replicas: None, context } => {
+                let replicas = match self.ctx.kube.get(context.as_deref()).await {
+                    Ok(client) => kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, &namespace)
+                        .get_opt(&deployment)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|d| d.spec.and_then(|s| s.replicas).or(Some(1))),
+                    Err(_) => None,
+                };
+                Action::RolloutRestart { namespace, deployment, replicas, context }
+            }
+            Action::DrainNode { node, pods: None, context } => {
+                let pods = match self.ctx.kube.get(context.as_deref()).await {
+                    Ok(client) => {
+                        let api = kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client);
+                        api.list(&kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"))).await.ok().map(|l| crate::actions::kube::drainable(l.items).0.len() as u32)
+                    }
+                    Err(_) => None,
+                };
+                Action::DrainNode { node, pods, context }
+            }
+            other => other,
+        }
+    }
+
+    /// The instances the restarts planned in this pass touch together: the
+    /// plans of every failing Kubernetes target past its threshold, as the
+    /// runbooks make them (cascades left out: their dependants are not
+    /// restarted). Only the Kubernetes runbooks are asked: they read
+    /// nothing, where the disk runbook scans a filesystem.
+    pub(super) fn restarts_planned(&self, due: &[&crate::checks::spec::CheckSpec], results: &[CheckResult]) -> u32 {
+        let mut total = 0;
+        for (spec, result) in due.iter().zip(results) {
+            if !result.status.is_bad() || result.status == Status::Error || !spec.probe.is_kubernetes() {
+                continue;
+            }
+            let failures = self.state.checks.get(&spec.name).map_or(0, |s| s.consecutive_failures) + 1;
+            if failures < spec.threshold {
+                continue;
+            }
+            let series: Vec<CheckResult> = result
+                .series
+                .iter()
+                .filter(|s| s.status.is_bad())
+                .map(|s| CheckResult { target: s.target.clone(), status: s.status, summary: s.summary.clone(), evidence: s.evidence.clone(), series: Vec::new(), ..result.clone() })
+                .collect();
+            let (_, rest) = self.cascades(spec, series);
+            for r in &rest {
+                let d = crate::diagnosis::diagnose(spec, r, &self.ws.policy);
+                total += d.plan.iter().filter(|a| a.is_restart()).map(Action::blast_radius).sum::<u32>();
+            }
+        }
+        total
     }
 }

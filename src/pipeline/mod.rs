@@ -28,8 +28,6 @@ use crate::workspace::Workspace;
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How many checks run at once.
 pub const CONCURRENCY: usize = 16;
-/// A healthy disk whose growth reaches its limit sooner than this is a warning.
-pub const TREND_WARN_DAYS: f64 = 3.0;
 
 mod alerts;
 mod approvals;
@@ -148,6 +146,8 @@ pub struct Runner<'a> {
     down: Vec<DownDependency>,
     /// Check names run in this pass even when not due (the daemon's watch saw a change).
     forced: Vec<String>,
+    /// The instances the restarts planned in this pass touch together (the gate counts them).
+    restarts_together: u32,
     /// The process's Kubernetes request count when the run began.
     kube_requests_at_start: u64,
     /// Remembered incidents by fingerprint, read once per pass on first use (recall).
@@ -223,6 +223,7 @@ impl<'a> Runner<'a> {
             tokens: Tokens::default(),
             down: Vec::new(),
             forced: Vec::new(),
+            restarts_together: 0,
             kube_requests_at_start: crate::k8s::requests(),
             past: std::sync::OnceLock::new(),
             unended: None,
@@ -268,6 +269,7 @@ impl<'a> Runner<'a> {
             self.scale_down_window(spec, result);
         }
         self.down = self.down_dependencies(&due, &results);
+        self.restarts_together = self.restarts_planned(&due, &results);
         for (spec, result) in due.iter().zip(&results) {
             self.after_check(spec, result).await?;
         }
@@ -286,9 +288,10 @@ impl<'a> Runner<'a> {
     }
 
     /// Records a disk check's usage and warns when its growth will reach the
-    /// limit within `TREND_WARN_DAYS` (a healthy check becomes a warning).
+    /// limit within the check's `forecast` (30 days unless declared; a
+    /// healthy check becomes a warning).
     fn disk_trend(&mut self, spec: &CheckSpec, result: &mut CheckResult) {
-        let checks::ProbeSpec::Disk { max_used_percent, .. } = &spec.probe else { return };
+        let checks::ProbeSpec::Disk { max_used_percent, forecast, .. } = &spec.probe else { return };
         let Some(used) = result.evidence.get("used_percent").and_then(|v| v.as_f64()) else { return };
         let t = now();
         let history = self.state.disk_history.entry(spec.name.clone()).or_default();
@@ -301,9 +304,9 @@ impl<'a> Runner<'a> {
         let Some(limit) = *max_used_percent else { return };
         if let Some(d) = crate::trend::days_until(used, limit, per_day) {
             result.evidence.insert("days_until_limit".into(), ((d * 10.0).round() / 10.0).into());
-            if d < TREND_WARN_DAYS && result.status == Status::Ok {
+            if crate::trend::within(d, *forecast) && result.status == Status::Ok {
                 result.status = Status::Warning;
-                result.summary = format!("{}; filling at {per_day:.1}%/day: reaches {limit}% in about {d:.1} days", result.summary);
+                result.summary = format!("{}; filling at {per_day:.1}%/day: reaches {limit}% in about {d:.1} days (within the forecast of {})", result.summary, crate::duration::format(*forecast));
             }
         }
     }
@@ -507,7 +510,10 @@ impl<'a> Runner<'a> {
             inc.diagnosis.push(format!("this problem has now happened {} times: it needs a permanent fix", earlier + 1));
         }
         // Memory first: a fix that healed this fingerprint before is tried first.
-        let mut plan = diag.plan.clone();
+        let mut plan = Vec::new();
+        for a in diag.plan.clone() {
+            plan.push(self.measure(a).await);
+        }
         let mem = &self.mem;
         if let Some((fix, from)) = recall(&past, |a, id| mem.audit_confirms(&a.at, a.action.kind().name(), &a.action.target().id, id)) {
             if new || inc.recalled_from.is_none() {
@@ -529,8 +535,8 @@ impl<'a> Runner<'a> {
             plan.retain(|a| a.kind() != crate::actions::ActionKind::ReplaceNode);
             self.report.notes.push(format!("incident {}: the node's replacement was requested at {at}; waiting for the node pool", inc.id));
         }
-        if let Some(a) = aborted.iter().find(|a| plan.contains(&a.action)) {
-            plan.retain(|p| !aborted.iter().any(|a| &a.action == p));
+        if let Some(a) = aborted.iter().find(|a| plan.iter().any(|p| p.unmeasured() == a.action.unmeasured())) {
+            plan.retain(|p| !aborted.iter().any(|a| a.action.unmeasured() == p.unmeasured()));
             self.report.notes.push(format!("incident {}: {} is not proposed again: {} aborted it (approval {})", inc.id, a.action.describe(), a.decided_by.as_deref().unwrap_or("a human"), a.id));
         }
         let mut healed = false;
@@ -551,7 +557,14 @@ impl<'a> Runner<'a> {
             }
         } else {
             let past_tries: Vec<Attempt> = past.iter().map(|(a, _)| a.clone()).collect();
-            for action in &plan {
+            // A permanent fix for review (a limit change, a pull request) goes out in the same pass
+            // as the repair, whatever the repair does: an OOM loop comes back after a restart that
+            // verified healthy. Once per incident; a recurrence (a new incident) updates it.
+            let (proposals, repairs): (Vec<Action>, Vec<Action>) = plan.iter().cloned().partition(|a| a.kind().is_proposal());
+            if repairs.is_empty() {
+                blocked = true;
+            }
+            for action in &repairs {
                 let step = self.step(spec, &mut inc, action, &past_tries).await?;
                 let result = step.result;
                 reports.push(step);
@@ -576,6 +589,17 @@ impl<'a> Runner<'a> {
                         break;
                     }
                 }
+            }
+            for action in &proposals {
+                if inc.attempts.iter().any(|a| a.result == ActionResult::Ok && a.action.same_remedy(action)) {
+                    continue;
+                }
+                let step = self.step(spec, &mut inc, action, &past_tries).await?;
+                // Alone in the plan, a proposal leaves the incident with a human once it is made.
+                if repairs.is_empty() {
+                    blocked = !matches!(step.result, ActionResult::Pending | ActionResult::DryRun | ActionResult::Aborted | ActionResult::Expired);
+                }
+                reports.push(step);
             }
         }
         inc.status = if healed {
@@ -613,10 +637,11 @@ impl<'a> Runner<'a> {
                 return Ok(ActionReport { action: action.kind().to_string(), target, decision: "cooldown".into(), reason: outcome.clone(), outcome, result: ActionResult::Pending, duration_ms: 0 });
             }
         }
+        let together = if action.is_restart() { self.restarts_together } else { 0 };
         let tries: Vec<&Attempt> = past.iter().chain(inc.attempts.iter()).filter(|a| a.action.same_remedy(action)).collect();
         let distrust = (tries.len() >= 2 && tries[tries.len() - 2..].iter().all(|a| matches!(a.result, ActionResult::Failed | ActionResult::Interrupted)))
             .then(|| format!("memory: {} on {} failed twice in a row for this problem; not reused without a human", action.kind(), target));
-        let (subject, verdict) = self.gate(action, Some(&spec.name), spec.level, distrust);
+        let (subject, verdict) = self.gate(action, Some(&spec.name), spec.level, distrust, together);
         tracing::Span::current().record("decision", verdict.decision.to_string());
         let (result, mut outcome, approved_by, ms) = self.act(spec, inc, action, &verdict).await?;
         if action.kind().is_mutating() && result.executed() {

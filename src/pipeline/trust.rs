@@ -27,10 +27,12 @@ pub(super) enum Run {
 
 impl Runner<'_> {
     /// The one gate sequence every planned or approved action passes: its subject (the
-    /// check and the check's level now), the history the policy counts (rates, trust
-    /// earned; `distrust` when memory saw this remedy fail for the problem), the verdict.
-    pub(super) fn gate(&self, action: &Action, check: Option<&str>, level: Level, distrust: Option<String>) -> (Subject, Verdict) {
-        let subject = Subject::for_action(action, check, level);
+    /// check and the check's level now; `together`, the instances the pass's restarts
+    /// touch together), the history the policy counts (rates, trust earned; `distrust`
+    /// when memory saw this remedy fail for the problem), the verdict.
+    pub(super) fn gate(&self, action: &Action, check: Option<&str>, level: Level, distrust: Option<String>, together: u32) -> (Subject, Verdict) {
+        let mut subject = Subject::for_action(action, check, level);
+        subject.together = together;
         let mut history = self.gate_history(action, now());
         history.distrusted = distrust;
         let verdict = crate::policy::decide(&self.ws.policy, &subject, &history);

@@ -141,6 +141,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub protected: Protected,
     pub commands: BTreeMap<String, String>,
+    /// The instances a declared command touches, when it says (`instances:`).
+    pub command_instances: BTreeMap<String, u32>,
     pub clean_roots: Vec<PathBuf>,
     pub clean_logs: CleanSettings,
     pub webhooks: Vec<Webhook>,
@@ -179,6 +181,7 @@ impl Default for Policy {
             rules: Vec::new(),
             protected: Protected::default(),
             commands: BTreeMap::new(),
+            command_instances: BTreeMap::new(),
             clean_roots: Vec::new(),
             clean_logs: CleanSettings::default(),
             webhooks: Vec::new(),
@@ -230,16 +233,20 @@ pub struct Subject {
     pub blast_radius: u32,
     /// A scale to zero replicas: refused unless a rule names the target.
     pub to_zero: bool,
+    /// For a restart: the instances every restart planned in the same pass
+    /// touches together (0 when not counted); over `max_blast_radius`, each
+    /// of them waits for a human.
+    pub together: u32,
 }
 
 impl Subject {
     pub fn new(kind: ActionKind, target: &str) -> Self {
-        Self { kind, target: Target { id: target.into(), ..Target::default() }, check: None, level: Level::L3, blast_radius: 1, to_zero: false }
+        Self { kind, target: Target { id: target.into(), ..Target::default() }, check: None, level: Level::L3, blast_radius: 1, to_zero: false, together: 0 }
     }
 
     pub fn for_action(action: &crate::actions::Action, check: Option<&str>, level: Level) -> Self {
         let to_zero = matches!(action, crate::actions::Action::Scale { replicas, .. } if *replicas <= 0);
-        Self { kind: action.kind(), target: action.target(), check: check.map(str::to_string), level, blast_radius: action.blast_radius(), to_zero }
+        Self { kind: action.kind(), target: action.target(), check: check.map(str::to_string), level, blast_radius: action.blast_radius(), to_zero, together: 0 }
     }
 }
 
@@ -369,8 +376,15 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
         if subject.to_zero && !matching.iter().any(|r| r.matches.target.as_deref().is_some_and(|p| p != "*")) {
             verdicts.push((Decision::Forbid, format!("scaling {} to 0 replicas takes it down: refused unless a rule names it (a scale rule with target: {})", subject.target.id, subject.target.id)));
         }
-        if subject.blast_radius > policy.max_blast_radius {
-            verdicts.push((Decision::Confirm, format!("touches {} instances, more than max_blast_radius {}", subject.blast_radius, policy.max_blast_radius)));
+        // A declared command says how many instances it touches (`instances:`).
+        let radius = match subject.kind {
+            ActionKind::RunCommand => subject.blast_radius.max(policy.command_instances.get(&subject.target.id).copied().unwrap_or(1)),
+            _ => subject.blast_radius,
+        };
+        if radius > policy.max_blast_radius {
+            verdicts.push((Decision::Confirm, format!("touches {radius} instances, more than max_blast_radius {}", policy.max_blast_radius)));
+        } else if subject.together > policy.max_blast_radius {
+            verdicts.push((Decision::Confirm, format!("the restarts planned in this pass touch {} instances together, more than max_blast_radius {}", subject.together, policy.max_blast_radius)));
         }
         if policy.circuit_breaker > 0 && history.consecutive_failures >= policy.circuit_breaker {
             verdicts.push((Decision::Alert, format!("circuit open: {} failed {} times in a row on {}", subject.kind, history.consecutive_failures, subject.target.id)));

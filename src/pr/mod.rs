@@ -1,7 +1,8 @@
 //! Permanent fixes as pull requests to the team's infrastructure repository:
 //! find the workload's manifest, make one typed change that keeps the file's
-//! comments and layout, commit it on `nightshift/<incident>` from the
-//! up-to-date base, push, and open (or update) the pull request with the
+//! comments and layout, commit it on `nightshift/<namespace>-<name>-<change>`
+//! (one branch, so one pull request, per workload and kind of change: a
+//! recurrence updates it) from the up-to-date base, push, and open (or update) the pull request with the
 //! evidence. nightshift never pushes to the base branch.
 
 pub mod git;
@@ -170,14 +171,16 @@ pub struct PrRequest {
 }
 
 impl PrRequest {
-    /// `nightshift/<incident id>`, or the workload and change without one.
+    /// `nightshift/<namespace>-<name>-<change>`: one per workload and kind
+    /// of change, whatever the incident, so a recurrence updates the open
+    /// pull request instead of opening a second one.
     pub fn branch(&self) -> String {
-        let raw = match &self.context.incident {
-            Some(id) => id.clone(),
-            None => format!("{}-{}-{}", self.target.namespace, self.target.name, self.change.slug()),
-        };
+        let raw = format!("{}-{}-{}", self.target.namespace, self.target.name, self.change.slug());
         let clean: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' }).collect();
-        let clean = clean.trim_matches(|c| c == '-' || c == '.').replace("..", ".");
+        let mut clean = clean.trim_matches(|c| c == '-' || c == '.').replace("..", ".");
+        while clean.contains("--") {
+            clean = clean.replace("--", "-");
+        }
         format!("nightshift/{}", if clean.is_empty() { "change" } else { &clean })
     }
 
@@ -312,15 +315,18 @@ mod tests {
     }
 
     #[test]
-    fn branches_are_named_after_the_incident_and_safe_for_git() {
+    fn branches_are_named_after_the_workload_and_safe_for_git() {
         let req = |incident: Option<&str>| PrRequest {
             target: Target { kind: "Deployment".into(), namespace: "shop".into(), name: "checkout".into() },
             change: PrChange::RaiseMemory { container: None, factor: None },
             context: PrContext { incident: incident.map(str::to_string), ..Default::default() },
         };
-        assert_eq!(req(Some("2026-11-23-pod-oom-shop-checkout")).branch(), "nightshift/2026-11-23-pod-oom-shop-checkout");
-        assert_eq!(req(Some("../../main ~^:?*[")).branch(), "nightshift/main");
+        // Every incident of the workload shares the branch (and so the pull request).
+        assert_eq!(req(Some("2026-11-23-pod-oom-shop-checkout")).branch(), "nightshift/shop-checkout-memory");
+        assert_eq!(req(Some("2026-11-30-pod-oom-shop-checkout")).branch(), "nightshift/shop-checkout-memory");
         assert_eq!(req(None).branch(), "nightshift/shop-checkout-memory");
+        let odd = PrRequest { target: Target { kind: "Deployment".into(), namespace: "../..".into(), name: "main ~^:?*[".into() }, ..req(None) };
+        assert_eq!(odd.branch(), "nightshift/main-memory", "{}", odd.branch());
     }
 
     #[test]

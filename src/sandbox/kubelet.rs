@@ -16,6 +16,9 @@
 //!   restarts (and between repeated events) of a failing container (default 2).
 //! - `sim.nightshift.test/container` ([`CONTAINER`]): the container the
 //!   behavior applies to (default the first); the others run and are ready.
+//!   Naming an init container that crashes keeps the pod Pending: the init
+//!   container crash-loops and the application's containers wait
+//!   (`PodInitializing`), as a kubelet reports it.
 //! - `sim.nightshift.test/log` ([`LOG`]): the container's log text, served
 //!   for `GET pods/{pod}/log` (current and `previous=true`);
 //!   `sim.nightshift.test/log.<container>` for one container only.
@@ -734,7 +737,12 @@ impl PodSim {
     fn begin(&mut self, ann: &BTreeMap<String, String>) {
         self.sig = signature(ann);
         self.behavior = Behavior::parse(ann.get(BEHAVIOR).map(String::as_str));
-        self.target = ann.get(CONTAINER).cloned().filter(|c| self.containers.iter().any(|(n, _)| n == c)).or_else(|| self.containers.first().map(|c| c.0.clone())).unwrap_or_default();
+        self.target = ann
+            .get(CONTAINER)
+            .cloned()
+            .filter(|c| self.containers.iter().chain(&self.init_containers).any(|(n, _)| n == c))
+            .or_else(|| self.containers.first().map(|c| c.0.clone()))
+            .unwrap_or_default();
         self.exit_code = ann.get(EXIT_CODE).and_then(|v| v.trim().parse().ok()).unwrap_or(1);
         let secs: f64 = ann.get(RESTART_EVERY).and_then(|v| v.trim().parse().ok()).filter(|s: &f64| *s > 0.0).unwrap_or(2.0);
         self.every = Duration::from_secs_f64(secs.max(0.2));
@@ -745,9 +753,9 @@ impl PodSim {
 
     /// What happens when the behavior begins (`first`) and then every `every`.
     fn act(&mut self, first: bool) {
-        let image = self.containers.iter().find(|(n, _)| *n == self.target).map(|c| c.1.clone()).unwrap_or_default();
+        let image = self.containers.iter().chain(&self.init_containers).find(|(n, _)| *n == self.target).map(|c| c.1.clone()).unwrap_or_default();
         let target = self.target.clone();
-        let fp = format!("spec.containers{{{target}}}");
+        let fp = if self.init_failing() { format!("spec.initContainers{{{target}}}") } else { format!("spec.containers{{{target}}}") };
         match self.behavior {
             Behavior::Running => {}
             b if b.crashes() => {
@@ -820,7 +828,13 @@ impl PodSim {
         format!("containerd://{}", hex(&format!("{} {} {n}", self.uid, self.target), 64))
     }
 
+    /// Whether the behavior's container is an init container that crashes.
+    fn init_failing(&self) -> bool {
+        self.behavior.crashes() && self.init_containers.iter().any(|(n, _)| *n == self.target)
+    }
+
     fn status(&self, node_ready: bool) -> Value {
+        let init_failing = self.init_failing();
         let mut statuses = Vec::new();
         let mut unready = Vec::new();
         let behavior = self.behavior;
@@ -839,6 +853,8 @@ impl PodSim {
             let config_error = self.config_error.as_ref().filter(|(c, _)| c == name).map(|(_, m)| m);
             let (state, ready, started, id) = if let Some(m) = config_error {
                 (json!({"waiting": {"reason": "CreateContainerConfigError", "message": m}}), false, false, None)
+            } else if init_failing {
+                (json!({"waiting": {"reason": "PodInitializing"}}), false, false, None)
             } else if !is_target || behavior == Behavior::Running {
                 (json!({"running": {"startedAt": running_since}}), true, true, Some(own_id))
             } else {
@@ -874,7 +890,7 @@ impl PodSim {
         };
         let ready_since = if self.behavior == Behavior::Running && self.restarts == 0 { &self.start_time } else { &self.since };
         let mut status = json!({
-            "phase": if behavior == Behavior::ImagePull || self.config_error.is_some() { "Pending" } else { "Running" },
+            "phase": if behavior == Behavior::ImagePull || self.config_error.is_some() || init_failing { "Pending" } else { "Running" },
             "hostIP": "127.0.0.1",
             "podIP": self.ip,
             "podIPs": [{"ip": self.ip}],
@@ -892,6 +908,13 @@ impl PodSim {
                 .init_containers
                 .iter()
                 .map(|(name, image)| {
+                    if init_failing && *name == self.target {
+                        let (reason, code, started, finished) = self.last_terminated.clone().unwrap_or(("Error", self.exit_code, self.start_time.clone(), self.since.clone()));
+                        let msg = format!("back-off {} restarting failed container={name} pod={}", backoff(self.restarts), self.name);
+                        return json!({"name": name, "image": image, "imageID": "", "ready": false, "restartCount": self.restarts,
+                            "lastState": {"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished, "containerID": self.container_id(self.restarts - 1)}},
+                            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}});
+                    }
                     json!({"name": name, "image": image, "imageID": format!("{}@sha256:{}", image.split(':').next().unwrap_or(image), hex(image, 64)),
                         "containerID": format!("containerd://{}", hex(&format!("{} init {name}", self.uid), 64)),
                         "ready": true, "restartCount": 0, "lastState": {},
@@ -899,6 +922,9 @@ impl PodSim {
                 })
                 .collect();
             status["initContainerStatuses"] = Value::Array(inits);
+            if init_failing {
+                status["conditions"][0] = json!({"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized", "message": format!("containers with incomplete status: [{}]", self.target), "lastProbeTime": Value::Null, "lastTransitionTime": self.start_time});
+            }
         }
         status
     }
@@ -1312,7 +1338,7 @@ async fn answer(client: &kube::Client, target: &str) -> (u16, String) {
         Ok(None) => return (404, format!("pod \"{name}\" not found")),
         Err(e) => return (500, e.to_string()),
     };
-    let status = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == container)).cloned();
+    let status = pod.status.as_ref().and_then(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).find(|c| c.name == container)).cloned();
     let Some(status) = status else { return (400, format!("container \"{container}\" in pod \"{name}\" is not available")) };
     let previous = q.get("previous").is_some_and(|v| *v == "true" || *v == "1");
     if previous && status.restart_count == 0 {

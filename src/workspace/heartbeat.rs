@@ -35,7 +35,7 @@ const HOST_KEYS: &[&str] = &["name", "address", "port", "user", "key_file", "kno
 
 /// Kinds this build runs, with the fields each accepts.
 const KINDS: &[(&str, &[&str])] = &[
-    ("disk", &["path", "max_used_percent", "max_inodes_percent"]),
+    ("disk", &["path", "max_used_percent", "max_inodes_percent", "forecast"]),
     ("http", &["url", "expect_status", "body_contains", "timeout", "max_latency"]),
     ("tcp", &["address", "timeout"]),
     ("exec", &["command", "timeout"]),
@@ -47,8 +47,8 @@ const KINDS: &[(&str, &[&str])] = &[
     ("load", &["max_per_core"]),
     ("cpu", &["max_percent", "window"]),
     ("service", &["unit", "pidfile"]),
-    ("k8s-pods", &["context", "namespace", "selector", "max_restarts", "ready_grace", "pending_grace"]),
-    ("k8s-deployments", &["context", "namespace", "selector", "grace"]),
+    ("k8s-pods", &["context", "namespace", "selector", "max_restarts", "ready_grace", "pending_grace", "recovery_timeout"]),
+    ("k8s-deployments", &["context", "namespace", "selector", "grace", "recovery_timeout"]),
     ("k8s-nodes", &["context", "selector"]),
     ("k8s-services", &["context", "namespace", "selector"]),
     ("dependency", &["target", "dependants", "namespace", "context"]),
@@ -264,7 +264,11 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             {
                 problems.push(m.key_line("path"), format!("{what}: path `{}` is not absolute", p.display()), "write an absolute path such as /var");
             }
-            Some(ProbeSpec::Disk { path: path?, max_used_percent: used, max_inodes_percent: inodes })
+            let forecast = m.duration("forecast", problems).map_or(Duration::from_secs(30 * 86_400), HumanDuration::as_duration);
+            if forecast > Duration::from_secs(366 * 86_400) {
+                problems.push(m.key_line("forecast"), format!("{what}: `forecast` is longer than a year"), "write e.g. `forecast: 30d` (the default), or `forecast: 0s` to turn the warning off");
+            }
+            Some(ProbeSpec::Disk { path: path?, max_used_percent: used, max_inodes_percent: inodes, forecast })
         }
         "http" => {
             let url = m.required_str("url", problems)?;
@@ -412,9 +416,9 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             let max_restarts = m.int("max_restarts", 0, 100_000, problems).unwrap_or(5) as i32;
             let ready_grace = grace(m, "ready_grace", 60, problems);
             let pending_grace = grace(m, "pending_grace", 300, problems);
-            Some(ProbeSpec::K8sPods { scope, rules: crate::checks::kube::observe::PodRules { max_restarts, ready_grace, pending_grace } })
+            Some(ProbeSpec::K8sPods { scope, rules: crate::checks::kube::observe::PodRules { max_restarts, ready_grace, pending_grace }, recovery_timeout: recovery_timeout(m, problems) })
         }
-        "k8s-deployments" => Some(ProbeSpec::K8sDeployments { scope: scope(m, problems), grace: grace(m, "grace", 120, problems) }),
+        "k8s-deployments" => Some(ProbeSpec::K8sDeployments { scope: scope(m, problems), grace: grace(m, "grace", 120, problems), recovery_timeout: recovery_timeout(m, problems) }),
         "k8s-nodes" => Some(ProbeSpec::K8sNodes { scope: scope(m, problems) }),
         "k8s-services" => Some(ProbeSpec::K8sServices { scope: scope(m, problems) }),
         "dependency" => {
@@ -576,6 +580,21 @@ fn grace(m: &MapReader<'_>, key: &str, default_secs: u64, problems: &mut Problem
         problems.push(m.key_line(key), format!("{}: `{key}` is longer than a day", m.what), format!("write e.g. `{key}: 2m`"));
     }
     d
+}
+
+/// `recovery_timeout`: how long a Kubernetes repair may take to settle (the
+/// seed's range, one second up to 30 minutes; absent: the Deployment's
+/// `progressDeadlineSeconds`, else 300 s).
+fn recovery_timeout(m: &MapReader<'_>, problems: &mut Problems) -> Option<Duration> {
+    let d = m.duration("recovery_timeout", problems).map(HumanDuration::as_duration)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(1800) {
+        problems.push(
+            m.key_line("recovery_timeout"),
+            format!("{}: `recovery_timeout` must be between 1s and 30m", m.what),
+            "write e.g. `recovery_timeout: 5m` (the default when the Deployment sets no progressDeadlineSeconds)",
+        );
+    }
+    Some(d)
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -125,7 +125,7 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         m.finish(PROTECTED_KEYS, problems);
     }
     if let Some(node) = top.get("commands") {
-        p.commands = commands(node, problems);
+        (p.commands, p.command_instances) = commands(node, problems);
     }
     if let Some(roots) = top.str_list("clean_roots", problems) {
         for r in roots {
@@ -447,19 +447,37 @@ fn example(node: &Node, rule_action: Option<ActionKind>, problems: &mut Problems
     }
     let check = m.str("check", problems);
     m.finish(EXAMPLE_KEYS, problems);
-    Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius, to_zero: false }, expect: expect? })
+    Some(Example { line: node.line, subject: Subject { kind: kind?, target, check, level, blast_radius, to_zero: false, together: 0 }, expect: expect? })
 }
 
-fn commands(node: &Node, problems: &mut Problems) -> BTreeMap<String, String> {
+/// `commands:`: `name: command line`, or `name: {run: command line,
+/// instances: N}` for a command that touches N instances (a fleet restart):
+/// the gate counts them against `max_blast_radius`.
+fn commands(node: &Node, problems: &mut Problems) -> (BTreeMap<String, String>, BTreeMap<String, u32>) {
     let mut out = BTreeMap::new();
+    let mut instances = BTreeMap::new();
     let Value::Map(entries) = &node.value else {
         problems.push(Some(node.line), "`commands` must be a mapping of name: command", "write e.g. `restart-app: systemctl restart app`");
-        return out;
+        return (out, instances);
     };
     for (k, v) in entries {
         let name = k.scalar_text().unwrap_or_default();
         if !super::heartbeat::is_valid_name(&name) {
             problems.push(Some(k.line), format!("command name `{name}` may only contain a-z, 0-9 and -"), "rename it, e.g. restart-app");
+        }
+        if let Value::Map(_) = &v.value {
+            let Some(m) = MapReader::new(v, format!("command `{name}`"), problems) else { continue };
+            match m.str("run", problems).filter(|c| !c.trim().is_empty()) {
+                Some(cmd) => {
+                    out.insert(name.clone(), cmd);
+                }
+                None => problems.push(Some(v.line), format!("command `{name}` has no `run:` command line"), "write e.g. `run: ansible-playbook restart.yml` beside `instances:`"),
+            }
+            if let Some(n) = m.int("instances", 1, 100_000, problems) {
+                instances.insert(name, n as u32);
+            }
+            m.finish(&["run", "instances"], problems);
+            continue;
         }
         match v.scalar_text().filter(|c| !c.trim().is_empty()) {
             Some(cmd) => {
@@ -468,7 +486,7 @@ fn commands(node: &Node, problems: &mut Problems) -> BTreeMap<String, String> {
             None => problems.push(Some(v.line), format!("command `{name}` has no command line"), "write the command to run, e.g. `systemctl restart app`"),
         }
     }
-    out
+    (out, instances)
 }
 
 fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {

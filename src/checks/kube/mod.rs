@@ -124,7 +124,8 @@ pub async fn services(scope: &Scope, ctx: &Context) -> Outcome {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let name = s.metadata.name.clone().unwrap_or_default();
             let (ready, not_ready) = counts.get(&(ns.clone(), name.clone())).copied().unwrap_or((0, 0));
-            ServiceEndpoints { namespace: ns, name, ready, not_ready }
+            let selector = s.spec.as_ref().and_then(|sp| sp.selector.clone()).unwrap_or_default();
+            ServiceEndpoints { namespace: ns, name, ready, not_ready, selector }
         })
         .collect();
     observe::services(&list)

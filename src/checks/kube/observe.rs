@@ -67,6 +67,9 @@ pub struct PodFacts {
     pub memory_limit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_request: Option<String>,
+    /// Whether `container` is an init container (then the application never started).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// A pod's problem, if it has one.
@@ -93,11 +96,12 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
         last_exit: None,
         memory_limit: None,
         memory_request: None,
+        init: false,
     };
-    let statuses = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    let statuses = status.container_statuses.iter().flatten().map(|c| (c, false)).chain(status.init_container_statuses.iter().flatten().map(|c| (c, true)));
     // The worst container: a bad waiting reason first, then the most restarts.
-    let mut worst: Option<(&k8s_openapi::api::core::v1::ContainerStatus, u8)> = None;
-    for cs in statuses {
+    let mut worst: Option<(&k8s_openapi::api::core::v1::ContainerStatus, u8, bool)> = None;
+    for (cs, init) in statuses {
         let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
         let rank = if waiting.is_some_and(|w| BAD_WAITING.contains(&w)) {
             2
@@ -106,12 +110,13 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
         } else {
             0
         };
-        if worst.is_none_or(|(w, r)| rank > r || (rank == r && cs.restart_count > w.restart_count)) {
-            worst = Some((cs, rank));
+        if worst.is_none_or(|(w, r, _)| rank > r || (rank == r && cs.restart_count > w.restart_count)) {
+            worst = Some((cs, rank, init));
         }
     }
-    if let Some((cs, _)) = worst {
+    if let Some((cs, _, init)) = worst {
         facts.container = Some(cs.name.clone());
+        facts.init = init;
         facts.image = Some(cs.image.clone());
         facts.restarts = cs.restart_count;
         facts.last_exit = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| LastExit {
@@ -166,7 +171,10 @@ pub fn pod_problem(pod: &Pod, rules: &PodRules, now: DateTime<Utc>) -> Option<Po
     if phase == "Running"
         && let Some(c) = condition("Ready").filter(|c| c.status != "True")
     {
-        let since = c.last_transition_time.as_ref().map(time).unwrap_or(now);
+        // The grace counts from when the containers last started (a restarted
+        // container warms up again), not from when the pod object was created.
+        let started = status.container_statuses.iter().flatten().filter_map(|cs| cs.state.as_ref()?.running.as_ref()?.started_at.as_ref().map(time)).max();
+        let since = c.last_transition_time.as_ref().map(time).into_iter().chain(started).max().unwrap_or(now);
         if older_than(since, now, rules.ready_grace) {
             facts.reason = "NotReady".into();
             facts.message = c.message.clone().or(c.reason.clone());
@@ -181,7 +189,7 @@ fn older_than(since: DateTime<Utc>, now: DateTime<Utc>, grace: Duration) -> bool
 }
 
 /// Labels that identify a workload's pods (the template hash left out).
-fn workload_labels(pod: &Pod) -> BTreeMap<String, String> {
+pub fn workload_labels(pod: &Pod) -> BTreeMap<String, String> {
     let mut l = pod.metadata.labels.clone().unwrap_or_default();
     l.remove("pod-template-hash");
     l.remove("controller-revision-hash");
@@ -366,6 +374,8 @@ pub struct ServiceEndpoints {
     pub name: String,
     pub ready: usize,
     pub not_ready: usize,
+    /// The Service's selector, which the diagnosis follows to its pods.
+    pub selector: BTreeMap<String, String>,
 }
 
 /// The `k8s-services` verdict: a Service that selects pods but has no ready endpoint.
@@ -380,6 +390,7 @@ pub fn services(list: &[ServiceEndpoints]) -> Outcome {
             evidence.insert("service".into(), s.name.clone().into());
             evidence.insert("ready_endpoints".into(), 0.into());
             evidence.insert("not_ready_endpoints".into(), s.not_ready.into());
+            evidence.insert("selector".into(), serde_json::to_value(&s.selector).unwrap_or_default());
             Series { summary: format!("{target}: no ready endpoints ({} not ready)", s.not_ready), target, status: Status::Failing, evidence }
         })
         .collect();
@@ -493,6 +504,10 @@ mod tests {
         // Unready for less than the grace: not yet.
         assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:59:30Z"}]})), None);
         assert_eq!(reason(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:50:00Z"}]})).as_deref(), Some("NotReady"));
+        // Unready since 11:50, but its container (re)started 30 s ago: the grace runs from the start.
+        let restarted = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-23T11:50:00Z"}],
+            "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": false, "restartCount": 1, "state": {"running": {"startedAt": "2026-11-23T11:59:30Z"}}}]});
+        assert_eq!(reason(restarted), None);
     }
 
     #[test]
