@@ -7,6 +7,8 @@
 //! outside the `#[cfg(test)] mod tests` block that ends a file (each file's
 //! tests come last), resolved to the deepest module that exists.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
