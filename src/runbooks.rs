@@ -192,6 +192,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         ProbeSpec::K8sServices { .. } => crate::k8s::diagnose::service(result),
         ProbeSpec::K8sScaling(s) => crate::k8s::diagnose::scaling(result, s),
         ProbeSpec::K8sFailover(s) => crate::k8s::diagnose::failover(result, s),
+        ProbeSpec::K8sProbe(s) => crate::k8s::diagnose::probe(result, s),
         ProbeSpec::Dependency { target, dependants, .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
@@ -228,7 +229,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         }
     };
     // The strategy checks say themselves why they plan nothing (at the maximum, waiting, an unexpected selector).
-    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" && !matches!(spec.probe, ProbeSpec::K8sScaling(_) | ProbeSpec::K8sFailover(_)) {
+    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" && !matches!(spec.probe, ProbeSpec::K8sScaling(_) | ProbeSpec::K8sFailover(_) | ProbeSpec::K8sProbe(_)) {
         d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
     }
     d

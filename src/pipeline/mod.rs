@@ -38,6 +38,7 @@ mod execute;
 mod investigate;
 mod kube;
 mod notify;
+mod probe;
 mod recall;
 mod recover;
 mod trust;
@@ -262,6 +263,7 @@ impl<'a> Runner<'a> {
         for (spec, result) in due.iter().zip(results.iter_mut()) {
             self.disk_trend(spec, result);
             self.scale_down_window(spec, result);
+            self.probe_thresholds(spec, result)?;
         }
         self.down = self.down_dependencies(&due, &results);
         for (spec, result) in due.iter().zip(&results) {
