@@ -219,3 +219,41 @@ async fn pods_failing_while_their_declared_dependency_is_down_are_one_cascade_in
     let after = running_on_loopback(&c, &ns, "web", 3).await;
     assert_eq!(after.iter().map(|p| p.metadata.uid.clone()).collect::<Vec<_>>(), pods.iter().map(|p| p.metadata.uid.clone()).collect::<Vec<_>>(), "no pod was deleted");
 }
+
+#[test]
+fn k8s_probe_fields_are_validated_with_file_line_and_fix() {
+    let head = "checks:\n  - name: p\n    kind: k8s-probe\n    namespace: shop\n    selector: app=web\n";
+    let cases: &[(&str, &str, &str)] = &[
+        // (the check's lines after its selector, "file:line", message part)
+        ("    http: {port: 8080}\n    tcp: {port: 8080}\n", "HEARTBEAT.md:10", "needs exactly one of `http`, `tcp` or `exec` (found http and tcp)"),
+        ("    timeout: 2s\n", "HEARTBEAT.md:5", "needs exactly one of `http`, `tcp` or `exec` (found none)"),
+        ("    tcp: {port: 80}\n    heal: scale\n", "HEARTBEAT.md:10", "`heal: scale` without `replicas`"),
+        ("    tcp: {port: 80}\n    replicas: 4\n", "HEARTBEAT.md:10", "`replicas` is set but `heal` is not `scale`"),
+        ("    tcp: {port: 80}\n    heal: reboot\n", "HEARTBEAT.md:10", "unknown heal `reboot`"),
+        ("    http: {port: 70000, path: /healthz}\n", "HEARTBEAT.md:9", "`port: 70000` is out of range"),
+        ("    http: {port: 80, pth: /healthz}\n", "HEARTBEAT.md:9", "unknown key `pth`"),
+        ("    http: {port: 80, path: healthz}\n", "HEARTBEAT.md:9", "http path `healthz` is not an absolute path"),
+        ("    exec: {container: app}\n", "HEARTBEAT.md:9", "exec `command` is missing"),
+        ("    tcp: {port: 80}\n    threshold: 0\n", "HEARTBEAT.md:10", "`threshold: 0` is out of range"),
+    ];
+    let mut failures = Vec::new();
+    for (rest, place, message) in cases {
+        let ws = Ws::new("mode: dry-run\n", &format!("{head}{rest}"));
+        let r = ws.run(&["validate"]);
+        let found = r.stderr.lines().any(|l| l.contains(place) && l.contains(message));
+        if r.code != 2 || !found || !r.stderr.contains("fix: ") {
+            failures.push(format!("case {place} {message:?}: exit {} stderr:\n{}", r.code, r.stderr));
+        }
+    }
+    let no_selector = Ws::new("mode: dry-run\n", "checks:\n  - name: p\n    kind: k8s-probe\n    namespace: shop\n    tcp: {port: 80}\n");
+    let r = no_selector.run(&["validate"]);
+    if !r.stderr.lines().any(|l| l.contains("HEARTBEAT.md:5") && l.contains("needs `selector`")) {
+        failures.push(format!("no selector: {}", r.stderr));
+    }
+    let good = Ws::new("mode: dry-run\n", &format!("{head}    exec: {{container: app, command: [cat, /tmp/healthy]}}\n    heal: scale\n    replicas: 4\n"));
+    let r = good.run(&["validate"]);
+    if r.code != 0 {
+        failures.push(format!("a valid k8s-probe check: exit {}: {}", r.code, r.stderr));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
