@@ -329,3 +329,32 @@ fn failing(spec: &PodProbeSpec, pod: &Pod, why: String) -> Series {
     evidence.insert("pods".into(), json!([{"name": name, "namespace": ns, "phase": "Running", "reason": "ProbeFailed", "message": why, "node": node, "restarts": restarts}]));
     Series { target: format!("{ns}/{name}"), status: Status::Failing, summary: format!("{ns}/{name}: {why}"), evidence }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::Action;
+
+    fn series(kind: &str, workload: &str) -> crate::checks::CheckResult {
+        let mut evidence = Map::new();
+        for (k, v) in [("namespace", "shop"), ("pod", "web-1"), ("workload_kind", kind), ("workload", workload), ("failure", "GET http://127.1.0.1:8080/: status 500")] {
+            evidence.insert(k.into(), v.into());
+        }
+        crate::checks::CheckResult { name: "web".into(), kind: "k8s-probe", target: "shop/web-1".into(), status: Status::Failing, summary: String::new(), evidence, series: Vec::new(), duration_ms: 0 }
+    }
+
+    #[test]
+    fn the_plan_is_the_declared_heal_and_never_deletes_a_pod_nothing_replaces() {
+        let spec = |heal| PodProbeSpec { scope: Scope::default(), probe: PodProbe::Tcp { port: 80 }, timeout: Duration::from_secs(5), threshold: 3, heal };
+        let table: [(Heal, &str, &str, Vec<Action>); 4] = [
+            (Heal::Restart, "Deployment", "web", vec![Action::RestartPod { namespace: "shop".into(), pod: "web-1".into(), workload: None, context: None }]),
+            (Heal::Scale { replicas: 6 }, "Deployment", "web", vec![Action::Scale { namespace: "shop".into(), deployment: "web".into(), replicas: 6, from: None, context: None }]),
+            (Heal::Restart, "Pod", "web-1", Vec::new()),
+            (Heal::Scale { replicas: 6 }, "StatefulSet", "web", Vec::new()),
+        ];
+        for (heal, kind, workload, plan) in table {
+            let d = crate::k8s::diagnose::probe(&series(kind, workload), &spec(heal));
+            assert_eq!((d.class, d.plan), ("probe-failed", plan), "{heal:?} of a {kind}'s pod");
+        }
+    }
+}

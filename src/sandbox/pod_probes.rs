@@ -298,7 +298,7 @@ mod tests {
     fn the_handshake_accept_key_is_rfc_6455s_example() {
         // RFC 6455 section 1.3.
         let key = "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-        assert_eq!(base64(&sha1(key.as_bytes())), "s3pPLMBiTxaQ9kYGzzhZRrK+xOo=");
+        assert_eq!(base64(&sha1(key.as_bytes())), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(unescape("cat+%2Ftmp%2Fhealthy"), "cat /tmp/healthy");
     }
 }
