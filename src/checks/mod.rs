@@ -8,6 +8,7 @@ pub mod exec;
 pub mod host;
 pub mod http;
 pub mod kube;
+pub mod pod_probe;
 pub mod process;
 pub mod prometheus;
 pub mod resources;
@@ -203,6 +204,7 @@ pub enum ProbeSpec {
     },
     K8sScaling(Box<strategy::ScalingSpec>),
     K8sFailover(Box<strategy::FailoverSpec>),
+    K8sProbe(Box<pod_probe::PodProbeSpec>),
 }
 
 /// Shared, lazily built resources for one run of checks.
@@ -284,12 +286,13 @@ impl ProbeSpec {
             ProbeSpec::Dependency { .. } => "dependency",
             ProbeSpec::K8sScaling(_) => "k8s-scaling",
             ProbeSpec::K8sFailover(_) => "k8s-failover",
+            ProbeSpec::K8sProbe(_) => "k8s-probe",
         }
     }
 
     /// Whether the check reads a Kubernetes cluster (the daemon's watch wakes it).
     pub fn is_kubernetes(&self) -> bool {
-        matches!(self, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sDeployments { .. } | ProbeSpec::K8sNodes { .. } | ProbeSpec::K8sServices { .. } | ProbeSpec::K8sFailover(_))
+        matches!(self, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sDeployments { .. } | ProbeSpec::K8sNodes { .. } | ProbeSpec::K8sServices { .. } | ProbeSpec::K8sFailover(_) | ProbeSpec::K8sProbe(_))
     }
 
     /// The kubeconfig context of a Kubernetes check.
@@ -308,6 +311,7 @@ impl ProbeSpec {
             }
             ProbeSpec::K8sScaling(s) => s.context.as_deref(),
             ProbeSpec::K8sFailover(s) => s.context.as_deref(),
+            ProbeSpec::K8sProbe(s) => s.scope.context.as_deref(),
             _ => None,
         }
     }
@@ -333,6 +337,7 @@ impl ProbeSpec {
             ProbeSpec::Dependency { target, .. } => target.describe(),
             ProbeSpec::K8sScaling(s) => s.target(),
             ProbeSpec::K8sFailover(s) => s.target(),
+            ProbeSpec::K8sProbe(s) => s.target(),
         }
     }
 
@@ -361,6 +366,7 @@ impl ProbeSpec {
             ProbeSpec::Dependency { target, dependants, scope } => kube::dependency(target, dependants, scope, ctx).await,
             ProbeSpec::K8sScaling(s) => strategy::scaling(s, ctx).await,
             ProbeSpec::K8sFailover(s) => strategy::failover(s, ctx).await,
+            ProbeSpec::K8sProbe(s) => pod_probe::run(s, ctx).await,
         }
     }
 }
@@ -380,6 +386,8 @@ pub fn time_limit(spec: &CheckSpec) -> Duration {
         ProbeSpec::Backup { .. } => archive::TIME_LIMIT + GRACE,
         ProbeSpec::Cpu { window, .. } => *window + GRACE,
         ProbeSpec::K8sScaling(s) => DEFAULT_TIME_LIMIT.max(s.timeout + GRACE),
+        // The probes' own budget, one probe's timeout past it, and the list before them.
+        ProbeSpec::K8sProbe(s) => DEFAULT_TIME_LIMIT.max(pod_probe::RUN_BUDGET + s.timeout + GRACE + GRACE),
         ProbeSpec::Disk { .. }
         | ProbeSpec::Process { .. }
         | ProbeSpec::Memory { .. }

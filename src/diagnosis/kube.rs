@@ -580,3 +580,39 @@ pub fn failover(r: &CheckResult, s: &crate::checks::strategy::FailoverSpec) -> D
         investigate: false,
     }
 }
+
+/// A `k8s-probe` series: one pod failed its probe `threshold` times in a
+/// row. The plan is the check's declared heal: delete the pod when a
+/// controller replaces it, or scale its Deployment. A pod failing while a
+/// declared dependency is down is the cascade's, and healed by nothing.
+pub fn probe(r: &CheckResult, s: &crate::checks::pod_probe::PodProbeSpec) -> Diagnosis {
+    use crate::checks::pod_probe::Heal;
+    if let Some(dep) = r.evidence.get("cascade").and_then(|v| v.as_str()) {
+        return cascade(r, dep);
+    }
+    let (ns, pod, kind, workload) = (ev(r, "namespace"), ev(r, "pod"), ev(r, "workload_kind"), ev(r, "workload"));
+    let failures = r.evidence.get("consecutive_failures").and_then(|v| v.as_u64()).unwrap_or(0);
+    let context = s.scope.context.clone();
+    let mut steps =
+        vec![format!("{} probe of pod {}: {}", s.probe.kind(), code(&format!("{ns}/{pod}")), code(ev(r, "failure"))), format!("{failures} consecutive failure(s); the threshold is {}", s.threshold)];
+    let plan = match (s.heal, kind) {
+        (_, "Pod") => {
+            steps.push(format!("pod {} has no controller: deleting it would lose it, so it is not restarted", code(pod)));
+            Vec::new()
+        }
+        (Heal::Restart, _) => vec![Action::RestartPod { namespace: ns.into(), pod: pod.into(), workload: None, context }],
+        (Heal::Scale { replicas }, "Deployment") => vec![Action::Scale { namespace: ns.into(), deployment: workload.into(), replicas, from: None, context }],
+        (Heal::Scale { .. }, other) => {
+            steps.push(format!("the pod belongs to {other} {}, not a Deployment: `heal: scale` cannot scale it", code(workload)));
+            Vec::new()
+        }
+    };
+    Diagnosis {
+        class: "probe-failed",
+        title: format!("{ns}/{pod} ({} {workload}) fails its {} probe", kind.to_ascii_lowercase(), s.probe.kind()),
+        steps,
+        prevention: vec!["make the pod's own liveness or readiness probe check what this probe checks, so the kubelet acts before nightshift has to".into()],
+        plan,
+        investigate: true,
+    }
+}

@@ -194,6 +194,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         ProbeSpec::K8sServices { .. } => kube::service(result),
         ProbeSpec::K8sScaling(s) => kube::scaling(result, s),
         ProbeSpec::K8sFailover(s) => kube::failover(result, s),
+        ProbeSpec::K8sProbe(s) => kube::probe(result, s),
         ProbeSpec::Dependency { target, dependants, .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
@@ -230,7 +231,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         }
     };
     // The strategy checks say themselves why they plan nothing (at the maximum, waiting, an unexpected selector).
-    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" && !matches!(spec.probe, ProbeSpec::K8sScaling(_) | ProbeSpec::K8sFailover(_)) {
+    if d.plan.is_empty() && d.class != "disk-full" && d.class != "inodes-full" && !matches!(spec.probe, ProbeSpec::K8sScaling(_) | ProbeSpec::K8sFailover(_) | ProbeSpec::K8sProbe(_)) {
         d.steps.push("no repair is declared for this check (`repair:` in HEARTBEAT.md naming a command of AGENTS.md): a human must act".into());
     }
     d
@@ -341,12 +342,12 @@ fn scan(root: &Path, old: Duration, big: u64) -> Scan {
 }
 
 /// Findings of a bounded scan of the filesystem holding `path` (the `disk_usage` tool).
-pub fn disk_report(path: &Path, settings: &crate::policy::CleanSettings) -> Vec<String> {
+pub fn disk_report(path: &Path, settings: &crate::actions::clean_logs::CleanSettings) -> Vec<String> {
     findings(path, settings, 8)
 }
 
 /// The largest directories (`top` of them), old logs, big logs and core dumps under `path`.
-fn findings(path: &Path, settings: &crate::policy::CleanSettings, top: usize) -> Vec<String> {
+fn findings(path: &Path, settings: &crate::actions::clean_logs::CleanSettings, top: usize) -> Vec<String> {
     let s = scan(path, settings.max_age, settings.gzip_over_bytes);
     let mut steps = Vec::new();
     let mut largest: Vec<_> = s.by_child.iter().collect();

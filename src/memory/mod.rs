@@ -10,6 +10,7 @@ pub mod journal;
 pub mod knowledge;
 pub mod notes;
 pub mod state;
+pub mod state_probes;
 pub mod stats;
 
 pub use crate::markdown::{code, fenced, one_line};

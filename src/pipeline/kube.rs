@@ -37,7 +37,7 @@ impl Runner<'_> {
     /// Splits a pods check's failing workloads into cascades (one result per
     /// down dependency whose dependants they are) and the rest.
     pub(super) fn cascades(&self, spec: &CheckSpec, failing: Vec<CheckResult>) -> (Vec<CheckResult>, Vec<CheckResult>) {
-        if !matches!(spec.probe, ProbeSpec::K8sPods { .. }) || self.down.is_empty() {
+        if !matches!(spec.probe, ProbeSpec::K8sPods { .. } | ProbeSpec::K8sProbe(_)) || self.down.is_empty() {
             return (Vec::new(), failing);
         }
         let mut groups: Vec<(DownDependency, Vec<CheckResult>)> = Vec::new();
@@ -57,7 +57,14 @@ impl Runner<'_> {
         let cascades = groups
             .into_iter()
             .map(|(dep, list)| {
-                let workloads: Vec<String> = list.iter().map(|r| r.target.clone()).collect();
+                // A probe's series is one pod: the cascade names its workload, once.
+                let mut workloads: Vec<String> = Vec::new();
+                for r in &list {
+                    let w = r.evidence.get("workload_target").and_then(|v| v.as_str()).map_or_else(|| r.target.clone(), str::to_string);
+                    if !workloads.contains(&w) {
+                        workloads.push(w);
+                    }
+                }
                 let pods: usize = list.iter().map(|r| r.evidence.get("pods").and_then(|v| v.as_array()).map_or(0, Vec::len)).sum();
                 let mut evidence = Map::new();
                 evidence.insert("cascade".into(), Value::String(dep.check.clone()));

@@ -37,6 +37,7 @@ mod execute;
 mod investigate;
 mod kube;
 mod notify;
+mod probe;
 mod recall;
 mod recover;
 mod trust;
@@ -267,6 +268,7 @@ impl<'a> Runner<'a> {
         for (spec, result) in due.iter().zip(results.iter_mut()) {
             self.disk_trend(spec, result);
             self.scale_down_window(spec, result);
+            self.probe_thresholds(spec, result)?;
         }
         self.down = self.down_dependencies(&due, &results);
         self.restarts_together = self.restarts_planned(&due, &results);

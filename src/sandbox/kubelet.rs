@@ -23,6 +23,11 @@
 //!   for `GET pods/{pod}/log` (current and `previous=true`);
 //!   `sim.nightshift.test/log.<container>` for one container only.
 //!
+//! - `sim.nightshift.test/probe`, `…/exec`, `…/exec-output` (see
+//!   [`super::pod_probes`]): a loopback address whose declared container
+//!   ports answer HTTP and TCP probes (ok, fail, refuse or hang), and the
+//!   answer to `pods/exec`.
+//!
 //! Configuration: as a kubelet does, a container whose environment names a
 //! ConfigMap or Secret (or a key of one) that does not exist is not created:
 //! it waits with `CreateContainerConfigError` and the kubelet's message
@@ -73,6 +78,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub use super::pod_probes::{EXEC, EXEC_OUTPUT, PROBE};
 pub const BEHAVIOR: &str = "sim.nightshift.test/behavior";
 pub const EXIT_CODE: &str = "sim.nightshift.test/exit-code";
 pub const RESTART_EVERY: &str = "sim.nightshift.test/restart-every";
@@ -617,6 +623,9 @@ struct PodSim {
     /// A container that cannot be created for a missing reference: (container, the kubelet's message).
     config_error: Option<(String, String)>,
     config_task: Option<tokio::task::AbortHandle>,
+    /// How the pod answers probes on its address (`pod_probes::PROBE`), and the listeners serving that.
+    answer: Option<super::pod_probes::Answer>,
+    probe_tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for PodSim {
@@ -624,6 +633,7 @@ impl Drop for PodSim {
         if let Some(t) = &self.config_task {
             t.abort();
         }
+        self.stop_probes();
     }
 }
 
@@ -713,7 +723,8 @@ impl PodSim {
             target: String::new(),
             exit_code: 1,
             every: Duration::from_secs(2),
-            ip: next_ip(),
+            // Probed pods get a loopback address their probes can reach; the API server refuses those in Endpoints.
+            ip: if super::pod_probes::Answer::of(pod).is_some() { super::pod_probes::next_loopback_ip() } else { next_ip() },
             start_time: t.clone(),
             since: t,
             restarts: 0,
@@ -730,6 +741,28 @@ impl PodSim {
             config_refs: config_refs(&spec),
             config_error: None,
             config_task: None,
+            answer: None,
+            probe_tasks: Vec::new(),
+        }
+    }
+
+    /// Serves the pod's declared ports on its loopback address as `answer` says (see `pod_probes`).
+    fn serve_probes(&mut self, pod: &Pod) {
+        let answer = super::pod_probes::Answer::of(pod);
+        if answer == self.answer || !self.ip.starts_with("127.") {
+            return;
+        }
+        self.stop_probes();
+        self.answer = answer;
+        let Some(answer) = answer else { return };
+        for port in super::pod_probes::ports(pod) {
+            self.probe_tasks.push(tokio::spawn(super::pod_probes::serve(self.ip.clone(), port, answer)).abort_handle());
+        }
+    }
+
+    fn stop_probes(&mut self) {
+        for t in self.probe_tasks.drain(..) {
+            t.abort();
         }
     }
 
@@ -1038,6 +1071,7 @@ impl Sim {
             let p = self.pods.entry(uid.clone()).or_insert_with(|| PodSim::new(&pod, &uid, &node));
             if !p.deleting {
                 p.deleting = true;
+                p.stop_probes();
                 self.queue.push(uid);
             }
             return;
@@ -1045,6 +1079,7 @@ impl Sim {
         let ann = pod.metadata.annotations.clone().unwrap_or_default();
         let node_ready = self.node_ready(&node);
         let p = self.pods.entry(uid.clone()).or_insert_with(|| PodSim::new(&pod, &uid, &node));
+        p.serve_probes(&pod);
         if p.config_task.is_none() && !p.config_refs.is_empty() {
             let (client, ns, refs, tx, uid) = (self.client.clone(), self.namespace.clone(), p.config_refs.clone(), self.config_tx.clone(), uid.clone());
             p.config_task = Some(
@@ -1308,6 +1343,9 @@ async fn serve_log(conn: tokio::net::TcpStream, acceptor: tokio_rustls::TlsAccep
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if super::pod_probes::is_exec(&target) {
+        return super::pod_probes::exec(tls, &head, &client).await;
+    }
     let (code, body) = answer(&client, &target).await;
     let reason = match code {
         200 => "OK",

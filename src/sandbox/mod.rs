@@ -10,6 +10,7 @@ pub mod github;
 pub mod host;
 pub mod kubelet;
 pub mod model;
+pub mod pod_probes;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -208,9 +208,15 @@ async fn pass(app: &App) -> bool {
     runner.wait_for_windows = false;
     let cache = app.kube_cache.lock().ok().and_then(|c| c.clone());
     // A change the watch saw, or a rollout Argo CD reports as failed: the Kubernetes checks run now.
+    // Not the per-pod probes: their threshold counts runs on their own schedule, not pod churn.
     let rollout = alerts.iter().any(crate::pipeline::Alert::is_rollout);
     let forced: Vec<String> = if app.kube_changed.swap(false, std::sync::atomic::Ordering::AcqRel) | rollout {
-        ws.heartbeat.checks.iter().filter(|c| c.probe.is_kubernetes() && (rollout || c.probe.kube_context().is_none())).map(|c| c.name.clone()).collect()
+        ws.heartbeat
+            .checks
+            .iter()
+            .filter(|c| c.probe.is_kubernetes() && !matches!(c.probe, crate::checks::ProbeSpec::K8sProbe(_)) && (rollout || c.probe.kube_context().is_none()))
+            .map(|c| c.name.clone())
+            .collect()
     } else {
         Vec::new()
     };

@@ -54,6 +54,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("dependency", &["target", "dependants", "namespace", "context"]),
     ("k8s-scaling", &["context", "namespace", "deployment", "min", "max", "prometheus", "query", "token_env", "http", "above", "below", "scale_down_after", "timeout"]),
     ("k8s-failover", &["context", "namespace", "service", "primary", "secondary", "switch_back_after", "recover_primary"]),
+    ("k8s-probe", &["context", "namespace", "selector", "http", "tcp", "exec", "timeout", "heal", "replicas"]),
 ];
 
 /// Kinds that run on an inventory host with `host:`.
@@ -175,7 +176,8 @@ fn check(node: &Node, hosts: &[HostSpec], tz: chrono_tz::Tz, problems: &mut Prob
     if m.has("at") && m.has("every") {
         problems.push(m.key_line("at"), format!("{}: `every` and `at` both set", m.what), "keep one: `every:` for an interval, `at:` for cron times");
     }
-    let threshold = m.int("threshold", 1, 100, problems).unwrap_or(1) as u32;
+    // A k8s-probe's threshold counts each pod's failures (read with its kind); the check itself opens incidents at once.
+    let threshold = if kind.as_deref() == Some("k8s-probe") { 1 } else { m.int("threshold", 1, 100, problems).unwrap_or(1) as u32 };
     let cooldown = m.duration("cooldown", problems).map_or(Duration::from_secs(300), HumanDuration::as_duration);
     let host = m.str("host", problems);
     if let Some(h) = &host {
@@ -446,6 +448,7 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
         }
         "k8s-scaling" => scaling(m, problems),
         "k8s-failover" => failover(m, problems),
+        "k8s-probe" => pod_probe(m, problems),
         other => {
             let names: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
             let hint = match super::yaml::closest(other, &names) {
@@ -552,6 +555,99 @@ fn failover(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
         switch_back_after,
         recover,
     })))
+}
+
+/// `k8s-probe`: pods by namespace and selector, one of `http`, `tcp` or
+/// `exec`, and the heal (`restart`, or `scale` to `replicas`).
+fn pod_probe(m: &MapReader<'_>, problems: &mut Problems) -> Option<ProbeSpec> {
+    use crate::checks::pod_probe::{Heal, PodProbe, PodProbeSpec};
+    let what = m.what.clone();
+    let scope = scope(m, problems);
+    if scope.namespace.is_none() {
+        problems.push(Some(m.line), format!("{what}: a k8s-probe check needs `namespace`"), "name the namespace of the pods, e.g. `namespace: shop`");
+    }
+    if scope.selector.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        problems.push(Some(m.line), format!("{what}: a k8s-probe check needs `selector`"), "select the pods to probe by label, e.g. `selector: app=checkout`");
+    }
+    let given: Vec<&str> = ["http", "tcp", "exec"].into_iter().filter(|k| m.has(k)).collect();
+    if given.len() != 1 {
+        let line = given.get(1).and_then(|k| m.key_line(k)).or(Some(m.line));
+        let found = if given.is_empty() { "none".to_string() } else { given.join(" and ") };
+        problems.push(
+            line,
+            format!("{what}: a k8s-probe check needs exactly one of `http`, `tcp` or `exec` (found {found})"),
+            "keep one probe per check, e.g. `http: {port: 8080, path: /healthz}`; declare another check for a second probe",
+        );
+        return None;
+    }
+    let probe = match given[0] {
+        "http" => {
+            let h = MapReader::new(m.get("http")?, format!("{what}: http"), problems)?;
+            let port = probe_port(&h, problems);
+            let path = h.str("path", problems).unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems.push(h.key_line("path"), format!("{what}: http path `{path}` is not an absolute path"), "write e.g. `path: /healthz`");
+            }
+            let expect_status = h.int("expect_status", 100, 599, problems).map(|s| s as u16);
+            h.finish(&["port", "path", "expect_status"], problems);
+            PodProbe::Http { port: port?, path, expect_status }
+        }
+        "tcp" => {
+            let t = MapReader::new(m.get("tcp")?, format!("{what}: tcp"), problems)?;
+            let port = probe_port(&t, problems);
+            t.finish(&["port"], problems);
+            PodProbe::Tcp { port: port? }
+        }
+        _ => {
+            let e = MapReader::new(m.get("exec")?, format!("{what}: exec"), problems)?;
+            let container = e.required_str("container", problems);
+            if let Some(c) = container.as_deref().filter(|c| !is_dns_label(c)) {
+                problems.push(e.key_line("container"), format!("{what}: exec container `{c}` is not a container name"), "name a container of the pods, e.g. `container: app`");
+            }
+            let command = match e.get("command").map(|n| &n.value) {
+                // A string is split on spaces (there is no shell); a list is the argv as written.
+                Some(super::yaml::Value::Str(s)) => Some(s.split_whitespace().map(str::to_string).collect::<Vec<_>>()),
+                Some(_) => e.str_list("command", problems),
+                None => {
+                    problems.push(Some(e.line), format!("{what}: exec `command` is missing"), "write the command as a list, e.g. `command: [cat, /tmp/healthy]`; exit status 0 is healthy");
+                    None
+                }
+            };
+            if command.as_ref().is_some_and(|c| c.is_empty() || c.iter().any(|a| a.is_empty())) {
+                problems.push(e.key_line("command"), format!("{what}: exec `command` is empty"), "write the command as a list, e.g. `command: [cat, /tmp/healthy]`");
+            }
+            e.finish(&["container", "command"], problems);
+            PodProbe::Exec { container: container?, command: command? }
+        }
+    };
+    let threshold = m.int("threshold", 1, 100, problems).unwrap_or(3) as u32;
+    let replicas = m.int("replicas", 0, 10_000, problems).map(|r| r as i32);
+    let heal = match (m.str("heal", problems).as_deref(), replicas) {
+        (None | Some("restart"), None) => Heal::Restart,
+        (None | Some("restart"), Some(_)) => {
+            problems.push(m.key_line("replicas"), format!("{what}: `replicas` is set but `heal` is not `scale`"), "write `heal: scale` to scale the Deployment to `replicas`, or remove `replicas`");
+            Heal::Restart
+        }
+        (Some("scale"), Some(replicas)) => Heal::Scale { replicas },
+        (Some("scale"), None) => {
+            problems.push(m.key_line("heal"), format!("{what}: `heal: scale` without `replicas`"), "add how many replicas to scale the pods' Deployment to, e.g. `replicas: 5`");
+            return None;
+        }
+        (Some(other), _) => {
+            problems.push(m.key_line("heal"), format!("{what}: unknown heal `{other}`"), "write `heal: restart` (delete the pod; its controller replaces it) or `heal: scale` with `replicas`");
+            return None;
+        }
+    };
+    Some(ProbeSpec::K8sProbe(Box::new(PodProbeSpec { scope, probe, timeout: timeout(m, 5, problems), threshold, heal })))
+}
+
+/// A probe's `port`, required, 1–65535.
+fn probe_port(m: &MapReader<'_>, problems: &mut Problems) -> Option<u16> {
+    if !m.has("port") {
+        problems.push(Some(m.line), format!("{}: `port` is missing", m.what), "add the container port to probe, e.g. `port: 8080`");
+        return None;
+    }
+    m.int("port", 1, 65535, problems).map(|p| p as u16)
 }
 
 /// `context`, `namespace` and `selector` of a Kubernetes kind.

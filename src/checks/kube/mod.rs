@@ -171,7 +171,7 @@ async fn cached<T>(read: Option<impl Future<Output = Option<T>>>) -> Option<T> {
     }
 }
 
-async fn list_pods(scope: &Scope, ctx: &Context) -> Result<Vec<Arc<Pod>>, String> {
+pub(super) async fn list_pods(scope: &Scope, ctx: &Context) -> Result<Vec<Arc<Pod>>, String> {
     if let Some(pods) = cached(cache(scope, ctx).map(|c| c.pods(FIRST_LIST_WAIT))).await {
         return Ok(pods.into_iter().filter(|p| scope.holds(&p.metadata)).collect());
     }
