@@ -834,7 +834,7 @@ async fn cert_expiry(r: &mut Run) -> Result<String, String> {
     let (renew, reload) = (site.renew_command()?, site.reload_command());
     r.write_workspace(
         &format!("mode: execute\ncommands:\n  renew-site: {renew:?}\n  reload-nginx: {reload:?}\nrules:\n  - action: renew_cert\n    decide: auto\n"),
-        &format!("checks:\n  - name: site-cert\n    kind: tls\n    address: 127.0.0.1:{}\n    server_name: localhost\n    renew: renew-site\n    reload: reload-nginx\n    cooldown: 0s\n", site.port),
+        &format!("checks:\n  - name: site-cert\n    kind: tls\n    address: 127.0.0.1:{}\n    server_name: localhost\n    ca_file: {:?}\n    renew: renew-site\n    reload: reload-nginx\n    cooldown: 0s\n", site.port, site.ca_file()),
     )?;
     r.until("the expiring certificate detected", |v| incident(v, ":cert-expiring:").is_some() || incident(v, ":cert-expired:").is_some()).await?;
     let v = r.until_healthy(&["site-cert"]).await?;

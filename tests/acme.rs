@@ -22,7 +22,10 @@ fn an_expiring_certificate_is_renewed_through_acme_and_verified() {
     let (certbot, reload) = (site.renew_command().unwrap(), site.reload_command());
     let ws = Ws::new(
         &format!("commands:\n  renew-site: {certbot:?}\n  reload-nginx: {reload:?}\nrules:\n  - action: renew_cert\n    decide: auto\n"),
-        &format!("checks:\n  - name: site-cert\n    kind: tls\n    address: 127.0.0.1:{port}\n    server_name: localhost\n    renew: renew-site\n    reload: reload-nginx\n"),
+        &format!(
+            "checks:\n  - name: site-cert\n    kind: tls\n    address: 127.0.0.1:{port}\n    server_name: localhost\n    ca_file: {:?}\n    renew: renew-site\n    reload: reload-nginx\n",
+            site.ca_file()
+        ),
     );
     assert_eq!(ws.run(&["validate"]).code, 0, "{}", ws.run(&["validate"]).stderr);
     let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);

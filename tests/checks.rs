@@ -359,3 +359,141 @@ fn a_repair_counts_and_an_incident_resolves_only_when_every_verification_step_pa
     let note = std::fs::read_to_string(ws.memory().join(format!("incidents/{id}.md"))).unwrap();
     assert!(note.contains("- **Status**: resolved") && note.contains("check passed again"), "{note}");
 }
+
+/// A service as it runs in life: a script started in the background by the
+/// declared `start:` command, writing its log and its pidfile.
+struct AppService {
+    dir: tempfile::TempDir,
+}
+
+impl AppService {
+    /// `body` is the script after its shebang.
+    fn new(body: &str) -> AppService {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        let script = dir.path().join("app-server");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+        Command::new("chmod").arg("755").arg(&script).status().unwrap();
+        AppService { dir }
+    }
+    fn pidfile(&self) -> std::path::PathBuf {
+        self.dir.path().join("run/app-server.pid")
+    }
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("app.log")
+    }
+    fn start_line(&self) -> String {
+        format!("nohup {} </dev/null >> {} 2>&1 & echo $! > {}", self.dir.path().join("app-server").display(), self.log().display(), self.pidfile().display())
+    }
+    fn ws(&self) -> Ws {
+        Ws::new(
+            &format!("commands:\n  start-app: {:?}\nrules:\n  - action: restart_process\n    decide: auto\n", self.start_line()),
+            &format!("checks:\n  - name: app\n    kind: service\n    pidfile: {}\n    start: start-app\n    cooldown: 0s\n", self.pidfile().display()),
+        )
+    }
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pidfile()).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for AppService {
+    fn drop(&mut self) {
+        if let Some(p) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z'))
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+#[test]
+fn a_pidfile_whose_pid_was_reused_by_another_program_fails_and_the_service_is_started_without_killing_it() {
+    let app = AppService::new("while true; do echo \"serving\"; sleep 1; done\n");
+    let ws = app.ws();
+    assert_eq!(ws.run(&["validate"]).code, 0, "{}", ws.run(&["validate"]).stderr);
+    // The service died; the kernel gave its pid to an unrelated program.
+    let mut other = Command::new("sleep").arg("600").spawn().unwrap();
+    std::fs::write(app.pidfile(), format!("{}\n", other.id())).unwrap();
+
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = &v["checks"][0];
+    assert_eq!((code, c["status"].as_str()), (1, Some("failing")), "a live pid of another program counted as the service: {v}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains(&format!("pid {} from", other.id())) && summary.contains("is not the service: it is `sleep`"), "{summary}");
+    assert_eq!(c["evidence"]["problem"], "other-program", "{c}");
+
+    let (code, v) = ws.json(&["heartbeat", "--execute", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let inc = &v["incidents"][0];
+    assert!(inc["fingerprint"].as_str().unwrap().starts_with("app:pid-reused:"), "{inc}");
+    let diagnosis = inc["diagnosis"].to_string();
+    assert!(diagnosis.contains("not the service") && diagnosis.contains("`sleep`"), "{diagnosis}");
+    // The repair is the declared start command, never a signal to the pid in the pidfile.
+    let actions = inc["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{inc}");
+    assert_eq!((actions[0]["action"].as_str(), actions[0]["result"].as_str()), (Some("restart_process"), Some("ok")), "{inc}");
+    assert!(actions[0]["outcome"].as_str().unwrap().contains("start-app"), "{inc}");
+    assert!(alive(other.id() as i32), "the unrelated program was killed");
+    assert!(other.try_wait().unwrap().is_none(), "the unrelated program exited");
+    let new_pid = app.pid().unwrap();
+    assert_ne!(new_pid, other.id() as i32);
+    assert_eq!(comm(new_pid), "app-server", "the pidfile names the started service");
+    assert_eq!(inc["status"], "resolved", "{inc}");
+    let (code, v) = ws.json(&["check", "--json"]);
+    assert_eq!((code, v["checks"][0]["status"].as_str()), (0, Some("ok")), "{v}");
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn a_stale_pidfile_names_the_dead_pid_and_the_last_lines_of_the_services_log() {
+    let app = AppService::new("echo \"starting on :8080\"\necho \"db password=hunter2-secret-value\"\necho \"FATAL: /etc/app.conf line 3: unknown key colour\"\nexit 3\n");
+    let ws = app.ws();
+    // The service starts through its own command, logs, and dies.
+    let st = Command::new("sh").arg("-c").arg(app.start_line()).status().unwrap();
+    assert!(st.success());
+    let pid = app.pid().unwrap();
+    assert!(support::eventually(std::time::Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = &v["checks"][0];
+    assert_eq!((code, c["status"].as_str()), (1, Some("failing")), "{v}");
+    assert!(c["summary"].as_str().unwrap().contains(&format!("pid {pid} from")) && c["summary"].as_str().unwrap().contains("stale pidfile"), "{c}");
+    assert_eq!(c["evidence"]["log"], app.log().display().to_string(), "{c}");
+    let tail: Vec<&str> = c["evidence"]["log_tail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(tail.last(), Some(&"FATAL: /etc/app.conf line 3: unknown key colour"), "{tail:?}");
+
+    // Dry-run: the note says why, with the log's last words (redacted); the start command is proposed.
+    let (code, v) = ws.json(&["heartbeat", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let inc = &v["incidents"][0];
+    assert!(inc["fingerprint"].as_str().unwrap().starts_with("app:service-down:"), "{inc}");
+    let note = std::fs::read_to_string(&ws.incident_files()[0]).unwrap();
+    assert!(note.contains(&format!("its pidfile names pid {pid}, which no longer exists")), "{note}");
+    assert!(note.contains("last lines of its log") && note.contains("FATAL: /etc/app.conf line 3: unknown key colour"), "{note}");
+    assert!(!note.contains("hunter2-secret-value"), "a secret of the log reached the note: {note}");
+    let a = &inc["actions"][0];
+    assert_eq!((a["action"].as_str(), a["result"].as_str()), (Some("restart_process"), Some("dry-run")), "{inc}");
+}
+
+#[test]
+fn a_start_command_that_is_not_declared_is_an_error_naming_file_line_and_fix() {
+    let ws = Ws::new("commands:\n  start-web: \"true\"\n", "checks:\n  - name: app\n    kind: service\n    pidfile: /run/app.pid\n    start: start-app\n");
+    let r = ws.run(&["validate"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("HEARTBEAT.md:") && said.contains("start command `start-app` is not declared in AGENTS.md `commands:`") && said.contains("declare the command that starts the service"),
+        "{said}"
+    );
+    let line = said.split("HEARTBEAT.md:").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).unwrap();
+    let hb = std::fs::read_to_string(ws.path().join("HEARTBEAT.md")).unwrap();
+    assert!(hb.lines().nth(line.parse::<usize>().unwrap() - 1).unwrap().contains("start: start-app"), "line {line} of {hb}");
+}

@@ -95,9 +95,11 @@ fn a_certificate_expiring_in_3_days_fails_and_in_20_warns() {
     let ws = Ws::new(
         "mode: dry-run\n",
         &format!(
-            "checks:\n  - name: cert-soon\n    kind: tls\n    address: {}\n    server_name: localhost\n  - name: cert-later\n    kind: tls\n    address: {}\n    server_name: localhost\n  - name: cert-file\n    kind: tls\n    file: {}\n",
+            "checks:\n  - name: cert-soon\n    kind: tls\n    address: {}\n    server_name: localhost\n    ca_file: {}\n  - name: cert-later\n    kind: tls\n    address: {}\n    server_name: localhost\n    ca_file: {}\n  - name: cert-file\n    kind: tls\n    file: {}\n",
             soon.addr,
+            cert3.display(),
             later.addr,
+            cert20.display(),
             cert3.display()
         ),
     );

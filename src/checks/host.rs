@@ -112,35 +112,57 @@ pub async fn run(probe: &ProbeSpec, host: &str, ctx: &Context) -> Outcome {
             },
             Err(e) => err(e),
         },
-        ProbeSpec::Service { by } => service(by, Some(host), ctx).await,
+        ProbeSpec::Service { by, start } => service(by, start.as_ref(), Some(host), ctx).await,
         other => err(format!("kind {} cannot run over SSH", other.kind())),
     }
 }
 
 /// Whether a service runs: a systemd unit (or a SysV service where there is
-/// no systemd), or the process of a pidfile (a zombie is not running).
-pub async fn service(by: &ServiceRef, host: Option<&str>, ctx: &Context) -> Outcome {
+/// no systemd), or the process of a pidfile, which must be the service's
+/// (see `process`: a zombie, a dead pid or another program's pid is not).
+pub async fn service(by: &ServiceRef, start: Option<&super::Start>, host: Option<&str>, ctx: &Context) -> Outcome {
     let place = host.map_or("this host".to_string(), str::to_string);
-    let (script, arg, what) = match by {
-        ServiceRef::Unit(u) => {
-            ("if [ -d /run/systemd/system ]; then echo systemd; systemctl is-active --quiet -- \"$1\"; else echo sysv; service \"$1\" status >/dev/null 2>&1; fi", u.as_str(), format!("service {u}"))
-        }
-        ServiceRef::Pidfile(p) => (
-            "echo pidfile; pid=$(cat -- \"$1\") || exit 3; state=$(sed -e 's/.*) //' -e 's/ .*//' \"/proc/$pid/stat\" 2>/dev/null) || exit 1; [ \"$state\" != Z ] && [ \"$state\" != X ]",
-            p.to_str().unwrap_or(""),
-            format!("the process of {}", p.display()),
-        ),
+    let with_host = |o: Outcome| match host {
+        Some(h) => o.with("host", h),
+        None => o,
     };
-    match sh(ctx, host, script, &[arg], TIMEOUT).await {
+    let unit = match by {
+        ServiceRef::Unit(u) => u,
+        ServiceRef::Pidfile(p) => {
+            let start_line = start.map_or("", |s| s.command_line.as_str());
+            let logs = super::process::log_candidates(p, start_line);
+            // Names are compared only when the check declares how the service starts.
+            let expected = if start.is_some() { super::process::identity(p, start_line) } else { Vec::new() };
+            let facts = match host {
+                None => {
+                    let (path, logs) = (p.clone(), logs.clone());
+                    match tokio::task::spawn_blocking(move || super::process::local_facts(&path, &logs)).await {
+                        Ok(f) => f,
+                        Err(e) => return Outcome::new(Status::Error, e.to_string()),
+                    }
+                }
+                Some(_) => {
+                    let mut args: Vec<String> = vec![p.display().to_string()];
+                    args.extend(logs.iter().map(|l| l.display().to_string()));
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    match sh(ctx, host, super::process::SCRIPT, &args, TIMEOUT).await {
+                        Ok(o) if o.stdout.starts_with("pidfile") => super::process::parse_script(&o.stdout),
+                        Ok(o) => return with_host(Outcome::new(Status::Error, format!("cannot read {} on {place}: {}", p.display(), crate::capture::clip(o.stderr.trim(), 300)))),
+                        Err(e) => return with_host(Outcome::new(Status::Error, format!("cannot check the process of {} on {place}: {e}", p.display()))),
+                    }
+                }
+            };
+            let on = host.map(|h| format!(" on {h}")).unwrap_or_default();
+            return with_host(super::process::judge(p, &facts, &expected, &on).with("manager", "pidfile"));
+        }
+    };
+    let script = "if [ -d /run/systemd/system ]; then echo systemd; systemctl is-active --quiet -- \"$1\"; else echo sysv; service \"$1\" status >/dev/null 2>&1; fi";
+    let what = format!("service {unit}");
+    match sh(ctx, host, script, &[unit.as_str()], TIMEOUT).await {
         Ok(o) => {
             let manager = o.stdout.lines().next().unwrap_or("").trim().to_string();
-            let mut out =
-                if o.code == Some(0) { Outcome::new(Status::Ok, format!("{what} is running on {place}")) } else { Outcome::new(Status::Failing, format!("{what} is not running on {place}")) };
-            out = out.with("manager", manager);
-            if let Some(h) = host {
-                out = out.with("host", h);
-            }
-            out
+            let out = if o.code == Some(0) { Outcome::new(Status::Ok, format!("{what} is running on {place}")) } else { Outcome::new(Status::Failing, format!("{what} is not running on {place}")) };
+            with_host(out.with("manager", manager))
         }
         Err(e) => Outcome::new(Status::Error, format!("cannot check {what} on {place}: {e}")),
     }

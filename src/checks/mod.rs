@@ -113,6 +113,16 @@ pub enum ServiceRef {
     Pidfile(PathBuf),
 }
 
+/// The declared command that starts a pidfile service (`start:`): its name
+/// in AGENTS.md `commands:`, the line of `start:` in HEARTBEAT.md, and the
+/// command line it names (filled in when the workspace loads).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Start {
+    pub command: String,
+    pub line: usize,
+    pub command_line: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessRef {
     Name(String),
@@ -151,6 +161,7 @@ pub enum ProbeSpec {
         timeout: Duration,
         renew: Option<String>,
         reload: Option<String>,
+        ca_file: Option<PathBuf>,
     },
     Process {
         by: ProcessRef,
@@ -179,6 +190,7 @@ pub enum ProbeSpec {
     },
     Service {
         by: ServiceRef,
+        start: Option<Start>,
     },
     /// `recovery_timeout`: how long a repair may take to settle (else the Deployment's `progressDeadlineSeconds`, else 300 s).
     K8sPods {
@@ -331,8 +343,8 @@ impl ProbeSpec {
             ProbeSpec::Memory { .. } => resources::Memory { min_available_percent: 0.0 }.target(),
             ProbeSpec::Load { .. } => resources::Load { max_per_core: 0.0 }.target(),
             ProbeSpec::Cpu { .. } => resources::Cpu { max_percent: 0.0, window: Duration::ZERO }.target(),
-            ProbeSpec::Service { by: ServiceRef::Unit(u) } => u.clone(),
-            ProbeSpec::Service { by: ServiceRef::Pidfile(p) } => p.display().to_string(),
+            ProbeSpec::Service { by: ServiceRef::Unit(u), .. } => u.clone(),
+            ProbeSpec::Service { by: ServiceRef::Pidfile(p), .. } => p.display().to_string(),
             ProbeSpec::K8sPods { scope, .. } | ProbeSpec::K8sDeployments { scope, .. } | ProbeSpec::K8sNodes { scope } | ProbeSpec::K8sServices { scope } => format!("k8s:{}", scope.describe()),
             ProbeSpec::Dependency { target, .. } => target.describe(),
             ProbeSpec::K8sScaling(s) => s.target(),
@@ -349,7 +361,9 @@ impl ProbeSpec {
             }
             ProbeSpec::Tcp { address, timeout } => tcp::Tcp { address, timeout: *timeout }.run(ctx).await,
             ProbeSpec::Exec { command, timeout } => exec::Exec { command, timeout: *timeout }.run(ctx).await,
-            ProbeSpec::Tls { source, warn_days, min_days, timeout, .. } => tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout }.run(ctx).await,
+            ProbeSpec::Tls { source, warn_days, min_days, timeout, ca_file, .. } => {
+                tls::Tls { source, warn_days: *warn_days, min_days: *min_days, timeout: *timeout, ca_file: ca_file.as_deref() }.run(ctx).await
+            }
             ProbeSpec::Process { by } => process::Process { by }.run(ctx).await,
             ProbeSpec::Backup { path, max_age, min_size } => backup::Backup { pattern: path, max_age: *max_age, min_size: *min_size }.run(ctx).await,
             ProbeSpec::Prometheus { url, query, condition, token_env, timeout } => {
@@ -358,7 +372,7 @@ impl ProbeSpec {
             ProbeSpec::Memory { min_available_percent } => resources::Memory { min_available_percent: *min_available_percent }.run(ctx).await,
             ProbeSpec::Load { max_per_core } => resources::Load { max_per_core: *max_per_core }.run(ctx).await,
             ProbeSpec::Cpu { max_percent, window } => resources::Cpu { max_percent: *max_percent, window: *window }.run(ctx).await,
-            ProbeSpec::Service { by } => host::service(by, None, ctx).await,
+            ProbeSpec::Service { by, start } => host::service(by, start.as_ref(), None, ctx).await,
             ProbeSpec::K8sPods { scope, rules, .. } => kube::pods(scope, rules, ctx).await,
             ProbeSpec::K8sDeployments { scope, grace, .. } => kube::deployments(scope, *grace, ctx).await,
             ProbeSpec::K8sNodes { scope } => kube::nodes(scope, ctx).await,

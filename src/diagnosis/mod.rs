@@ -94,26 +94,41 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             }
         }
         ProbeSpec::Tls { renew, reload, .. } => {
+            let (class, title, meaning, renewable) = crate::checks::tls::explain(result);
             let mut plan = Vec::new();
-            if let Some(r) = renew {
+            if let Some(r) = renew.as_ref().filter(|_| renewable) {
                 plan.push(Action::RenewCert { certificate: result.target.clone(), renew: r.clone(), reload: reload.clone() });
             }
             run_repair(&mut plan);
-            let days = result.evidence.get("days_left").and_then(|v| v.as_i64());
+            let ev = |k: &str| result.evidence.get(k).and_then(|v| v.as_str()).unwrap_or("unknown").to_string();
+            let list = |k: &str| result.evidence.get(k).and_then(|v| v.as_array()).map(|c| c.iter().filter_map(|x| x.as_str()).map(code).collect::<Vec<_>>());
+            let mut steps = vec![meaning, code(&result.summary)];
+            if class == "cert-name-mismatch" {
+                steps.push(format!("names the certificate covers: {}", list("dns_names").filter(|n| !n.is_empty()).map_or("none (clients ignore the subject's CN)".into(), |n| n.join(", "))));
+            }
+            steps.push(format!("issuer: {}", code(&ev("issuer"))));
+            steps.push(format!("expires: {}", code(&ev("not_after"))));
+            steps.push(format!("chain served: {}", list("chain").map_or("unknown".into(), |c| c.join(" ← "))));
+            if let Some(by) = result.evidence.get("trusted_by").and_then(|v| v.as_str()) {
+                steps.push(format!("trusted roots: {}", code(by)));
+            }
+            for also in list("also").unwrap_or_default() {
+                steps.push(format!("also: {also}"));
+            }
+            if renew.is_some() && !renewable {
+                steps.push("renewal (`renew:`) is not planned: it would serve the same kind of certificate the same way".into());
+            }
             Diagnosis {
                 investigate: true,
-                class: if days.is_some_and(|d| d < 0) || result.summary.contains("expired") { "cert-expired" } else { "cert-expiring" },
-                title: format!("Certificate of {} expires soon ({})", result.target, spec.name),
-                steps: vec![
-                    format!("{}", code(&result.summary)),
-                    format!("issuer: {}", code(result.evidence.get("issuer").and_then(|v| v.as_str()).unwrap_or("unknown"))),
-                    format!("expires: {}", code(result.evidence.get("not_after").and_then(|v| v.as_str()).unwrap_or("unknown"))),
-                    format!(
-                        "chain served: {}",
-                        result.evidence.get("chain").and_then(|v| v.as_array()).map_or("unknown".into(), |c| c.iter().filter_map(|x| x.as_str()).map(code).collect::<Vec<_>>().join(" ← "))
-                    ),
-                ],
-                prevention: vec!["automate renewal (ACME) and alert at 30 days, act at 7".into()],
+                class,
+                title: format!("{title} ({})", spec.name),
+                steps,
+                prevention: vec![match class {
+                    "cert-name-mismatch" => "check the served certificate's names after every configuration change (a tls check per name, with server_name)".into(),
+                    "cert-incomplete-chain" => "deploy the full chain file the CA issues (fullchain.pem) and test with a client that does not fetch intermediates".into(),
+                    "cert-self-signed" | "cert-unknown-issuer" => "issue certificates from a CA the clients trust, by automation (ACME), and keep placeholders out of production configuration".into(),
+                    _ => "automate renewal (ACME) and alert at 30 days, act at 7".into(),
+                }],
                 plan,
             }
         }
@@ -123,11 +138,16 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 ProcessRef::Pidfile(p) => p.display().to_string(),
             };
             let plan = repair.iter().map(|c| Action::RestartProcess { process: process.clone(), command: c.clone() }).collect();
+            let (class, steps) = match crate::checks::process::explain(result) {
+                Some(("pid-reused", steps)) => ("pid-reused", steps),
+                Some((_, steps)) => ("process-down", steps),
+                None => ("process-down", vec![code(&result.summary)]),
+            };
             Diagnosis {
                 investigate: true,
-                class: "process-down",
+                class,
                 title: format!("{process} is not running ({})", spec.name),
-                steps: vec![code(&result.summary)],
+                steps,
                 prevention: vec!["run the process under a supervisor that restarts it and keeps its last exit status".into()],
                 plan,
             }
@@ -163,21 +183,32 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 plan,
             }
         }
-        ProbeSpec::Service { by } => {
+        ProbeSpec::Service { by, start } => {
             let mut plan = Vec::new();
             let what = match by {
                 crate::checks::ServiceRef::Unit(u) => {
                     plan.push(Action::RestartService { unit: u.clone(), host: spec.host.clone() });
                     format!("service {u}")
                 }
-                crate::checks::ServiceRef::Pidfile(p) => format!("the process of {}", p.display()),
+                crate::checks::ServiceRef::Pidfile(p) => {
+                    // Started again through its declared command; no pid is ever signalled.
+                    if let Some(s) = start {
+                        plan.push(Action::RestartProcess { process: result.target.clone(), command: s.command.clone() });
+                    }
+                    format!("the process of {}", p.display())
+                }
             };
             run_repair(&mut plan);
+            let (class, steps) = match crate::checks::process::explain(result) {
+                Some(("pid-reused", steps)) => ("pid-reused", steps),
+                Some((_, steps)) => ("service-down", steps),
+                None => ("service-down", vec![code(&result.summary)]),
+            };
             Diagnosis {
                 investigate: true,
-                class: "service-down",
+                class,
                 title: format!("{what} is down{} ({})", spec.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(), spec.name),
-                steps: vec![code(&result.summary)],
+                steps,
                 prevention: vec!["let the service manager restart it (systemd Restart=on-failure) and alert on restart loops".into()],
                 plan,
             }

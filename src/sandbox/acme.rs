@@ -49,10 +49,65 @@ pub(super) fn self_signed(cert: &Path, key: &Path, cn: &str, san: &str, days: u3
     if out.status.success() { Ok(()) } else { Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
 
+/// nginx serving each (certificate chain, key) on its own loopback port,
+/// from a configuration under `dir`; stopped on drop.
+pub struct Nginx {
+    cmd: String,
+    /// The port of each site, in the order given.
+    pub ports: Vec<u16>,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("sh").arg("-c").arg(format!("{} -s stop", self.cmd)).stderr(Stdio::null()).status();
+    }
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, sites: &[(PathBuf, PathBuf)]) -> Result<Nginx, String> {
+        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir.join("logs")).map_err(|e| e.to_string())?;
+        let p = |name: &str| dir.join(name).display().to_string();
+        let mut servers = String::new();
+        let mut ports = Vec::new();
+        for (crt, key) in sites {
+            let port = free_port()?;
+            servers.push_str(&format!(
+                "  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"ok\"; }}\n  }}\n",
+                crt.display(),
+                key.display()
+            ));
+            ports.push(port);
+        }
+        let conf = format!(
+            "pid {pid};\nerror_log {err};\nworker_processes 1;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t};\n  proxy_temp_path {t};\n  fastcgi_temp_path {t};\n  uwsgi_temp_path {t};\n  scgi_temp_path {t};\n{servers}}}\n",
+            pid = p("nginx.pid"),
+            err = p("logs/error.log"),
+            t = p("tmp"),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let nginx_bin = find("nginx").ok_or("nginx is not installed")?;
+        let cmd = format!("{} -c {} -p {}/", nginx_bin.display(), p("nginx.conf"), dir.display());
+        let st = Command::new("sh").arg("-c").arg(&cmd).output().map_err(|e| format!("nginx: {e}"))?;
+        if !st.status.success() {
+            return Err(format!("nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()));
+        }
+        let nginx = Nginx { cmd, ports };
+        for port in &nginx.ports {
+            wait_listening(*port, Duration::from_secs(10)).map_err(|e| format!("nginx: {e}"))?;
+        }
+        Ok(nginx)
+    }
+
+    pub fn reload_command(&self) -> String {
+        format!("{} -s reload", self.cmd)
+    }
+}
+
 /// pebble and nginx, stopped on drop.
 pub struct Site {
     pebble: Child,
-    nginx: String,
+    nginx: Option<Nginx>,
     dir: PathBuf,
     /// Where nginx serves the certificate.
     pub port: u16,
@@ -61,7 +116,7 @@ pub struct Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
-        let _ = Command::new("sh").arg("-c").arg(format!("{} -s stop", self.nginx)).stderr(Stdio::null()).status();
+        drop(self.nginx.take());
         let _ = self.pebble.kill();
         let _ = self.pebble.wait();
     }
@@ -89,33 +144,27 @@ impl Site {
             .spawn()
             .map_err(|e| format!("starting pebble: {e}"))?;
         self_signed(&dir.join("site.pem"), &dir.join("site.key"), "localhost", "DNS:localhost", 3)?;
-        let port = free_port()?;
-        let conf = format!(
-            "pid {pid};\nerror_log {err};\nworker_processes 1;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t};\n  proxy_temp_path {t};\n  fastcgi_temp_path {t};\n  uwsgi_temp_path {t};\n  scgi_temp_path {t};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name localhost;\n    ssl_certificate {crt};\n    ssl_certificate_key {key};\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
-            pid = p("nginx.pid"),
-            err = p("logs/error.log"),
-            t = p("tmp"),
-            crt = p("site.pem"),
-            key = p("site.key"),
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
-        let nginx_bin = find("nginx").ok_or("nginx is not installed")?;
-        let nginx = format!("{} -c {} -p {}/", nginx_bin.display(), p("nginx.conf"), dir.display());
-        let site = Site { pebble, nginx: nginx.clone(), dir: dir.to_path_buf(), port, acme };
+        // What the site's clients trust: the placeholder certificate itself, then pebble's issuer (renew_command adds it).
+        std::fs::copy(dir.join("site.pem"), dir.join("ca.pem")).map_err(|e| e.to_string())?;
+        let mut site = Site { pebble, nginx: None, dir: dir.to_path_buf(), port: 0, acme };
         wait_listening(acme, Duration::from_secs(20)).map_err(|e| format!("pebble: {e}"))?;
-        let st = Command::new("sh").arg("-c").arg(&nginx).output().map_err(|e| format!("nginx: {e}"))?;
-        if !st.status.success() {
-            return Err(format!("nginx did not start: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()));
-        }
-        wait_listening(port, Duration::from_secs(10)).map_err(|e| format!("nginx: {e}"))?;
+        let nginx = Nginx::start(dir, &[(dir.join("site.pem"), dir.join("site.key"))])?;
+        site.port = nginx.ports.first().copied().unwrap_or_default();
+        site.nginx = Some(nginx);
         Ok(site)
     }
 
-    /// certbot against pebble, then the new certificate and key in place.
+    /// The trust store of the site's clients (a tls check's `ca_file`): the
+    /// certificate nginx serves first, and once renewed, pebble's issuer.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// certbot against pebble, then the new certificate and key in place (and pebble's issuer trusted).
     pub fn renew_command(&self) -> Result<String, String> {
         let p = |name: &str| self.dir.join(name).display().to_string();
         Ok(format!(
-            "REQUESTS_CA_BUNDLE={ca} certbot certonly --non-interactive --agree-tos --register-unsafely-without-email --server https://127.0.0.1:{acme}/dir --standalone --http-01-address 127.0.0.1 --http-01-port {http} --config-dir {le} --work-dir {work} --logs-dir {logs} -d localhost --force-renewal --no-random-sleep-on-renew && cp -L {le}/live/localhost/fullchain.pem {site} && cp -L {le}/live/localhost/privkey.pem {sitekey}",
+            "REQUESTS_CA_BUNDLE={ca} certbot certonly --non-interactive --agree-tos --register-unsafely-without-email --server https://127.0.0.1:{acme}/dir --standalone --http-01-address 127.0.0.1 --http-01-port {http} --config-dir {le} --work-dir {work} --logs-dir {logs} -d localhost --force-renewal --no-random-sleep-on-renew && cp -L {le}/live/localhost/fullchain.pem {site} && cp -L {le}/live/localhost/privkey.pem {sitekey} && cat {le}/live/localhost/chain.pem >> {trust}",
             ca = p("pebble.pem"),
             acme = self.acme,
             http = free_port()?,
@@ -124,10 +173,11 @@ impl Site {
             logs = p("le-logs"),
             site = p("site.pem"),
             sitekey = p("site.key"),
+            trust = p("ca.pem"),
         ))
     }
 
     pub fn reload_command(&self) -> String {
-        format!("{} -s reload", self.nginx)
+        self.nginx.as_ref().map(Nginx::reload_command).unwrap_or_default()
     }
 }

@@ -39,14 +39,14 @@ const KINDS: &[(&str, &[&str])] = &[
     ("http", &["url", "expect_status", "body_contains", "timeout", "max_latency"]),
     ("tcp", &["address", "timeout"]),
     ("exec", &["command", "timeout"]),
-    ("tls", &["address", "file", "server_name", "warn_days", "min_days", "timeout", "renew", "reload"]),
+    ("tls", &["address", "file", "server_name", "ca_file", "warn_days", "min_days", "timeout", "renew", "reload"]),
     ("process", &["process", "pidfile"]),
     ("backup", &["path", "max_age", "min_size"]),
     ("prometheus", &["url", "query", "above", "below", "absent", "token_env", "timeout"]),
     ("memory", &["min_available_percent"]),
     ("load", &["max_per_core"]),
     ("cpu", &["max_percent", "window"]),
-    ("service", &["unit", "pidfile"]),
+    ("service", &["unit", "pidfile", "start"]),
     ("k8s-pods", &["context", "namespace", "selector", "max_restarts", "ready_grace", "pending_grace", "recovery_timeout"]),
     ("k8s-deployments", &["context", "namespace", "selector", "grace", "recovery_timeout"]),
     ("k8s-nodes", &["context", "selector"]),
@@ -331,7 +331,15 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
             if reload.is_some() && renew.is_none() {
                 problems.push(m.key_line("reload"), format!("{what}: `reload` without `renew`"), "name the renewal command with `renew:` too");
             }
-            Some(ProbeSpec::Tls { source, warn_days, min_days, timeout: timeout(m, 10, problems), renew, reload })
+            let ca_file = m.str("ca_file", problems).map(PathBuf::from);
+            if ca_file.is_some() && matches!(source, TlsSource::File(_)) {
+                problems.push(
+                    m.key_line("ca_file"),
+                    format!("{what}: `ca_file` applies to a served certificate"),
+                    "remove `ca_file:`, or check the certificate where it is served with `address: host:443` (a file's chain is not verified)",
+                );
+            }
+            Some(ProbeSpec::Tls { source, warn_days, min_days, timeout: timeout(m, 10, problems), renew, reload, ca_file })
         }
         "process" => {
             let by = match (m.str("process", problems), m.str("pidfile", problems)) {
@@ -401,7 +409,15 @@ fn probe(kind: &str, m: &MapReader<'_>, problems: &mut Problems) -> Option<Probe
                     return None;
                 }
             };
-            Some(ProbeSpec::Service { by })
+            let start = m.str("start", problems).map(|command| crate::checks::Start { command, line: m.key_line("start").unwrap_or(m.line), command_line: String::new() });
+            if start.is_some() && matches!(by, crate::checks::ServiceRef::Unit(_)) {
+                problems.push(
+                    m.key_line("start"),
+                    format!("{what}: `start` applies to a pidfile service"),
+                    "remove `start:`: a unit is restarted by its service manager (restart_service); `start:` names the command that starts a `pidfile:` service",
+                );
+            }
+            Some(ProbeSpec::Service { by, start })
         }
         "memory" => Some(ProbeSpec::Memory { min_available_percent: required_number(m, "min_available_percent", 0.0, 100.0, "min_available_percent: 10", problems)? }),
         "load" => Some(ProbeSpec::Load { max_per_core: required_number(m, "max_per_core", 0.0, 1000.0, "max_per_core: 2", problems)? }),

@@ -143,6 +143,19 @@ pub fn load(root: &Path) -> Result<Workspace, Vec<Problem>> {
             );
         }
     }
+    // A pidfile service starts through a declared command, whose line the check compares the pid with.
+    for check in &mut spec.checks {
+        if let crate::checks::ProbeSpec::Service { start: Some(start), .. } = &mut check.probe {
+            match policy.commands.get(&start.command) {
+                Some(line) => start.command_line = line.clone(),
+                None => hb_problems.push(
+                    Some(start.line),
+                    format!("check `{}`: start command `{}` is not declared in AGENTS.md `commands:`", check.name, start.command),
+                    "declare the command that starts the service under `commands:` in AGENTS.md's policy block (e.g. `start-app: \"/srv/app/bin/app --daemon\"`), or fix the name",
+                ),
+            }
+        }
+    }
     all.extend(agents_problems.list);
     all.extend(hb_problems.list);
     let prompts = read_dir_md(root, "prompts", &PROMPTS, false, &mut all);
