@@ -56,3 +56,130 @@ fn an_expiring_certificate_is_renewed_through_acme_and_verified() {
     assert!(c["evidence"]["issuer"].as_str().unwrap().to_lowercase().contains("pebble"), "{c}");
     assert!(dir.path().join("le/live/localhost/fullchain.pem").exists());
 }
+
+/// openssl, which must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// A certificate for `name` (its key beside it) issued by `ca` with `extensions`.
+fn issue(dir: &std::path::Path, name: &str, subject: &str, ca: &str, extensions: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    let (key, csr, pem, ext) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+    openssl(dir, &[&["req", "-new"][..], &EC, &["-nodes", "-subj", subject, "-keyout", &key, "-out", &csr]].concat());
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(dir, &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-days", "90", "-extfile", &ext, "-out", &pem]);
+}
+
+/// A private PKI made as a CA makes one: root → intermediate → leaves for
+/// `localhost` and for another name, and the chain files a server is given.
+fn pki(dir: &std::path::Path) {
+    let ca = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n";
+    std::fs::write(dir.join("root.ext"), ca).unwrap();
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &EC,
+            &[
+                "-nodes",
+                "-subj",
+                "/CN=Test Root CA",
+                "-days",
+                "90",
+                "-keyout",
+                "root.key",
+                "-out",
+                "root.pem",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    issue(dir, "intermediate", "/CN=Test Intermediate CA", "root", ca);
+    let leaf = |san: &str| format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName={san}\n");
+    issue(dir, "localhost", "/CN=localhost", "intermediate", &leaf("DNS:localhost"));
+    issue(dir, "other", "/CN=shop.example", "intermediate", &leaf("DNS:shop.example,DNS:*.shop.example"));
+    let cat = |parts: &[&str], to: &str| std::fs::write(dir.join(to), parts.iter().map(|p| std::fs::read_to_string(dir.join(p)).unwrap()).collect::<String>()).unwrap();
+    cat(&["localhost.pem", "intermediate.pem"], "localhost-full.pem");
+    cat(&["other.pem", "intermediate.pem"], "other-full.pem");
+    openssl(dir, &[&["req", "-x509"][..], &EC, &["-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "90", "-keyout", "self.key", "-out", "self.pem"]].concat());
+}
+
+#[test]
+fn a_served_certificate_is_checked_as_a_client_checks_it_and_each_problem_is_its_own_class() {
+    if let Some(why) = nightshift::sandbox::acme::missing() {
+        support::skip("nginx and openssl", &why);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let p = |f: &str| d.join(f);
+    // One real nginx, one port per way of serving.
+    let nginx = nightshift::sandbox::acme::Nginx::start(
+        &d.join("nginx"),
+        &[(p("other-full.pem"), p("other.key")), (p("localhost.pem"), p("localhost.key")), (p("localhost-full.pem"), p("localhost.key")), (p("self.pem"), p("self.key"))],
+    )
+    .unwrap();
+    let [other, leaf_only, full, selfsigned] = [0, 1, 2, 3].map(|i| nginx.ports[i]);
+    let root = p("root.pem").display().to_string();
+    let check = |name: &str, port: u16, ca: bool| {
+        format!("  - name: {name}\n    kind: tls\n    address: 127.0.0.1:{port}\n    server_name: localhost\n{}    renew: renew\n", if ca { format!("    ca_file: {root}\n") } else { String::new() })
+    };
+    let ws = Ws::new(
+        "commands:\n  renew: \"touch renewed\"\nrules:\n  - action: renew_cert\n    decide: auto\n",
+        &format!(
+            "checks:\n{}{}{}{}{}",
+            check("wrong-name", other, true),
+            check("no-intermediate", leaf_only, true),
+            check("full-chain", full, true),
+            check("self-signed", selfsigned, false),
+            check("private-ca-untrusted", full, false)
+        ),
+    );
+    assert_eq!(ws.run(&["validate"]).code, 0, "{}", ws.run(&["validate"]).stderr);
+    let (code, v) = ws.json(&["check", "--json"]);
+    assert_eq!(code, 1, "{v}");
+    let by = |name: &str| v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    // The full chain to the declared root: healthy.
+    assert_eq!(by("full-chain")["status"], "ok", "{}", by("full-chain"));
+    assert_eq!(by("full-chain")["evidence"]["verified"], true);
+    for (name, problem, says) in [
+        ("wrong-name", "name-mismatch", "does not cover localhost: it is for shop.example, *.shop.example"),
+        ("no-intermediate", "incomplete-chain", "whose issuer CN=Test Intermediate CA is neither served nor in"),
+        ("self-signed", "self-signed", "is self-signed"),
+        ("private-ca-untrusted", "unknown-issuer", "its chain ends at CN=Test Root CA, which is not in the system roots"),
+    ] {
+        let c = by(name);
+        assert_eq!((c["status"].as_str(), c["evidence"]["problem"].as_str()), (Some("failing"), Some(problem)), "{c}");
+        assert!(c["summary"].as_str().unwrap().contains(says), "{name}: {c}");
+    }
+
+    // Each is its own incident class, with its meaning first and a plan that fits.
+    let (_, v) = ws.json(&["heartbeat", "--execute", "--json"]);
+    let inc = |check: &str| v["incidents"].as_array().unwrap().iter().find(|i| i["fingerprint"].as_str().unwrap().starts_with(&format!("{check}:"))).unwrap().clone();
+    let actions = |i: &serde_json::Value| i["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let first = |i: &serde_json::Value| i["diagnosis"][0].as_str().unwrap().to_string();
+    let wrong = inc("wrong-name");
+    assert!(wrong["fingerprint"].as_str().unwrap().contains(":cert-name-mismatch:"), "{wrong}");
+    assert!(first(&wrong).contains("certificate for other names than localhost"), "{wrong}");
+    assert!(wrong["diagnosis"].to_string().contains("names the certificate covers: `shop.example`, `*.shop.example`"), "{wrong}");
+    assert!(actions(&wrong).is_empty(), "a renewal does not fix a wrong certificate: {wrong}");
+    let chain = inc("no-intermediate");
+    assert!(chain["fingerprint"].as_str().unwrap().contains(":cert-incomplete-chain:"), "{chain}");
+    assert!(first(&chain).contains("fix: serve the full chain"), "{chain}");
+    assert!(actions(&chain).is_empty(), "{chain}");
+    let own = inc("self-signed");
+    assert!(own["fingerprint"].as_str().unwrap().contains(":cert-self-signed:"), "{own}");
+    assert_eq!(actions(&own), ["renew_cert"], "a CA-issued certificate replaces a self-signed one: {own}");
+    let untrusted = inc("private-ca-untrusted");
+    assert!(untrusted["fingerprint"].as_str().unwrap().contains(":cert-unknown-issuer:"), "{untrusted}");
+    assert!(v["incidents"].as_array().unwrap().iter().all(|i| !i["fingerprint"].as_str().unwrap().starts_with("full-chain:")), "{v}");
+}

@@ -229,3 +229,32 @@ fn a_stopped_service_is_restarted_over_ssh() {
     assert_eq!(inc["status"], "resolved");
     assert!(Command::new(&init).arg("status").status().unwrap().success(), "the service is not running");
 }
+
+#[test]
+fn a_remote_pidfile_naming_another_program_fails_and_a_stale_one_brings_its_log_over_ssh() {
+    let Some(sshd) = Sshd::start() else {
+        support::skip("sshd", "no sshd (apt-get install openssh-server)");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let (pidfile, log) = (data.path().join("billing.pid"), data.path().join("billing.log"));
+    std::fs::write(&log, "billing: listening on :9000\nbilling: panic: runtime error: index out of range\n").unwrap();
+    // The billing daemon is gone; its pid now belongs to `sleep`.
+    let mut other = Command::new("sleep").arg("120").spawn().unwrap();
+    std::fs::write(&pidfile, other.id().to_string()).unwrap();
+    let ws = Ws::new(
+        &format!("commands:\n  start-billing: \"ssh web-01 'nohup /opt/billing/bin/billing >> {} 2>&1 &'\"\n", log.display()),
+        &format!("{}checks:\n  - name: billing\n    kind: service\n    host: web-01\n    pidfile: {}\n    start: start-billing\n", sshd.hosts(), pidfile.display()),
+    );
+    let (code, v) = ws.json(&["check", "--json"]);
+    let c = by_name(&v, "billing");
+    assert_eq!((code, c["status"].as_str(), c["evidence"]["problem"].as_str()), (1, Some("failing"), Some("other-program")), "{v}");
+    assert!(c["summary"].as_str().unwrap().contains("on web-01 is not the service: it is `sleep`"), "{c}");
+    other.kill().unwrap();
+    other.wait().unwrap();
+    let (_, v) = ws.json(&["check", "--json"]);
+    let c = by_name(&v, "billing");
+    assert_eq!(c["evidence"]["problem"], "stale", "{c}");
+    assert_eq!(c["evidence"]["log"], log.display().to_string(), "{c}");
+    assert_eq!(c["evidence"]["log_tail"][1], "billing: panic: runtime error: index out of range", "{c}");
+}

@@ -7,10 +7,10 @@
 //! as clients match them), and its chain must verify to the system roots or
 //! to the certificates of `ca_file` (a certificate listed there is trusted
 //! as it is, as curl's `--cacert` trusts a self-signed one). A failure is
-//! classified: name mismatch, self-signed, incomplete chain (the chain
-//! stops at a certificate whose issuer is neither served nor trusted: a
-//! missing intermediate), unknown issuer (the chain ends at a root the trust
-//! store lacks), or another verification error. Each is failing.
+//! classified: name mismatch, self-signed, incomplete chain (only the leaf is
+//! served and its issuer is not trusted: a missing intermediate), unknown
+//! issuer (the served intermediates lead to a root the trust store lacks),
+//! or another verification error. Each is failing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -133,9 +133,9 @@ pub enum Trust {
     Trusted,
     /// The leaf signs itself.
     SelfSigned,
-    /// The chain stops at `last`, whose issuer `missing` is neither served nor trusted.
+    /// Only the leaf `last` is served, and its issuer `missing` is not trusted: a missing intermediate.
     Incomplete { last: String, missing: String },
-    /// The chain ends at the self-signed `root`, which the trust store lacks.
+    /// The served chain ends at (or below) `root`, which the trust store lacks.
     UnknownIssuer { root: String },
     /// Another reason webpki gives.
     Invalid(String),
@@ -194,7 +194,10 @@ pub fn verify_chain(certs: &[CertificateDer<'_>], extra: &[CertificateDer<'_>], 
         }
         match served.iter().position(|s| &s.0 == issuer) {
             Some(next) if next != at => at = next,
-            _ => return Trust::Incomplete { last: subject_text.clone(), missing: issuer_text.clone() },
+            // Only the leaf was sent: its intermediate is missing.
+            _ if at == 0 => return Trust::Incomplete { last: subject_text.clone(), missing: issuer_text.clone() },
+            // Intermediates were sent, and servers leave the root out: it is the root that is not trusted.
+            _ => return Trust::UnknownIssuer { root: issuer_text.clone() },
         }
     }
     Trust::Invalid(error)
