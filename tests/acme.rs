@@ -130,18 +130,25 @@ fn a_served_certificate_is_checked_as_a_client_checks_it_and_each_problem_is_its
     .unwrap();
     let [other, leaf_only, full, selfsigned] = [0, 1, 2, 3].map(|i| nginx.ports[i]);
     let root = p("root.pem").display().to_string();
-    let check = |name: &str, port: u16, ca: bool| {
-        format!("  - name: {name}\n    kind: tls\n    address: 127.0.0.1:{port}\n    server_name: localhost\n{}    renew: renew\n", if ca { format!("    ca_file: {root}\n") } else { String::new() })
+    let named = |name: &str, port: u16, ca: bool, server_name: &str| {
+        format!(
+            "  - name: {name}\n    kind: tls\n    address: 127.0.0.1:{port}\n    server_name: {server_name}\n{}    renew: renew\n",
+            if ca { format!("    ca_file: {root}\n") } else { String::new() }
+        )
     };
+    let check = |name: &str, port: u16, ca: bool| named(name, port, ca, "localhost");
     let ws = Ws::new(
         "commands:\n  renew: \"touch renewed\"\nrules:\n  - action: renew_cert\n    decide: auto\n",
         &format!(
-            "checks:\n{}{}{}{}{}",
+            "checks:\n{}{}{}{}{}{}{}",
             check("wrong-name", other, true),
             check("no-intermediate", leaf_only, true),
             check("full-chain", full, true),
             check("self-signed", selfsigned, false),
-            check("private-ca-untrusted", full, false)
+            check("private-ca-untrusted", full, false),
+            // A wildcard covers one label, as clients match it.
+            named("wildcard", other, true, "api.shop.example"),
+            named("wildcard-too-deep", other, true, "v2.api.shop.example")
         ),
     );
     assert_eq!(ws.run(&["validate"]).code, 0, "{}", ws.run(&["validate"]).stderr);
@@ -151,6 +158,8 @@ fn a_served_certificate_is_checked_as_a_client_checks_it_and_each_problem_is_its
     // The full chain to the declared root: healthy.
     assert_eq!(by("full-chain")["status"], "ok", "{}", by("full-chain"));
     assert_eq!(by("full-chain")["evidence"]["verified"], true);
+    assert_eq!(by("wildcard")["status"], "ok", "{}", by("wildcard"));
+    assert_eq!(by("wildcard-too-deep")["evidence"]["problem"], "name-mismatch", "{}", by("wildcard-too-deep"));
     for (name, problem, says) in [
         ("wrong-name", "name-mismatch", "does not cover localhost: it is for shop.example, *.shop.example"),
         ("no-intermediate", "incomplete-chain", "whose issuer CN=Test Intermediate CA is neither served nor in"),

@@ -276,10 +276,12 @@ fn words(s: &str) -> Vec<String> {
     s.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| w.len() >= 3).map(str::to_ascii_lowercase).filter(|w| !GENERIC.contains(&w.as_str())).collect()
 }
 
-/// The names that identify a service: the pidfile's name and the words of its declared start command line.
+/// The names that identify a service: the pidfile's name and directory
+/// (`/run/postgresql/14-main.pid`), and the words of its declared start command line.
 pub fn identity(pidfile: &Path, start_line: &str) -> Vec<String> {
     let stem = pidfile.file_name().map(|n| n.to_string_lossy().trim_end_matches(".pid").to_string()).unwrap_or_default();
     let mut all = words(&stem);
+    all.extend(pidfile.parent().and_then(Path::file_name).map(|d| words(&d.to_string_lossy())).unwrap_or_default());
     all.extend(words(start_line));
     all.sort();
     all.dedup();
@@ -507,7 +509,7 @@ mod tests {
     #[test]
     fn names_are_compared_with_what_the_service_declares() {
         let p = Path::new("/run/postgresql/14-main.pid");
-        let want = identity(p, "pg_ctlcluster 14 main start && echo started >> /var/log/postgresql/start.log");
+        let want = identity(p, "pg_ctlcluster 14 main start");
         let pg = running("postgres", "/usr/lib/postgresql/14/bin/postgres", &["/usr/lib/postgresql/14/bin/postgres", "-D", "/var/lib/postgresql/14/main"], 1, 2);
         assert_eq!(judge(p, &pg, &want, "").status, Status::Ok, "{want:?}");
         let other = running("sleep", "/usr/bin/sleep", &["sleep", "600"], 1, 2);

@@ -199,11 +199,14 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
                 }
             };
             run_repair(&mut plan);
-            let (class, steps) = match crate::checks::process::explain(result) {
+            let (class, mut steps) = match crate::checks::process::explain(result) {
                 Some(("pid-reused", steps)) => ("pid-reused", steps),
                 Some((_, steps)) => ("service-down", steps),
                 None => ("service-down", vec![code(&result.summary)]),
             };
+            if matches!(by, crate::checks::ServiceRef::Pidfile(_)) && start.is_none() {
+                steps.push("no `start:` is declared for this pidfile service: nightshift does not start it, and never signals a pid nobody proved is the service".into());
+            }
             Diagnosis {
                 investigate: true,
                 class,
