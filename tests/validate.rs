@@ -30,6 +30,9 @@ fn every_validation_error_names_file_line_and_fix() {
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    repair: restart-app\n", "HEARTBEAT.md:5", "repair command `restart-app` is not declared"),
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n   command: \"true\"\n", "HEARTBEAT.md:", "YAML syntax error"),
         (OK_POLICY, "checks:\n  - name: p\n    kind: process\n", "HEARTBEAT.md:5", "needs exactly one of `process`"),
+        (OK_POLICY, "checks:\n  - name: t\n    kind: tls\n    file: /etc/ssl/site.pem\n    ca_file: /etc/ssl/ca.pem\n", "HEARTBEAT.md:8", "`ca_file` applies to a served certificate"),
+        (OK_POLICY, "checks:\n  - name: s\n    kind: service\n    unit: nginx\n    start: start-nginx\n", "HEARTBEAT.md:8", "`start` applies to a pidfile service"),
+        (OK_POLICY, "checks:\n  - name: s\n    kind: service\n    pidfile: /run/app.pid\n    start: start-app\n", "HEARTBEAT.md:8", "start command `start-app` is not declared"),
         (OK_POLICY, "checks:\n  - name: a\n    kind: exec\n    command: \"true\"\n    every: 5\n", "HEARTBEAT.md:8", "`every: 5` has no unit"),
         (
             OK_POLICY,

@@ -146,7 +146,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             Diagnosis {
                 investigate: true,
                 class,
-                title: format!("{process} is not running ({})", spec.name),
+                title: format!("{process} is not running{} ({})", if class == "pid-reused" { ": its pidfile names another program's pid" } else { "" }, spec.name),
                 steps,
                 prevention: vec!["run the process under a supervisor that restarts it and keeps its last exit status".into()],
                 plan,
@@ -210,7 +210,12 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
             Diagnosis {
                 investigate: true,
                 class,
-                title: format!("{what} is down{} ({})", spec.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(), spec.name),
+                title: format!(
+                    "{what} is down{}{} ({})",
+                    spec.host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default(),
+                    if class == "pid-reused" { ": its pidfile names another program's pid" } else { "" },
+                    spec.name
+                ),
                 steps,
                 prevention: vec!["let the service manager restart it (systemd Restart=on-failure) and alert on restart loops".into()],
                 plan,
