@@ -447,7 +447,7 @@ fn join(pids: &[u32]) -> String {
 /// in one sentence, then the evidence (the process the pid belongs to, or the
 /// last lines of the service's log). `None` for verdicts with nothing more to say.
 pub fn explain(result: &super::CheckResult) -> Option<(&'static str, Vec<String>)> {
-    use crate::memory::code;
+    use crate::markdown::code;
     let ev = |k: &str| result.evidence.get(k).and_then(|v| v.as_str()).unwrap_or("");
     let pid = result.evidence.get("pid").and_then(serde_json::Value::as_u64).unwrap_or(0);
     match ev("problem") {
