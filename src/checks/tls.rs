@@ -169,9 +169,16 @@ pub fn verify_chain(certs: &[CertificateDer<'_>], extra: &[CertificateDer<'_>], 
     if extra.iter().any(|c| c.as_ref() == leaf.as_ref()) {
         return Trust::Trusted;
     }
-    let anchors: Vec<&CertificateDer<'_>> = system_roots().iter().chain(extra.iter()).collect();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(anchors.iter().map(|c| CertificateDer::from(c.as_ref())));
+    // The system's anchors are parsed once per process; a check's ca_file is added to a copy.
+    static SYSTEM: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    let mut roots = SYSTEM
+        .get_or_init(|| {
+            let mut r = rustls::RootCertStore::empty();
+            r.add_parsable_certificates(system_roots().iter().cloned());
+            r
+        })
+        .clone();
+    roots.add_parsable_certificates(extra.iter().map(|c| CertificateDer::from(c.as_ref())));
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let error = match rustls::server::ParsedCertificate::try_from(leaf) {
         Ok(parsed) => match rustls::client::verify_server_cert_signed_by_trust_anchor(&parsed, &roots, &certs[1..], now, provider.signature_verification_algorithms.all) {
@@ -181,6 +188,7 @@ pub fn verify_chain(certs: &[CertificateDer<'_>], extra: &[CertificateDer<'_>], 
         Err(e) => return Trust::Invalid(e.to_string()),
     };
     // Walk the served chain by names to say what is missing.
+    let anchors: Vec<&CertificateDer<'_>> = system_roots().iter().chain(extra.iter()).collect();
     let anchor_subjects: Vec<Vec<u8>> = anchors.iter().filter_map(|c| name_raw(c.as_ref())).map(|n| n.0).collect();
     let served: Vec<_> = certs.iter().filter_map(|c| name_raw(c.as_ref())).collect();
     let mut at = 0;
