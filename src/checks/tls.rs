@@ -69,8 +69,10 @@ pub fn from_file(path: &Path) -> Result<CertInfo, String> {
     parse_der(&pem.contents)
 }
 
-/// Accepts any certificate: this connection only reads the certificate's
-/// dates and sends nothing, so trust is not what is being checked.
+/// Accepts any certificate during the handshake: this connection only reads
+/// the chain served and sends nothing, and a chain a client would refuse must
+/// still be read to say why. The chain is then verified as a client does
+/// (`verify_chain`, `covers`), with the same webpki.
 #[derive(Debug)]
 struct ReadOnly(Arc<rustls::crypto::CryptoProvider>);
 
