@@ -6,7 +6,6 @@
 //! Imports are read from the source: every `crate::…` and `super::…` path
 //! outside the `#[cfg(test)] mod tests` block that ends a file (each file's
 //! tests come last), resolved to the deepest module that exists.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
