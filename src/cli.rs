@@ -331,8 +331,10 @@ fn print_checks(results: &[CheckResult]) {
 /// A report as JSON on stdout, where it goes on into pipelines and logs:
 /// redacted like every other exit.
 fn print_json(mut v: serde_json::Value) {
+    use std::io::Write;
     crate::redact::redact_json(&mut v);
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    // A reader that stops early (`| head`) closes the pipe: that ends the output, not the run.
+    let _ = writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 async fn heartbeat(root: &Path, execute: bool, all: bool, json: bool) -> Result<u8, u8> {
