@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Memory, Result, read_json, write_json};
 use crate::actions::Action;
 use crate::actions::notify::ApprovalInfo;
-pub use crate::actions::notify::Posted;
+use crate::actions::notify::Posted;
 use crate::severity::Level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,8 +213,9 @@ impl Memory {
     /// and audited when the approval names approvers and none of them is one.
     pub fn decide_approval_as(&self, id: &str, approve: bool, who: &str, ids: &[String]) -> std::result::Result<Approval, DecideError> {
         use super::audit::AuditEntry;
-        use super::notes::{IncidentStatus, timestamp};
+        use super::notes::IncidentStatus;
         use crate::actions::ActionResult;
+        use crate::duration::timestamp;
         let _write = self.write_lock()?;
         let t = Utc::now();
         let outcome = self.update_approvals(|list| {

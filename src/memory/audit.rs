@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde::{Deserialize, Serialize};
 
-use super::{Memory, Result, atomic_write, code, io_err, one_line};
-pub use crate::actions::ActionResult;
+use super::{Memory, Result, atomic_write, io_err};
+use crate::actions::ActionResult;
+use crate::markdown::{code, one_line};
 
 /// One audited decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::notes::{IncidentStatus, parse_ts};
+use super::notes::IncidentStatus;
 use super::{Memory, Result, atomic_write, digest, read_json, write_json};
+use crate::duration::parse_ts;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Intent {

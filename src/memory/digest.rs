@@ -3,7 +3,8 @@
 //! that held the full note), so memory stays readable after years.
 
 use super::notes::{Incident, IncidentStatus, uncode};
-use super::{Memory, Result, code, io_err, one_line};
+use super::{Memory, Result, io_err};
+use crate::markdown::{code, one_line};
 use crate::severity::Severity;
 
 /// One incident's digest section; secrets are redacted field by field

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
 
 use super::notes::{Incident, IncidentStatus};
-use super::{Memory, Result, atomic_write, code, one_line};
+use super::{Memory, Result, atomic_write};
 use crate::actions::ActionResult;
+use crate::markdown::{code, one_line};
 
 const NOTES_HEADING: &str = "## Notes";
 

@@ -13,7 +13,6 @@ pub mod state;
 pub mod state_probes;
 pub mod stats;
 
-pub use crate::markdown::{code, fenced, one_line};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -224,7 +223,7 @@ mod tests {
     fn incident_ids_take_the_next_free_suffix() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mem = Memory { root: dir.path().to_path_buf() };
-        let now = notes::parse_ts("2026-11-23T10:00:00Z").unwrap_or_default();
+        let now = crate::duration::parse_ts("2026-11-23T10:00:00Z").unwrap_or_default();
         let mut ids = Vec::new();
         for _ in 0..40 {
             let id = mem.new_incident_id(now, "alert-highlatency");

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde::{Deserialize, Serialize};
 
-use super::{Memory, MemoryError, Result, atomic_write, fenced, io_err, one_line};
+use super::{Memory, MemoryError, Result, atomic_write, io_err};
+use crate::duration::parse_ts;
+use crate::markdown::{fenced, one_line};
 use crate::severity::Severity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +79,6 @@ pub struct Incident {
     pub prevention: Vec<String>,
     pub related: Vec<String>,
 }
-
-pub use crate::duration::{parse_ts, timestamp};
 
 impl Incident {
     /// The repair that healed it: the last attempt that succeeded.
@@ -166,9 +166,9 @@ impl Incident {
         field("Severity", self.severity.as_str());
         field("Status", self.status.as_str());
         field("Check", &self.check);
-        field("Fingerprint", &super::code(&self.fingerprint));
+        field("Fingerprint", &crate::markdown::code(&self.fingerprint));
         field("Class", &self.class);
-        field("Target", &super::code(&self.target));
+        field("Target", &crate::markdown::code(&self.target));
         if let Some(t) = &self.failing_since {
             field("Failing since", t);
         }
@@ -178,13 +178,13 @@ impl Incident {
             field("Resolved", r);
         }
         if let Some(fix) = self.fix() {
-            field("Fixed by", &format!("{} on {}", fix.kind(), super::code(&fix.target().id)));
+            field("Fixed by", &format!("{} on {}", fix.kind(), crate::markdown::code(&fix.target().id)));
         }
         if let Some(r) = &self.recalled_from {
             field("Recalled from", &format!("[{r}]({r}.md)"));
         }
         if !self.attempts.is_empty() {
-            field("Fix attempts", &super::code(&serde_json::to_string(&self.attempts).unwrap_or_default()));
+            field("Fix attempts", &crate::markdown::code(&serde_json::to_string(&self.attempts).unwrap_or_default()));
         }
         field("Tokens", &self.tokens.to_string());
         s.push_str("\n## Evidence\n\n");

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::notes::{Incident, IncidentStatus, parse_ts};
+use super::notes::{Incident, IncidentStatus};
 use super::{Memory, Result};
+use crate::duration::parse_ts;
 
 /// Notes and digested incidents, each once (a note wins over its digest section).
 pub fn remembered(mem: &Memory) -> Result<Vec<(Incident, Option<String>)>> {
@@ -52,14 +53,14 @@ pub struct Stats {
 /// Figures over incidents detected at or after `since`.
 pub fn stats(incidents: &[Incident], since: DateTime<Utc>) -> Stats {
     let recent: Vec<&Incident> = incidents.iter().filter(|i| parse_ts(&i.detected).is_some_and(|t| t >= since)).collect();
-    let mut s = Stats { since: super::notes::timestamp(since), incidents: recent.len(), ..Default::default() };
+    let mut s = Stats { since: crate::duration::timestamp(since), incidents: recent.len(), ..Default::default() };
     let mut fps: BTreeMap<String, usize> = BTreeMap::new();
     for i in &recent {
         *s.by_class.entry(i.class.clone()).or_default() += 1;
         *s.by_target.entry(i.target.clone()).or_default() += 1;
         *fps.entry(i.fingerprint.clone()).or_default() += 1;
         s.tokens += i.tokens;
-        let fixed_by = i.attempts.iter().rev().find(|a| a.result == super::audit::ActionResult::Ok && a.action.kind().is_mutating()).map(|a| a.route.as_str());
+        let fixed_by = i.attempts.iter().rev().find(|a| a.result == crate::actions::ActionResult::Ok && a.action.kind().is_mutating()).map(|a| a.route.as_str());
         match (i.status, fixed_by) {
             (IncidentStatus::NeedsHuman, _) => s.escalated += 1,
             (_, Some(route)) if route.starts_with("human:") => s.escalated += 1,

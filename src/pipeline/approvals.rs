@@ -9,8 +9,9 @@ use crate::actions::Action;
 use crate::actions::ActionResult;
 use crate::checks;
 use crate::checks::spec::CheckSpec;
+use crate::duration::timestamp;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus, new_id};
-use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::memory::notes::{Incident, IncidentStatus};
 use crate::policy::{Decision, Mode, Subject, Verdict};
 
 impl Runner<'_> {

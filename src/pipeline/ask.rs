@@ -7,10 +7,11 @@
 use super::{RunError, Runner};
 use crate::actions::Action;
 use crate::actions::ActionResult;
+use crate::actions::notify::Webhook;
 use crate::actions::notify::{ApprovalInfo, Envelope, Kind, Urgency, deliver_envelope, send_envelope};
 use crate::memory::approvals::{Approval, ApprovalKind};
 use crate::memory::notes::Incident;
-use crate::policy::{Verdict, Webhook};
+use crate::policy::Verdict;
 use crate::severity::Severity;
 
 /// The request as one text: what, why, until when, and how to answer.

@@ -12,8 +12,9 @@ use crate::actions::Action;
 use crate::actions::ActionResult;
 use crate::actions::notify::Urgency;
 use crate::actions::notify::{Envelope, Kind, deliver_envelope, send_envelope};
-use crate::memory::escalation::Escalated;
-use crate::memory::notes::{Incident, IncidentStatus, parse_ts};
+use crate::duration::parse_ts;
+use crate::memory::notes::{Incident, IncidentStatus};
+use crate::memory::state::Escalated;
 use crate::policy::{EscalationLevel, Verdict};
 
 /// What the ladder says for an incident opened at `opened`, `sent` levels
@@ -105,7 +106,7 @@ impl Runner<'_> {
                 let (sent, posted) = if level.notify.is_empty() {
                     send_envelope(webhooks, &e, &dead).await
                 } else {
-                    let targets: Vec<&crate::policy::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
+                    let targets: Vec<&crate::actions::notify::Webhook> = webhooks.iter().filter(|w| level.notify.contains(&w.name)).collect();
                     deliver_envelope(&targets, &e, &dead).await
                 };
                 if let Some(a) = e.approval.as_ref().filter(|_| !posted.is_empty()) {

@@ -20,10 +20,11 @@ use crate::actions::ActionResult;
 use crate::actions::{Action, ActionKind};
 use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult};
+use crate::duration::timestamp;
 use crate::llm::tools::{self, ToolSpec};
 use crate::markdown::{code, fenced, one_line};
 use crate::memory::audit::AuditEntry;
-use crate::memory::notes::{Attempt, Incident, timestamp};
+use crate::memory::notes::{Attempt, Incident};
 
 /// What one investigation did.
 #[derive(Debug, Clone, Default)]

@@ -14,10 +14,11 @@ use crate::actions::ActionResult;
 use crate::checks::spec::CheckSpec;
 use crate::checks::{self, CheckResult, Context, Status};
 use crate::diagnosis;
+use crate::duration::timestamp;
 use crate::markdown::code;
 use crate::memory::approvals::{Approval, ApprovalKind, ApprovalStatus};
 use crate::memory::audit::AuditEntry;
-use crate::memory::notes::{Attempt, Incident, IncidentStatus, timestamp};
+use crate::memory::notes::{Attempt, Incident, IncidentStatus};
 use crate::memory::state::{CheckState, State};
 use crate::memory::{Memory, MemoryError};
 use crate::policy::{Decision, Mode, Verdict};
@@ -42,7 +43,6 @@ mod recall;
 mod recover;
 mod trust;
 
-pub use crate::memory::state::NotifyWindow;
 pub use alerts::{Alert, AlertError, parse_alertmanager, parse_argocd, parse_event};
 use recall::{recall, success};
 

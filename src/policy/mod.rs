@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::actions::clean_logs::CleanSettings;
-pub use crate::actions::notify::{SLACK_API, Webhook, WebhookFormat};
+use crate::actions::clean_logs::CleanSettings;
+use crate::actions::notify::Webhook;
 use crate::actions::{ActionKind, Target};
 use crate::severity::Level;
 

@@ -20,9 +20,10 @@ use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use crate::duration::timestamp;
 use crate::memory::Memory;
 use crate::memory::approvals::{ApprovalKind, ApprovalStatus};
-use crate::memory::notes::{IncidentStatus, timestamp};
+use crate::memory::notes::IncidentStatus;
 use crate::pipeline::{RunError, Runner};
 use crate::schedule::Schedule;
 use crate::workspace::{self, Problem, Workspace};

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use super::problems::Problems;
 use super::yaml::{MapReader, Node};
-pub use crate::checks::spec::{CheckSpec, Verification};
+use crate::checks::spec::{CheckSpec, Verification};
 use crate::checks::{ProbeSpec, ProcessRef, TlsSource};
 use crate::duration::HumanDuration;
 use crate::schedule::{Cron, Schedule};
-pub use crate::severity::{Level, Severity};
-pub use crate::ssh::HostSpec;
+use crate::severity::{Level, Severity};
+use crate::ssh::HostSpec;
 
 /// Reads an optional `level:` (default L3), reporting a bad one.
 pub fn level(m: &MapReader<'_>, problems: &mut Problems) -> Level {

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use super::problems::Problems;
 use super::yaml::{MapReader, Node, Value};
+use crate::actions::clean_logs::CleanSettings;
+use crate::actions::notify::{Webhook, WebhookFormat};
 use crate::actions::{ActionKind, Target};
 use crate::duration::HumanDuration;
-use crate::policy::{CleanSettings, Decision, Example, Match, Mode, Policy, Protected, Rule, Subject, Webhook, WebhookFormat};
+use crate::policy::{Decision, Example, Match, Mode, Policy, Protected, Rule, Subject};
 use crate::severity::Severity;
 
 const TOP_KEYS: &[&str] = &[
@@ -248,7 +250,7 @@ fn humans(top: &MapReader<'_>, p: &mut Policy, problems: &mut Problems) {
 }
 
 /// A block that names a webhook (`what`) must name one under `webhooks:`.
-fn webhook_declared(webhooks: &[crate::policy::Webhook], name: &str, what: &str, line: Option<usize>, problems: &mut Problems) {
+fn webhook_declared(webhooks: &[crate::actions::notify::Webhook], name: &str, what: &str, line: Option<usize>, problems: &mut Problems) {
     if !webhooks.iter().any(|w| w.name == name) {
         let declared: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
         problems.push(line, format!("{what}: no webhook named `{name}`"), format!("declare it under webhooks: (declared: {})", if declared.is_empty() { "none".into() } else { declared.join(", ") }));
@@ -257,7 +259,7 @@ fn webhook_declared(webhooks: &[crate::policy::Webhook], name: &str, what: &str,
 
 /// The `escalation:` ladder: levels in increasing `after`, each naming
 /// declared webhooks (or none: every webhook whose severities match).
-fn escalation(nodes: &[Node], webhooks: &[crate::policy::Webhook], problems: &mut Problems) -> Vec<crate::policy::EscalationLevel> {
+fn escalation(nodes: &[Node], webhooks: &[crate::actions::notify::Webhook], problems: &mut Problems) -> Vec<crate::policy::EscalationLevel> {
     let mut levels: Vec<crate::policy::EscalationLevel> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let Some(m) = MapReader::new(node, "escalation level", problems) else { continue };
@@ -513,7 +515,7 @@ fn webhook(node: &Node, problems: &mut Problems) -> Option<Webhook> {
         );
     }
     // A bot-token webhook names the Web API base in `url` (default Slack's own).
-    let url = if format == WebhookFormat::Slack && token_env.is_some() && !m.has("url") { Some(crate::policy::SLACK_API.to_string()) } else { m.required_str("url", problems) };
+    let url = if format == WebhookFormat::Slack && token_env.is_some() && !m.has("url") { Some(crate::actions::notify::SLACK_API.to_string()) } else { m.required_str("url", problems) };
     if let Some(u) = &url
         && (!(u.starts_with("http://") || u.starts_with("https://")) || reqwest::Url::parse(u).is_err())
     {

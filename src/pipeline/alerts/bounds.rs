@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{RunError, Runner, now};
-use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::duration::timestamp;
+use crate::memory::notes::{Incident, IncidentStatus};
 use crate::severity::Severity;
 
 use super::{Alert, AlertError};

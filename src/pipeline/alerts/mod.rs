@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{IncidentReport, RunError, Runner, now, slug};
-use crate::memory::notes::{Incident, IncidentStatus, timestamp};
+use crate::duration::timestamp;
+use crate::memory::notes::{Incident, IncidentStatus};
 use crate::severity::Severity;
 
 /// One alert of an Alertmanager webhook (payload version 4).
