@@ -176,7 +176,8 @@ fn a_full_remote_disk_is_cleaned_over_ssh_only_under_the_root() {
     assert_eq!(code, 1);
     let diagnosis = v["incidents"][0]["diagnosis"].to_string();
     assert!(diagnosis.contains("largest under") && diagnosis.contains("logs"), "{diagnosis}");
-    assert!(diagnosis.contains("found under the whole path: 4 old log(s)"), "the remote scan counts the old logs (and the one outside the root, not through the link): {diagnosis}");
+    assert!(diagnosis.contains("under clean root") && diagnosis.contains("3 log file(s) older than 7 days"), "the remote listing counts the old logs under the root: {diagnosis}");
+    assert!(diagnosis.contains("1 symlink(s) under the path, reported and not followed"), "{diagnosis}");
     let a = &v["incidents"][0]["actions"][0];
     assert_eq!((a["action"].as_str(), a["result"].as_str()), (Some("clean_logs"), Some("dry-run")), "{a}");
     assert!(a["outcome"].as_str().unwrap().contains("delete 3 old log(s)") && a["outcome"].as_str().unwrap().contains("remove 1 core dump(s)"), "{a}");

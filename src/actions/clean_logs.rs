@@ -69,6 +69,15 @@ pub fn is_core(name: &str) -> bool {
     name == "core" || name.strip_prefix("core.").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) || (name.ends_with(".core") && name.len() > 5)
 }
 
+/// What `clean_logs` takes under `$root`, as shell functions (`old`, `big`,
+/// `cores`, each a `find` taking more predicates, and `count`): the remote
+/// cleanup runs them, and the disk diagnosis lists with them, read-only.
+/// They read `$root`, `$mins` (max_age in minutes) and `$kb` (gzip_over in KiB).
+pub const SELECT_SH: &str = r#"count() { awk '{s+=$1; n++} END {printf "%d %d\n", n+0, s+0}'; }
+old() { find "$root" -xdev -type f \( -name '*.log' -o -name '*.log.[0-9]*' -o -name '*.log.gz' \) -mmin +"$mins" "$@"; }
+big() { find "$root" -xdev -type f -name '*.log' -size +"$kb"k -mmin +60 ! -mmin +"$mins" "$@"; }
+cores() { find "$root" -xdev -type f \( -name core -o -name 'core.[0-9]*' -o -name '*.core' \) "$@"; }"#;
+
 /// Checks that `root` is a real directory (not a symlink) and returns its canonical path.
 pub fn check_root(root: &Path) -> io::Result<PathBuf> {
     let meta = fs::symlink_metadata(root)?;

@@ -12,10 +12,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const CLEAN: &str = r#"set -u
 root=$1; mins=$2; kb=$3; cores=$4; mode=$5
 if [ ! -d "$root" ] || [ -L "$root" ]; then echo "$root is not a real directory" >&2; exit 2; fi
-count() { awk '{s+=$1; n++} END {printf "%d %d\n", n+0, s+0}'; }
-old() { find "$root" -xdev -type f \( -name '*.log' -o -name '*.log.[0-9]*' -o -name '*.log.gz' \) -mmin +"$mins" "$@"; }
-big() { find "$root" -xdev -type f -name '*.log' -size +"$kb"k -mmin +60 ! -mmin +"$mins" "$@"; }
-cores() { find "$root" -xdev -type f \( -name core -o -name 'core.[0-9]*' -o -name '*.core' \) "$@"; }
 old -printf '%s\n' | count
 big -printf '%s\n' | count
 if [ "$cores" = 1 ]; then cores -printf '%s\n' | count; else echo "0 0"; fi
@@ -39,7 +35,8 @@ pub async fn clean_logs(ctx: &Context, host: Option<&str>, root: &std::path::Pat
     let kb = (s.gzip_over_bytes / 1024).max(1).to_string();
     let cores = if s.core_dumps { "1" } else { "0" };
     let mode = if clean { "clean" } else { "list" };
-    let out = sh(ctx, host, CLEAN, &[&root_s, &mins, &kb, cores, mode], TIMEOUT).await?;
+    let script = format!("{}\n{CLEAN}", super::clean_logs::SELECT_SH);
+    let out = sh(ctx, host, &script, &[&root_s, &mins, &kb, cores, mode], TIMEOUT).await?;
     if out.code != Some(0) {
         return Err(format!("cleanup of {root_s}{} failed: {}", host.map(|h| format!(" on {h}")).unwrap_or_default(), out.stderr.trim()));
     }

@@ -80,10 +80,11 @@ pub enum ActionKind {
     ReplaceNode,
     Failover,
     Failback,
+    ResizeVolume,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 18] = [
+    pub const ALL: [ActionKind; 19] = [
         Self::CleanLogs,
         Self::RestartProcess,
         Self::RunCommand,
@@ -102,6 +103,7 @@ impl ActionKind {
         Self::ReplaceNode,
         Self::Failover,
         Self::Failback,
+        Self::ResizeVolume,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +126,7 @@ impl ActionKind {
             Self::ReplaceNode => "replace_node",
             Self::Failover => "failover",
             Self::Failback => "failback",
+            Self::ResizeVolume => "resize_volume",
         }
     }
 
@@ -137,7 +140,7 @@ impl ActionKind {
         match self {
             Self::CleanLogs | Self::RenewCert | Self::RestartService | Self::RestartProcess | Self::RunCommand | Self::Notify | Self::SendWebhook => true,
             Self::RestartPod | Self::RolloutRestart | Self::RolloutUndo | Self::Scale | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit => true,
-            Self::OpenPr | Self::ReplaceNode | Self::Failover | Self::Failback => true,
+            Self::OpenPr | Self::ReplaceNode | Self::Failover | Self::Failback | Self::ResizeVolume => true,
         }
     }
 
@@ -146,7 +149,10 @@ impl ActionKind {
     /// healing: the incident stays with a human; their success is checked by
     /// the action itself, not by the failing check passing.
     pub fn heals(self) -> bool {
-        !matches!(self, Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode | Self::Scale | Self::Failover)
+        !matches!(
+            self,
+            Self::Notify | Self::SendWebhook | Self::CordonNode | Self::DrainNode | Self::RaiseMemoryLimit | Self::OpenPr | Self::ReplaceNode | Self::ResizeVolume | Self::Scale | Self::Failover
+        )
     }
 
     /// Whether the action proposes a permanent fix for review (a limit
@@ -175,7 +181,7 @@ impl ActionKind {
         match self {
             Self::Notify => Risk::Low,
             Self::CleanLogs | Self::RestartPod | Self::RenewCert | Self::OpenPr | Self::RaiseMemoryLimit => Risk::Low,
-            Self::RestartProcess | Self::RunCommand | Self::RestartService | Self::RolloutRestart | Self::Scale | Self::SendWebhook | Self::CordonNode => Risk::Medium,
+            Self::RestartProcess | Self::RunCommand | Self::RestartService | Self::RolloutRestart | Self::Scale | Self::SendWebhook | Self::CordonNode | Self::ResizeVolume => Risk::Medium,
             Self::RolloutUndo | Self::DrainNode | Self::ReplaceNode | Self::Failover | Self::Failback => Risk::High,
         }
     }
@@ -353,6 +359,17 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context: Option<String>,
     },
+    /// Ask for a volume to grow: a request to the webhook of AGENTS.md
+    /// `resize_volume:` (an n8n workflow holding the cloud's credentials;
+    /// nightshift holds none). Planned when cleaning cannot bring a full
+    /// disk under its limit or above 20% free.
+    ResizeVolume {
+        /// The full filesystem's path, as its disk check names it.
+        path: PathBuf,
+        /// An inventory host, or this host when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
     /// Point a Service at its secondary workload (its selector becomes the
     /// secondary Deployment's); verified by the Service's endpoints.
     Failover {
@@ -423,6 +440,7 @@ impl Action {
             Action::ReplaceNode { .. } => ActionKind::ReplaceNode,
             Action::Failover { .. } => ActionKind::Failover,
             Action::Failback { .. } => ActionKind::Failback,
+            Action::ResizeVolume { .. } => ActionKind::ResizeVolume,
         }
     }
 
@@ -446,13 +464,14 @@ impl Action {
             | Action::RunCommand { .. }
             | Action::Notify { .. }
             | Action::SendWebhook { .. }
+            | Action::ResizeVolume { .. }
             | Action::OpenPr { .. } => None,
         }
     }
 
     pub fn target(&self) -> Target {
         let host = match self {
-            Action::CleanLogs { host, .. } | Action::RestartService { host, .. } => host.clone(),
+            Action::CleanLogs { host, .. } | Action::RestartService { host, .. } | Action::ResizeVolume { host, .. } => host.clone(),
             _ => None,
         };
         let namespace = match self {
@@ -467,7 +486,7 @@ impl Action {
             _ => None,
         };
         let id = match self {
-            Action::CleanLogs { root, host } => host.as_ref().map_or_else(|| root.display().to_string(), |h| format!("{h}:{}", root.display())),
+            Action::CleanLogs { root, host } | Action::ResizeVolume { path: root, host } => host.as_ref().map_or_else(|| root.display().to_string(), |h| format!("{h}:{}", root.display())),
             Action::RestartService { unit, host } => host.as_ref().map_or_else(|| unit.clone(), |h| format!("{h}:{unit}")),
             Action::RenewCert { certificate, .. } => certificate.clone(),
             Action::RestartProcess { process, .. } => process.clone(),
@@ -527,6 +546,7 @@ impl Action {
             | Action::RestartProcess { .. }
             | Action::RunCommand { .. }
             | Action::Notify { .. }
+            | Action::ResizeVolume { .. }
             | Action::SendWebhook { .. } => 1,
             Action::RestartPod { .. }
             | Action::RolloutUndo { .. }
@@ -570,6 +590,7 @@ impl Action {
                 format!("drain node {node}{} (evictions honour PodDisruptionBudgets)", pods.map(|n| format!(", evicting {n} pod(s)")).unwrap_or_default())
             }
             Action::ReplaceNode { node, .. } => format!("ask for node {node} to be replaced (a drained node that stays NotReady)"),
+            Action::ResizeVolume { path, host } => format!("ask for the volume of {}{} to grow", path.display(), host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default()),
             Action::RaiseMemoryLimit { namespace, deployment, kind, container, from, to, .. } => {
                 format!("propose raising the memory limit of {} {namespace}/{deployment} container {container} from {from} to {to}", kind.to_ascii_lowercase())
             }

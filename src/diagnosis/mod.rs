@@ -2,16 +2,13 @@
 //! target of its fingerprint, the diagnosis steps with evidence, prevention
 //! advice, and the ordered repair plan. No model, no network.
 
+pub mod disk;
 pub mod kube;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
 
 use crate::actions::Action;
-use crate::actions::clean_logs::{is_core, is_log};
 use crate::checks::spec::CheckSpec;
 use crate::checks::{CheckResult, ProbeSpec, ProcessRef, Status, human_bytes};
 use crate::markdown::code;
@@ -55,8 +52,7 @@ pub fn diagnose(spec: &CheckSpec, result: &CheckResult, policy: &Policy) -> Diag
         }
     };
     let mut d = match &spec.probe {
-        ProbeSpec::Disk { path, .. } if spec.host.is_some() => remote_disk(path, spec.host.as_deref().unwrap_or(""), result, policy),
-        ProbeSpec::Disk { path, .. } => disk(path, result, policy),
+        ProbeSpec::Disk { path, .. } => disk(path, spec.host.as_deref(), result),
         ProbeSpec::Http { url, .. } => {
             let mut plan = Vec::new();
             run_repair(&mut plan);
@@ -287,21 +283,22 @@ pub fn waiting(spec: &CheckSpec, result: &CheckResult) -> Option<String> {
     }
 }
 
-/// A full disk on an inventory host: the plan cleans the declared roots under
-/// the path; the findings come from the remote scan (pipeline).
-fn remote_disk(path: &Path, host: &str, result: &CheckResult, policy: &Policy) -> Diagnosis {
-    let plan: Vec<Action> = policy.clean_roots.iter().filter(|r| r.starts_with(path)).map(|r| Action::CleanLogs { root: r.clone(), host: Some(host.to_string()) }).collect();
-    let mut steps = vec![format!("usage: {}", code(&result.summary))];
-    if plan.is_empty() {
-        steps.push(format!("no clean root of AGENTS.md lies under {} on {host}", code(&path.display().to_string())));
-    }
+/// A full disk (here or on a host): the class and the title. The findings
+/// and the plan come from `disk::look` and `disk::findings` (the pipeline runs
+/// the listing, which is async and, on a host, one SSH round trip): nothing is
+/// planned before the listing shows what would help.
+fn disk(path: &Path, host: Option<&str>, result: &CheckResult) -> Diagnosis {
     Diagnosis {
         investigate: true,
         class: if result.summary.contains("inodes") { "inodes-full" } else { "disk-full" },
-        title: format!("Disk almost full: {} on {host}", path.display()),
-        steps,
-        prevention: vec!["rotate and compress logs daily (logrotate with compress and maxage)".into(), "alert at 70% so there is time before the limit".into()],
-        plan,
+        title: format!("Disk almost full: {}{}", path.display(), host.map(|h| format!(" on {h}")).unwrap_or_default()),
+        steps: vec![format!("usage: {}", code(&result.summary))],
+        prevention: vec![
+            "rotate and compress logs daily (logrotate with compress and maxage)".into(),
+            "alert at 70% so there is time before the limit".into(),
+            "disable or size-limit core dumps (systemd-coredump MaxUse=)".into(),
+        ],
+        plan: Vec::new(),
     }
 }
 
@@ -320,113 +317,6 @@ pub fn top_memory(n: usize) -> Vec<String> {
         .collect();
     procs.sort_by_key(|p| std::cmp::Reverse(p.0));
     procs.into_iter().take(n).map(|(_, s)| s).collect()
-}
-
-/// What a bounded walk of a filesystem found.
-#[derive(Debug, Default)]
-struct Scan {
-    by_child: BTreeMap<PathBuf, u64>,
-    old_logs: (u32, u64),
-    big_logs: (u32, u64),
-    cores: Vec<(PathBuf, u64)>,
-    entries: usize,
-    partial: bool,
-}
-
-const SCAN_ENTRIES: usize = 300_000;
-const SCAN_TIME: Duration = Duration::from_secs(3);
-
-fn scan(root: &Path, old: Duration, big: u64) -> Scan {
-    let mut s = Scan::default();
-    let Ok(meta) = fs::metadata(root) else { return s };
-    let dev = meta.dev();
-    let started = Instant::now();
-    let now = SystemTime::now();
-    let mut stack: Vec<(PathBuf, Option<PathBuf>)> = vec![(root.to_path_buf(), None)];
-    while let Some((dir, child)) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            s.entries += 1;
-            if s.entries > SCAN_ENTRIES || started.elapsed() > SCAN_TIME {
-                s.partial = true;
-                return s;
-            }
-            let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
-            let top = child.clone().unwrap_or_else(|| e.path());
-            if m.is_dir() {
-                if m.dev() == dev {
-                    stack.push((e.path(), Some(top)));
-                }
-                continue;
-            }
-            if !m.is_file() {
-                continue;
-            }
-            let size = m.blocks() * 512;
-            *s.by_child.entry(top).or_default() += size;
-            let name = e.file_name().to_string_lossy().to_string();
-            let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
-            if is_core(&name) {
-                s.cores.push((e.path(), m.len()));
-            } else if is_log(&name) && age > old {
-                s.old_logs.0 += 1;
-                s.old_logs.1 += m.len();
-            } else if is_log(&name) && m.len() > big {
-                s.big_logs.0 += 1;
-                s.big_logs.1 += m.len();
-            }
-        }
-    }
-    s
-}
-
-/// Findings of a bounded scan of the filesystem holding `path` (the `disk_usage` tool).
-pub fn disk_report(path: &Path, settings: &crate::actions::clean_logs::CleanSettings) -> Vec<String> {
-    findings(path, settings, 8)
-}
-
-/// The largest directories (`top` of them), old logs, big logs and core dumps under `path`.
-fn findings(path: &Path, settings: &crate::actions::clean_logs::CleanSettings, top: usize) -> Vec<String> {
-    let s = scan(path, settings.max_age, settings.gzip_over_bytes);
-    let mut steps = Vec::new();
-    let mut largest: Vec<_> = s.by_child.iter().collect();
-    largest.sort_by(|a, b| b.1.cmp(a.1));
-    let dirs: Vec<String> = largest.iter().take(top).map(|(p, n)| format!("{} {}", code(&p.display().to_string()), human_bytes(**n))).collect();
-    if !dirs.is_empty() {
-        steps.push(format!("largest under {}: {}", code(&path.display().to_string()), dirs.join(", ")));
-    }
-    let days = settings.max_age.as_secs() / 86_400;
-    steps.push(format!("{} log file(s) older than {days} days: {}", s.old_logs.0, human_bytes(s.old_logs.1)));
-    steps.push(format!("{} uncompressed log(s) over {}: {}", s.big_logs.0, human_bytes(settings.gzip_over_bytes), human_bytes(s.big_logs.1)));
-    let core_total: u64 = s.cores.iter().map(|(_, n)| n).sum();
-    steps.push(format!("{} core dump(s): {}", s.cores.len(), human_bytes(core_total)));
-    if s.partial {
-        steps.push(format!("scan stopped after {} entries / {}s: figures are a lower bound", s.entries, SCAN_TIME.as_secs()));
-    }
-    steps
-}
-
-fn disk(path: &Path, result: &CheckResult, policy: &Policy) -> Diagnosis {
-    let inodes = result.summary.contains("inodes");
-    let mut steps = vec![format!("usage: {}", code(&result.summary))];
-    steps.extend(findings(path, &policy.clean_logs, 5));
-    let dev = fs::metadata(path).map(|m| m.dev()).ok();
-    let plan: Vec<Action> = policy.clean_roots.iter().filter(|r| fs::metadata(r).is_ok_and(|m| Some(m.dev()) == dev)).map(|r| Action::CleanLogs { root: r.clone(), host: None }).collect();
-    if plan.is_empty() {
-        steps.push(format!("no clean root of AGENTS.md lies on this filesystem: nightshift may not clean anything under {}", code(&path.display().to_string())));
-    }
-    Diagnosis {
-        investigate: true,
-        class: if inodes { "inodes-full" } else { "disk-full" },
-        title: format!("Disk almost full: {}", path.display()),
-        steps,
-        prevention: vec![
-            "rotate and compress logs daily (logrotate with compress and maxage)".into(),
-            "alert at 70% so there is time before the limit".into(),
-            "disable or size-limit core dumps (systemd-coredump MaxUse=)".into(),
-        ],
-        plan,
-    }
 }
 
 /// With an infrastructure repository configured, a memory-limit proposal

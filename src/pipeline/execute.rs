@@ -15,17 +15,39 @@ use crate::memory::journal::JournalEntry;
 use crate::memory::notes::Incident;
 
 impl Runner<'_> {
-    /// A full disk on a host: the largest directories and what old logs, big
-    /// logs and core dumps hold (bounded commands over SSH, output parsed).
-    pub(super) async fn remote_disk_findings(&self, host: &str, path: &std::path::Path, steps: &mut Vec<String>) {
-        match actions::host::largest_dirs(&self.ctx, host, path).await {
-            Ok(dirs) if !dirs.is_empty() => steps.push(format!("largest under {} on {host}: {}", code(&path.display().to_string()), dirs.join(", "))),
-            Ok(_) => {}
-            Err(e) => steps.push(format!("could not list the largest directories on {host}: {}", code(&e))),
-        }
-        match actions::host::clean_logs(&self.ctx, Some(host), path, &self.ws.policy.clean_logs, false).await {
-            Ok(found) => steps.push(format!("found under the whole path: {}", found.replace("delete ", "").replace("gzip ", "").replace("remove ", ""))),
-            Err(e) => steps.push(format!("could not scan for old logs on {host}: {}", code(&e))),
+    /// A full disk, here or on a host: one read-only listing (`diagnosis::disk`,
+    /// one round trip over SSH) gives the note its findings and the plan its
+    /// steps; nothing is planned that the findings do not show would help.
+    pub(super) async fn disk_findings(&self, spec: &CheckSpec, diag: &mut crate::diagnosis::Diagnosis) {
+        let checks::ProbeSpec::Disk { path, max_used_percent, max_inodes_percent, .. } = &spec.probe else { return };
+        let host = spec.host.as_deref();
+        let inodes_full = diag.class == "inodes-full";
+        // The services nightshift may restart on that host: the units of its declared `service` checks.
+        let units = self
+            .ws
+            .heartbeat
+            .checks
+            .iter()
+            .filter(|c| c.host.as_deref() == host)
+            .filter_map(|c| match &c.probe {
+                checks::ProbeSpec::Service { by: checks::ServiceRef::Unit(u), .. } => Some(u.clone()),
+                _ => None,
+            })
+            .collect();
+        let from = if inodes_full { 0.0 } else { max_inodes_percent.unwrap_or(90.0).min(90.0) };
+        match crate::diagnosis::disk::look(&self.ctx, host, path, &self.ws.policy, from).await {
+            Ok(facts) => {
+                let lim = crate::diagnosis::disk::Limits { host, max_used_percent: *max_used_percent, inodes_full, units };
+                let (steps, plan) = crate::diagnosis::disk::findings(&facts, path, &self.ws.policy, &lim);
+                // The sentence first, then the check's own figures, then the rest.
+                let usage = std::mem::take(&mut diag.steps);
+                let mut it = steps.into_iter();
+                diag.steps = it.next().into_iter().chain(usage).chain(it).collect();
+                diag.plan.extend(plan);
+            }
+            Err(e) => {
+                diag.steps.push(format!("could not list what fills the disk{}: {}; nothing is planned without it, a human must look", host.map(|h| format!(" on {h}")).unwrap_or_default(), code(&e)))
+            }
         }
     }
 
@@ -58,6 +80,10 @@ impl Runner<'_> {
             Action::OpenPr { .. } => match self.pr_request(action, None, "") {
                 Ok((cfg, req)) => crate::pr::preview(&cfg, &req).await,
                 Err(e) => e,
+            },
+            Action::ResizeVolume { .. } => match &self.ws.policy.resize_volume {
+                Some(r) => format!("would ask webhook {} to {}", r.webhook, action.describe()),
+                None => "no `resize_volume:` in AGENTS.md: nothing to ask".into(),
             },
             Action::ReplaceNode { node, .. } => match &self.ws.policy.replace_node {
                 Some(r) => format!("would ask webhook {} to replace node {node}", r.webhook),
@@ -103,6 +129,21 @@ impl Runner<'_> {
         fields.insert("reason".into(), incident.map_or_else(|| "drained and NotReady".to_string(), |i| i.title.clone()).into());
         let dead = self.mem.dead_letters();
         crate::actions::notify::request(w, "replace_node", fields, incident.map(|i| i.id.as_str()), &dead).await
+    }
+
+    /// `resize_volume`: the request goes to the webhook that holds the cloud's credentials.
+    async fn resize_volume(&self, action: &Action, incident: Option<&Incident>) -> Result<String, String> {
+        let Action::ResizeVolume { path, host } = action else { return Err("not a volume resize".into()) };
+        let Some(cfg) = &self.ws.policy.resize_volume else {
+            return Err("no `resize_volume:` in AGENTS.md: name the webhook that grows volumes".into());
+        };
+        let w = self.ws.policy.webhook(&cfg.webhook)?;
+        let mut fields = serde_json::Map::new();
+        fields.insert("path".into(), path.display().to_string().into());
+        fields.insert("host".into(), host.clone().into());
+        fields.insert("reason".into(), incident.map_or_else(|| "cleaning cannot bring the disk under its limit".to_string(), |i| i.title.clone()).into());
+        let dead = self.mem.dead_letters();
+        crate::actions::notify::request(w, "resize_volume", fields, incident.map(|i| i.id.as_str()), &dead).await
     }
 
     async fn open_pr(&self, action: &Action, incident: Option<&Incident>, allowed: &str) -> Result<String, String> {
@@ -215,6 +256,7 @@ impl Runner<'_> {
             Action::Notify { .. } => Err("notify is not run here".into()),
             Action::OpenPr { .. } => self.open_pr(action, incident, allowed).await,
             Action::ReplaceNode { .. } => self.replace_node(action, incident).await,
+            Action::ResizeVolume { .. } => self.resize_volume(action, incident).await,
             Action::Failover { namespace, service, to, from, recover, context } => {
                 let client = self.ctx.kube.get(context.as_deref()).await?;
                 let switched = crate::actions::kube::switch_service(&client, namespace, service, to, KUBE_VERIFY).await?;

@@ -279,8 +279,13 @@ impl Runner<'_> {
                 if !path.is_absolute() {
                     return format!("error: {:?} is not an absolute path", a.path);
                 }
-                let settings = self.ws.policy.clean_logs.clone();
-                let steps = tokio::task::spawn_blocking(move || crate::diagnosis::disk_report(&path, &settings)).await.unwrap_or_default();
+                // The runbook's own listing (read-only); its plan is not the model's to take.
+                let steps = match crate::diagnosis::disk::look(&self.ctx, None, &path, &self.ws.policy, 90.0).await {
+                    Ok(f) => {
+                        crate::diagnosis::disk::findings(&f, &path, &self.ws.policy, &crate::diagnosis::disk::Limits { host: None, max_used_percent: None, inodes_full: false, units: Vec::new() }).0
+                    }
+                    Err(e) => vec![e],
+                };
                 data(json!({ "path": a.path, "findings": steps }))
             }
             "cert_info" => {

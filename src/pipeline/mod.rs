@@ -483,8 +483,8 @@ impl<'a> Runner<'a> {
         let span = tracing::Span::current();
         let mut diag = diagnosis::diagnose(spec, result, &self.ws.policy);
         span.record("class", diag.class);
-        if let (Some(host), checks::ProbeSpec::Disk { path, .. }) = (&spec.host, &spec.probe) {
-            self.remote_disk_findings(host, path, &mut diag.steps).await;
+        if matches!(spec.probe, checks::ProbeSpec::Disk { .. }) {
+            self.disk_findings(spec, &mut diag).await;
         }
         self.kube_findings(spec, result, &mut diag).await;
         let fp = diag.fingerprint(&spec.name, &result.target);

@@ -123,6 +123,13 @@ pub struct NodeReplacement {
     pub after: Duration,
 }
 
+/// AGENTS.md `resize_volume:`: who grows a volume that cleaning cannot bring under its limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeResize {
+    /// A webhook declared under `webhooks:` (an n8n workflow with the cloud's credentials).
+    pub webhook: String,
+}
+
 /// The seed's ladder: 5, 15 and 30 minutes.
 pub fn default_escalation() -> Vec<EscalationLevel> {
     [5, 15, 30].into_iter().map(|m| EscalationLevel { after: Duration::from_secs(m * 60), notify: Vec::new() }).collect()
@@ -156,6 +163,8 @@ pub struct Policy {
     pub escalation: Vec<EscalationLevel>,
     /// Node replacement through a webhook, when configured.
     pub replace_node: Option<NodeReplacement>,
+    /// Volume expansion through a webhook, when configured.
+    pub resize_volume: Option<VolumeResize>,
     /// Where `serve` is reachable: approval requests carry approve/abort URLs under it.
     pub public_url: Option<String>,
     /// `approver_groups:`: `@name` in a rule's `approvers` stands for these ids.
@@ -190,6 +199,7 @@ impl Default for Policy {
             repository: None,
             escalation: default_escalation(),
             replace_node: None,
+            resize_volume: None,
             public_url: None,
             approver_groups: BTreeMap::new(),
         }
@@ -361,6 +371,10 @@ pub fn decide(policy: &Policy, subject: &Subject, history: &History) -> Verdict 
     // Earned trust lowers only its own rule: another matching rule, and every check below, still wins.
     match matching.iter().map(|r| r.decision(history)).max_by_key(|(d, _)| *d) {
         Some(rule) => verdicts.push(rule),
+        // Growing a volume costs money and cannot be undone: without a rule, a human confirms it.
+        None if subject.kind == crate::actions::ActionKind::ResizeVolume => {
+            verdicts.push((policy.unknown_action.max(Decision::Confirm), format!("no rule covers {}: a volume grows only when a human confirms", subject.kind)))
+        }
         None if subject.kind.is_mutating() => verdicts.push((policy.unknown_action, format!("no rule covers {}: unknown_action is {}", subject.kind, policy.unknown_action))),
         None => verdicts.push((Decision::Auto, format!("{} changes nothing", subject.kind))),
     }

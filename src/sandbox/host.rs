@@ -93,8 +93,17 @@ pub struct SmallFs {
 
 impl SmallFs {
     pub fn mount(path: &Path, size: &str) -> Result<Self, String> {
+        Self::mount_with(path, size, None)
+    }
+
+    /// A tmpfs of `size` with at most `inodes` files and directories (`nr_inodes`).
+    pub fn mount_with(path: &Path, size: &str, inodes: Option<u32>) -> Result<Self, String> {
         std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).output().map_err(|e| format!("mount: {e}"))?;
+        let opts = match inodes {
+            Some(n) => format!("size={size},nr_inodes={n}"),
+            None => format!("size={size}"),
+        };
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &opts, "tmpfs"]).arg(path).output().map_err(|e| format!("mount: {e}"))?;
         if !out.status.success() {
             return Err(format!("mounting a {size} tmpfs at {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()));
         }

@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "repository",
     "escalation",
     "replace_node",
+    "resize_volume",
     "public_url",
     "approver_groups",
 ];
@@ -42,6 +43,7 @@ const CLEAN_KEYS: &[&str] = &["max_age", "gzip_over_mb", "core_dumps"];
 const WEBHOOK_KEYS: &[&str] = &["name", "url", "auth_header_env", "severities", "format", "token_env", "channel"];
 const MODEL_KEYS: &[&str] = &["base_url", "name", "api_key_env", "temperature", "timeout", "max_turns", "max_tokens", "max_completion_tokens", "deadline"];
 const REPLACE_NODE_KEYS: &[&str] = &["webhook", "after"];
+const RESIZE_VOLUME_KEYS: &[&str] = &["webhook"];
 const ESCALATION_KEYS: &[&str] = &["after", "notify"];
 const REPOSITORY_KEYS: &[&str] = &["remote", "repo", "token_env", "base", "cache", "manifests", "api_url", "author", "labels", "notes_url"];
 
@@ -178,6 +180,16 @@ pub fn from_node(root: &Node, problems: &mut Problems) -> Policy {
         let after = m.duration("after", problems).map_or(std::time::Duration::from_secs(600), |d| d.as_duration());
         m.finish(REPLACE_NODE_KEYS, problems);
         p.replace_node = webhook.map(|webhook| crate::policy::NodeReplacement { webhook, after });
+    }
+    if let Some(node) = top.get("resize_volume")
+        && let Some(m) = MapReader::new(node, "resize_volume", problems)
+    {
+        let webhook = m.required_str("webhook", problems);
+        if let Some(w) = &webhook {
+            webhook_declared(&p.webhooks, w, "resize_volume", m.key_line("webhook"), problems);
+        }
+        m.finish(RESIZE_VOLUME_KEYS, problems);
+        p.resize_volume = webhook.map(|webhook| crate::policy::VolumeResize { webhook });
     }
     if let Some(node) = top.get("model")
         && let Some(m) = MapReader::new(node, "model", problems)
