@@ -133,10 +133,24 @@ pub fn redact(text: &str) -> String {
     };
     for p in PATTERNS.iter() {
         if p.re.is_match(&out) {
-            out = std::borrow::Cow::Owned(p.re.replace_all(&out, p.with).into_owned());
+            out = std::borrow::Cow::Owned(p.re.replace_all(&out, |c: &regex::Captures<'_>| replacement(p, c)).into_owned());
         }
     }
     out.into_owned()
+}
+
+/// One match's replacement. A value that is already the mark (text redacted once,
+/// then quoted in a code span and redacted again as its note is written) stays as
+/// it is, so the span's closing backticks are not taken for part of the secret.
+fn replacement(p: &Pattern, c: &regex::Captures<'_>) -> String {
+    let whole = c.get(0).map_or("", |m| m.as_str());
+    let value = c.get(1).map_or(whole, |prefix| &whole[prefix.end() - c.get(0).map_or(0, |m| m.start())..]);
+    if value.trim_end_matches('`') == MARK {
+        return whole.to_string();
+    }
+    let mut out = String::new();
+    c.expand(p.with, &mut out);
+    out
 }
 
 /// Redacts every string of a JSON value in place (keys are left as they
@@ -158,6 +172,17 @@ pub fn redact_json(value: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn redacting_twice_keeps_a_code_span_closed() {
+        for secret in ["token=abc123def456", "password: hunter2", "mysqldump -u root -phunter2 db"] {
+            let once = crate::markdown::code(&redact(secret));
+            assert_eq!(redact(&once), once, "a second redaction changed the span of {secret:?}");
+            assert!(once.ends_with('`') && !once.contains("hunter2") && !once.contains("abc123"), "{once}");
+        }
+        // The mark is not a way around redaction: a value that only starts with it is still a secret.
+        assert_eq!(redact("password=[REDACTED]hunter2"), "password=[REDACTED]");
+    }
     use super::redact;
 
     #[test]
