@@ -172,6 +172,7 @@ pub fn redact_json(value: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use super::redact;
 
     #[test]
     fn redacting_twice_keeps_a_code_span_closed() {
@@ -183,7 +184,6 @@ mod tests {
         // The mark is not a way around redaction: a value that only starts with it is still a secret.
         assert_eq!(redact("password=[REDACTED]hunter2"), "password=[REDACTED]");
     }
-    use super::redact;
 
     #[test]
     fn redacts_real_formats() {
