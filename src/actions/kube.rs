@@ -64,14 +64,18 @@ fn images(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
     t.spec.iter().flat_map(|s| s.containers.iter()).filter_map(|c| c.image.clone()).collect::<Vec<_>>().join(", ")
 }
 
-/// The revision a rollback would go to, and the template it would restore.
-async fn undo_plan(client: &Client, namespace: &str, deployment: &str) -> Result<(Deployment, i64, i64, ReplicaSet), String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api
+/// A Deployment that must exist: reading errors explained, absence said.
+async fn read_deployment(client: &Client, namespace: &str, deployment: &str) -> Result<Deployment, String> {
+    Api::<Deployment>::namespaced(client.clone(), namespace)
         .get_opt(deployment)
         .await
         .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
-        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))
+}
+
+/// The revision a rollback would go to, and the template it would restore.
+async fn undo_plan(client: &Client, namespace: &str, deployment: &str) -> Result<(Deployment, i64, i64, ReplicaSet), String> {
+    let d = read_deployment(client, namespace, deployment).await?;
     if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
         return Err(format!("refused: deployment {namespace}/{deployment} is paused; resume it before rolling back"));
     }
@@ -212,19 +216,11 @@ pub async fn switch_service(client: &Client, namespace: &str, service: &str, to:
     }
 }
 
-/// Starts a Deployment's recovery: a rollback when its newest revision is
-/// what fails (a rollout that has not completed and has a revision before
-/// it), else a rolling restart.
 /// How a failed-over primary recovers: `true` for a rollback (its rollout
 /// never completed and there is a revision to go back to), `false` for a
 /// rolling restart. Deciding only: the pipeline gates and runs the action.
 pub async fn recovery_is_undo(client: &Client, namespace: &str, deployment: &str) -> Result<bool, String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api
-        .get_opt(deployment)
-        .await
-        .map_err(|e| explain(&e, &format!("reading deployment {namespace}/{deployment}")))?
-        .ok_or_else(|| format!("deployment {namespace}/{deployment} does not exist"))?;
+    let d = read_deployment(client, namespace, deployment).await?;
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let updated = d.status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
     let stuck = d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")));
