@@ -15,23 +15,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use support::Ws;
-use support::cluster::{self, Cluster, DeploymentExt, create, deployment, nightshift_json, pods_are, pods_of, ready, wait_for, waiting};
+use support::cluster::{self, Cluster, DeploymentExt, acted, create, deployment, incident, nightshift_json, note, pods_are, pods_of, ready, wait_for, waiting};
 use support::kubelet::{self, Kubelet};
 
 const LIMIT: Duration = Duration::from_secs(40);
-
-fn incident<'a>(v: &'a Value, fingerprint: &str) -> &'a Value {
-    v["incidents"].as_array().unwrap().iter().find(|i| i["fingerprint"] == fingerprint).unwrap_or_else(|| panic!("no incident {fingerprint}: {v:#}"))
-}
-
-/// The actions nightshift proposed or took (notifications left out).
-fn acted(inc: &Value) -> Vec<&Value> {
-    inc["actions"].as_array().unwrap().iter().filter(|a| a["action"] != "notify").collect()
-}
-
-fn note(ws: &Ws, inc: &Value) -> String {
-    std::fs::read_to_string(ws.memory().join("incidents").join(format!("{}.md", inc["id"].as_str().unwrap()))).unwrap()
-}
 
 fn uids(pods: &[Pod]) -> Vec<Option<String>> {
     pods.iter().map(|p| p.metadata.uid.clone()).collect()

@@ -223,3 +223,18 @@ pub fn ready(p: &Pod) -> bool {
 pub fn pods_check(ns: &str) -> String {
     format!("checks:\n  - name: pods\n    kind: k8s-pods\n    namespace: {ns}\n    max_restarts: 3\n    ready_grace: 0s\n")
 }
+
+/// The incident of a `heartbeat --json` report with this fingerprint.
+pub fn incident<'a>(v: &'a serde_json::Value, fingerprint: &str) -> &'a serde_json::Value {
+    v["incidents"].as_array().unwrap().iter().find(|i| i["fingerprint"] == fingerprint).unwrap_or_else(|| panic!("no incident {fingerprint}: {v:#}"))
+}
+
+/// The actions nightshift proposed or took for an incident (notifications left out).
+pub fn acted(inc: &serde_json::Value) -> Vec<&serde_json::Value> {
+    inc["actions"].as_array().unwrap().iter().filter(|a| a["action"] != "notify").collect()
+}
+
+/// An incident's note as written to memory.
+pub fn note(ws: &super::Ws, inc: &serde_json::Value) -> String {
+    std::fs::read_to_string(ws.memory().join("incidents").join(format!("{}.md", inc["id"].as_str().unwrap()))).unwrap()
+}
