@@ -68,18 +68,3 @@ pub async fn restart_service(ctx: &Context, host: Option<&str>, unit: &str) -> R
         code => Err(format!("restart of {unit}{place} exited {}: {}", code.map_or("on a signal".into(), |c| c.to_string()), out.stderr.trim())),
     }
 }
-
-/// The largest directories under `path` on a host (bounded `du`, same filesystem).
-pub async fn largest_dirs(ctx: &Context, host: &str, path: &std::path::Path) -> Result<Vec<String>, String> {
-    let p = path.display().to_string();
-    let out = sh(ctx, Some(host), "timeout 60 du -xk -d1 -- \"$1\" 2>/dev/null | sort -rn | head -6", &[&p], Duration::from_secs(70)).await?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let (kb, dir) = l.split_once(char::is_whitespace)?;
-            let kb: u64 = kb.trim().parse().ok()?;
-            (dir.trim() != p).then(|| format!("{} {}", crate::markdown::code(dir.trim()), human_bytes(kb * 1024)))
-        })
-        .collect())
-}
